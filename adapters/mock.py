@@ -1,0 +1,91 @@
+"""The offline mock: a deterministic reply streamed like a real model, with scripted failures.
+
+It uses no network. It records every request it was asked, so tests and demos can check them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, Sleep, TextDelta, Usage
+from proxy.errors import UpstreamRejected, UpstreamUnavailable
+
+DEFAULT_REPLY = (
+    "Server-Sent Events let a server push a stream of text to the browser over one plain HTTP "
+    "response. This reply comes from llm-sse-proxy's offline mock, one small chunk at a time, "
+    "so your page can be built and tested without a key or a network."
+)
+
+
+class MockOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reply: str = DEFAULT_REPLY
+    echo: bool = Field(False, description="reply with the last user message instead")
+    chunk_chars: int = Field(6, ge=1)
+    chunk_delay_ms: float = Field(30, ge=0)
+    first_token_delay_ms: float = Field(0, ge=0)
+    finish_reason: str = "stop"
+    fail_before_first_token: bool = False
+    fail_after_chunks: int | None = Field(None, ge=0)
+    fail_kind: Literal["unavailable", "rejected"] = "unavailable"
+    fail_message: str = "the mock upstream failed, as scripted"
+
+
+class MockAdapter:
+    def __init__(self, options: MockOptions, *, sleep: Sleep = anyio.sleep) -> None:
+        self.options = options
+        self.sleep = sleep
+        self.requests: list[ChatRequest] = []
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        self.requests.append(request)
+        opts = self.options
+        if opts.first_token_delay_ms:
+            await self.sleep(opts.first_token_delay_ms / 1000)
+        if opts.fail_before_first_token:
+            raise self._failure()
+        chunks = split_reply(self._reply(request), opts.chunk_chars)
+        limit = request.max_tokens
+        for index, chunk in enumerate(chunks):
+            if index == opts.fail_after_chunks:
+                raise self._failure()
+            if limit is not None and index >= limit:
+                yield Finish("length", _usage(request, index))
+                return
+            if index and opts.chunk_delay_ms:
+                await self.sleep(opts.chunk_delay_ms / 1000)
+            yield TextDelta(chunk)
+        yield Finish(opts.finish_reason, _usage(request, len(chunks)))
+
+    def _reply(self, request: ChatRequest) -> str:
+        if not self.options.echo:
+            return self.options.reply
+        users = [m.content for m in request.messages if m.role == "user"]
+        return users[-1] if users else self.options.reply
+
+    def _failure(self) -> Exception:
+        if self.options.fail_kind == "rejected":
+            return UpstreamRejected(self.options.fail_message)
+        return UpstreamUnavailable(self.options.fail_message)
+
+
+def split_reply(text: str, size: int) -> list[str]:
+    """Fixed-size chunks of code points; never an empty one."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or []
+
+
+def _usage(request: ChatRequest, completion_chunks: int) -> Usage:
+    prompt = sum(len(m.content.split()) for m in request.messages)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion_chunks)
+
+
+def build(options: MockOptions, *, http: object = None, sleep: Sleep = anyio.sleep) -> MockAdapter:
+    return MockAdapter(options, sleep=sleep)
+
+
+SPEC = AdapterSpec(options=MockOptions, build=build)

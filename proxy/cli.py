@@ -1,0 +1,90 @@
+"""`llm-sse-proxy`: run the proxy, or `llm-sse-proxy mock-upstream` to run a fake OpenAI server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from types import FrameType
+
+import uvicorn
+
+from proxy.app import create_app
+from proxy.config import Config, ConfigError, load_config
+from proxy.response import Shutdown
+
+DESCRIPTION = """Stream LLM answers to browsers as Server-Sent Events.
+
+Serves POST /chat (JSON) and GET /stream?prompt=... (EventSource) on one tiny event schema:
+data: {"text": ...} per delta, then one data: {"action": "terminate", "reason": ...}.
+
+Other commands:
+  llm-sse-proxy mock-upstream --port 9000   run a fake OpenAI-compatible server with fault injection
+"""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="llm-sse-proxy", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default="config.yaml", help="YAML config file (default: %(default)s)")
+    parser.add_argument("--host", help="interface to bind (default: server.host in the config)")
+    parser.add_argument("--port", type=int, help="port to bind (default: server.port in the config)")
+    parser.add_argument("--mock", action="store_true", help="point every model at the offline mock adapter")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mock-upstream"]:
+        from adapters.mock_upstream import main as mock_upstream_main
+
+        return mock_upstream_main(argv[1:])
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config, mock=args.mock)
+    except ConfigError as exc:
+        print(f"llm-sse-proxy: config error: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    shutdown = Shutdown(grace=config.server.shutdown_grace)
+    app = create_app(config, shutdown=shutdown)
+    server = GracefulServer(uvicorn_config(app, host, port, config, args.log_level), shutdown)
+    server.run()
+    return 0
+
+
+def uvicorn_config(app: object, host: str, port: int, config: Config, log_level: str, **extra: object) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        # Streams get the grace period to end with a terminate; uvicorn would otherwise wait forever.
+        timeout_graceful_shutdown=config.server.shutdown_grace + 2,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+class GracefulServer(uvicorn.Server):
+    """Tells open streams that the server is stopping, so they can end with a terminate."""
+
+    def __init__(self, config: uvicorn.Config, shutdown: Shutdown) -> None:
+        super().__init__(config)
+        self.shutdown_signal = shutdown
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is not None:
+            # A signal handler must not touch the loop directly; this wakes it safely.
+            self._loop.call_soon_threadsafe(self.shutdown_signal.event.set)
+        super().handle_exit(sig, frame)

@@ -1,0 +1,171 @@
+"""config.yaml: read once at start, validated, with errors that name the file and the field.
+
+This is the only module that reads the environment: `${VAR}` in any string takes its value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adapters import REGISTRY
+
+
+class ConfigError(Exception):
+    """A bad config file; the message names the file and the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    cors_origins: list[str] = ["*"]
+    ping_interval: float = Field(15.0, gt=0)
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    shutdown_grace: float = Field(5.0, ge=0)
+
+
+class RetryConfig(_Section):
+    attempts: int = Field(3, ge=1, le=20)
+    backoff_initial: float = Field(0.5, ge=0)
+    backoff_max: float = Field(8.0, ge=0)
+    retry_after_max: float = Field(30.0, ge=0)
+
+
+class TimeoutsConfig(_Section):
+    connect: float = Field(5.0, gt=0)
+    first_token: float = Field(30.0, gt=0)
+    idle: float = Field(30.0, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class ModelConfig(_Section):
+    name: str = Field(min_length=1)
+    adapter: str
+    fallbacks: list[str] = []
+    options: Any = None  # the adapter's own options model, validated by its spec
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    default_model: str
+    default_prompt: str = "Tell me about Server-Sent Events."
+    models: list[ModelConfig] = Field(min_length=1)
+    retry: RetryConfig = RetryConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_MODEL_KEYS = {"name", "adapter", "fallbacks"}
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    mock: bool = False,
+) -> Config:
+    """Read, substitute and validate a config file. `mock` points every model at the mock."""
+    where = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
+    return parse_config(raw, where=where, environ=os.environ if environ is None else environ, mock=mock)
+
+
+def parse_config(raw: Any, *, where: str, environ: Mapping[str, str], mock: bool = False) -> Config:
+    """Validate an already-parsed YAML tree; `where` names it in errors."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping")
+    models = raw.get("models")
+    if not isinstance(models, list) or not models:
+        raise ConfigError(f"{where}: models: a non-empty list of models is required")
+    if mock:
+        models = [_as_mock(m) for m in models]
+    parsed = [_parse_model(m, f"models[{i}]", where, environ) for i, m in enumerate(models)]
+    rest = _substitute({k: v for k, v in raw.items() if k != "models"}, "", where, environ)
+    try:
+        config = Config.model_validate({**rest, "models": parsed})
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_first_problem(exc)}") from None
+    _check_references(config, where)
+    return config
+
+
+def _parse_model(raw: Any, loc: str, where: str, environ: Mapping[str, str]) -> ModelConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {loc}: each model must be a mapping")
+    if isinstance(raw.get("name"), str):
+        loc = f"{loc} ({raw['name']})"
+    raw = _substitute(raw, loc, where, environ)
+    spec = REGISTRY.get(raw.get("adapter"))  # type: ignore[arg-type]
+    if spec is None:
+        known = ", ".join(sorted(REGISTRY))
+        raise ConfigError(f"{where}: {loc}.adapter: unknown adapter {raw.get('adapter')!r} (known: {known})")
+    try:
+        options = spec.options.model_validate({k: v for k, v in raw.items() if k not in _MODEL_KEYS})
+        return ModelConfig.model_validate({**{k: raw[k] for k in _MODEL_KEYS if k in raw}, "options": options})
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {loc}.{_first_problem(exc)}") from None
+
+
+def _as_mock(model: Any) -> Any:
+    if not isinstance(model, dict):
+        return model
+    return {k: model[k] for k in ("name", "fallbacks") if k in model} | {"adapter": "mock"}
+
+
+def _substitute(value: Any, loc: str, where: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        def lookup(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{where}: {loc.lstrip('.')}: environment variable {name} is not set")
+            return environ[name]
+        return _VAR.sub(lookup, value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, f"{loc}.{k}", where, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{loc}[{i}]", where, environ) for i, v in enumerate(value)]
+    return value
+
+
+def _check_references(config: Config, where: str) -> None:
+    names = [m.name for m in config.models]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{where}: models: duplicate name {duplicates[0]!r}")
+    if config.default_model not in names:
+        raise ConfigError(f"{where}: default_model: {config.default_model!r} is not one of the models")
+    for i, model in enumerate(config.models):
+        for fallback in model.fallbacks:
+            if fallback not in names or fallback == model.name:
+                raise ConfigError(f"{where}: models[{i}] ({model.name}).fallbacks: unknown model {fallback!r}")
+
+
+def _first_problem(exc: ValidationError) -> str:
+    # Never echo the input: it may be a key.
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    return f"{field}: {error['msg']}"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "parse error"
+    return f"line {mark.line + 1}: {problem}" if mark is not None else str(problem)

@@ -1,0 +1,81 @@
+"""The project's exceptions. Library errors are translated into these where they enter.
+
+ProxyError
+├── RequestError            4xx before the stream starts
+│   ├── BadRequest          400
+│   ├── NotFound            404
+│   ├── MethodNotAllowed    405
+│   ├── PayloadTooLarge     413
+│   └── UnsupportedMediaType 415
+└── UpstreamError           inside the stream: terminate with reason "error"
+    ├── UpstreamUnavailable retryable (connect errors, 408/409/429/5xx)
+    ├── UpstreamTimeout     retryable before the first token
+    ├── UpstreamRejected    not retryable (400/401/403/404/422, quota)
+    └── UpstreamTruncated   the upstream ended without its end marker
+"""
+
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    type = "proxy_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RequestError(ProxyError):
+    status = 400
+    type = "invalid_request"
+
+
+class BadRequest(RequestError):
+    pass
+
+
+class NotFound(RequestError):
+    status = 404
+    type = "not_found"
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+    type = "method_not_allowed"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    type = "payload_too_large"
+
+
+class UpstreamError(ProxyError):
+    type = "upstream_error"
+    retryable = False
+
+
+class UpstreamUnavailable(UpstreamError):
+    type = "upstream_unavailable"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamTimeout(UpstreamError):
+    type = "timeout"
+    retryable = True
+
+
+class UpstreamRejected(UpstreamError):
+    type = "upstream_rejected"
+
+
+class UpstreamTruncated(UpstreamError):
+    type = "truncated"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    type = "unsupported_media_type"

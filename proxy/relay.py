@@ -1,0 +1,173 @@
+"""Deltas in, event payloads out: retries, fallbacks, timeouts and the commit point.
+
+One policy: before the first event has gone to the client, a retryable upstream error is retried
+(tenacity), then the next fallback model is tried. After it, any failure ends the stream with an
+error terminate, so no text is ever sent twice. Every run emits exactly one terminate, last.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from proxy.config import RetryConfig, TimeoutsConfig
+from proxy.deltas import Adapter, ChatRequest, Delta, Finish, Sleep, TextDelta, Usage
+from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamTruncated
+from proxy.sse import terminate_payload, text_payload
+
+log = logging.getLogger("llm_sse_proxy.relay")
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A configured model: its name and its adapter."""
+
+    name: str
+    adapter: Adapter
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a stream ended, for the access log and metrics."""
+
+    reason: str = "cancelled"
+    model: str | None = None
+    usage: Usage | None = None
+    error_type: str | None = None
+    attempts: int = 0
+    fallbacks: int = 0
+    ttft: float | None = None
+    chunks: int = 0
+    retries: list[str] = field(default_factory=list)
+
+
+class Relay:
+    """Runs one chat request through a chain of upstreams and emits the browser's events."""
+
+    def __init__(
+        self,
+        chain: Sequence[Upstream],
+        request: ChatRequest,
+        *,
+        retry: RetryConfig,
+        timeouts: TimeoutsConfig,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        self.chain = chain
+        self.request = request
+        self.retry = retry
+        self.timeouts = timeouts
+        self.sleep = sleep
+        self.outcome = Outcome()
+        self.committed = False
+        self._started = 0.0
+        self._total_deadline = math.inf
+
+    async def run(self, emit: Emit) -> Outcome:
+        """Emit text events, then exactly one terminate. Only cancellation escapes."""
+        self._started = anyio.current_time()
+        self._total_deadline = self._started + self.timeouts.total
+        try:
+            await self._through_chain(emit)
+        except UpstreamError as exc:
+            await self._fail(emit, exc.type, exc.message)
+        except Exception:  # the one boundary where a bug must not become a hung or bare-cut stream
+            log.exception("relay failed")
+            await self._fail(emit, "internal_error", "the proxy failed; see its log")
+        return self.outcome
+
+    async def _through_chain(self, emit: Emit) -> None:
+        last: UpstreamError | None = None
+        for position, upstream in enumerate(self.chain):
+            self.outcome.fallbacks = position
+            try:
+                await self._with_retries(upstream, emit)
+                return
+            except UpstreamError as exc:
+                if self.committed:
+                    raise
+                log.warning("model %s failed: %s: %s", upstream.name, exc.type, exc.message)
+                last = exc
+        assert last is not None
+        raise last
+
+    async def _with_retries(self, upstream: Upstream, emit: Emit) -> None:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=self._wait,
+            retry=retry_if_exception(self._should_retry),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                self.outcome.attempts += 1
+                await self._stream(upstream, emit)
+
+    def _should_retry(self, exc: BaseException) -> bool:
+        # Never True for CancelledError: tenacity would swallow the client's disconnect.
+        if self.committed or not isinstance(exc, UpstreamError) or not exc.retryable:
+            return False
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None and retry_after > self.retry.retry_after_max:
+            return False
+        if anyio.current_time() >= self._total_deadline:
+            return False
+        self.outcome.retries.append(exc.type)
+        return True
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after)
+        backoff = wait_exponential_jitter(
+            multiplier=self.retry.backoff_initial,
+            max=self.retry.backoff_max,
+            jitter=self.retry.backoff_initial,
+        )
+        return backoff(state)
+
+    async def _stream(self, upstream: Upstream, emit: Emit) -> None:
+        async with aclosing(upstream.adapter.stream(self.request)) as deltas:
+            deadline = min(anyio.current_time() + self.timeouts.first_token, self._total_deadline)
+            delta = await self._next(deltas, deadline, f"no first token within {self.timeouts.first_token:g} s")
+            self.committed = True
+            self.outcome.model = upstream.name
+            self.outcome.ttft = anyio.current_time() - self._started
+            while isinstance(delta, TextDelta):
+                await emit(text_payload(delta.text))
+                self.outcome.chunks += 1
+                deadline = min(anyio.current_time() + self.timeouts.idle, self._total_deadline)
+                delta = await self._next(deltas, deadline, f"the upstream was silent for {self.timeouts.idle:g} s")
+            await self._finish(emit, delta)
+
+    async def _next(self, deltas: AsyncIterator[Delta], deadline: float, why: str) -> Delta:
+        with anyio.CancelScope(deadline=deadline):
+            try:
+                return await deltas.__anext__()
+            except StopAsyncIteration:
+                raise UpstreamTruncated("the upstream ended without finishing the answer") from None
+        if deadline >= self._total_deadline:
+            raise UpstreamTimeout(f"the stream exceeded its total time limit of {self.timeouts.total:g} s")
+        raise UpstreamTimeout(why)
+
+    async def _finish(self, emit: Emit, finish: Finish) -> None:
+        self.outcome.reason = finish.reason
+        self.outcome.usage = finish.usage
+        await emit(terminate_payload(finish.reason, usage=finish.usage, model=self.outcome.model))
+
+    async def _fail(self, emit: Emit, error_type: str, message: str) -> None:
+        self.outcome.reason = "error"
+        self.outcome.error_type = error_type
+        await emit(terminate_payload("error", error=(error_type, message), model=self.outcome.model))

@@ -1,0 +1,118 @@
+"""The streaming response: one ASGI callable per stream.
+
+It numbers and sends the events a producer emits, sends a keep-alive comment whenever the stream
+has been idle for `ping_interval` (before the first token too), stops the producer at once when
+the client goes away, and on shutdown lets it finish within a grace period before ending it with
+a `shutdown` terminate. Pings run in their own task, so no upstream read is ever interrupted to
+send one (streaming-pitfalls.md 7.5).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+from starlette.types import Receive, Scope, Send
+
+from anyio.abc import TaskGroup
+
+from proxy.relay import Emit
+from proxy.sse import PING, encode_event, terminate_payload
+
+log = logging.getLogger("llm_sse_proxy.stream")
+
+Produce = Callable[[Emit], Awaitable[object]]
+OnDone = Callable[[str | None], None]  # "cancelled", "shutdown", or None when the producer finished
+
+SSE_HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}
+
+
+class Shutdown:
+    """Set once when the server begins to stop; streams then have `grace` seconds left."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.event = anyio.Event()
+
+
+class SSEResponse:
+    def __init__(
+        self,
+        produce: Produce,
+        *,
+        ping_interval: float,
+        shutdown: Shutdown | None = None,
+        headers: Mapping[str, str] | None = None,
+        on_done: OnDone | None = None,
+    ) -> None:
+        self.produce = produce
+        self.ping_interval = ping_interval
+        self.shutdown = shutdown
+        self.headers = {**SSE_HEADERS, **(headers or {})}
+        self.on_done = on_done
+        self._send: Send | None = None
+        self._events = 0
+        self._last_write = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._send = send
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        self._last_write = anyio.current_time()
+        ending: str | None = None
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._ping)
+
+            async def watch_disconnect() -> None:
+                nonlocal ending
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                ending = "cancelled"
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(watch_disconnect)
+            if not await self._run_until_shutdown(tasks):
+                ending = "shutdown"
+            tasks.cancel_scope.cancel()
+        if ending != "cancelled":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if self.on_done is not None:
+            self.on_done(ending)
+
+    async def _run_until_shutdown(self, tasks: TaskGroup) -> bool:
+        """True if the producer finished; False if shutdown ended it with a terminate."""
+        with anyio.CancelScope() as work:
+            if self.shutdown is not None:
+                tasks.start_soon(self._end_on_shutdown, work)
+            await self.produce(self.emit)
+            return True
+        await self.emit(terminate_payload("shutdown"))
+        return False
+
+    async def _end_on_shutdown(self, work: anyio.CancelScope) -> None:
+        assert self.shutdown is not None
+        await self.shutdown.event.wait()
+        await anyio.sleep(self.shutdown.grace)
+        work.cancel()
+
+    async def emit(self, payload: dict[str, Any]) -> None:
+        """Send one event; the producer awaits it, so a slow client slows the producer."""
+        self._events += 1
+        await self._write(encode_event(self._events, payload))
+
+    async def _write(self, data: bytes) -> None:
+        assert self._send is not None
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        self._last_write = anyio.current_time()
+
+    async def _ping(self) -> None:
+        while True:
+            await anyio.sleep_until(self._last_write + self.ping_interval)
+            if anyio.current_time() - self._last_write >= self.ping_interval:
+                await self._write(PING)

@@ -1,0 +1,78 @@
+"""Shared test helpers: real uvicorn servers on free loopback ports, and config builders."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import pytest
+import uvicorn
+
+from proxy.app import create_app
+from proxy.config import Config, parse_config
+from tests.sse_parse import Parsed, parse_stream
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@asynccontextmanager
+async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
+    """Run an ASGI app under uvicorn on a free 127.0.0.1 port; yield its base URL."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=1, **options
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn did not start")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+def make_config(models: list[dict[str, Any]] | None = None, **top: Any) -> Config:
+    """A validated config from plain dicts; the first model is the default unless given."""
+    models = models or [{"name": "mock", "adapter": "mock", "chunk_delay_ms": 0}]
+    raw = {"default_model": models[0]["name"], "models": models, **top}
+    return parse_config(raw, where="test-config", environ={})
+
+
+@asynccontextmanager
+async def proxy(config: Config, **kwargs: Any) -> AsyncIterator[httpx2.AsyncClient]:
+    """The proxy under uvicorn, and a client whose base URL points at it."""
+    async with serve(create_app(config, **kwargs)) as url:
+        async with httpx2.AsyncClient(base_url=url, timeout=10) as client:
+            yield client
+
+
+async def read_stream(client: httpx2.AsyncClient, method: str, url: str, **kwargs: Any) -> tuple[httpx2.Response, Parsed]:
+    async with client.stream(method, url, **kwargs) as response:
+        raw = await response.aread()
+    return response, parse_stream(raw)
+
+
+def chat_body(content: str = "hi", **extra: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": content}], **extra}
+
+
+def payloads(parsed: Parsed) -> list[dict[str, Any]]:
+    return [json.loads(event.data) for event in parsed.events]
+
+
+def assert_one_terminate_last(items: list[dict[str, Any]]) -> dict[str, Any]:
+    terminates = [i for i, p in enumerate(items) if p.get("action") == "terminate"]
+    assert terminates == [len(items) - 1], items
+    return items[-1]

@@ -1,0 +1,97 @@
+"""config.yaml: errors name the file and the field, and never show a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from proxy.config import ConfigError, load_config
+
+GOOD = """
+default_model: mock
+models:
+  - name: mock
+    adapter: mock
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_config_is_valid_and_offline() -> None:
+    config = load_config(Path(__file__).parent.parent / "config.yaml", environ={})
+    assert config.server.port == 8080 and config.server.host == "127.0.0.1"
+    assert {m.adapter for m in config.models} == {"mock"}
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), environ={})
+    assert config.server.ping_interval == 15 and config.server.cors_origins == ["*"]
+    assert config.retry.attempts == 3 and config.timeouts.idle == 30
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("models: [", "not valid YAML: line"),
+        ("- just a list", "top level must be a mapping"),
+        ("default_model: mock\n", "models: a non-empty list"),
+        (GOOD.replace("default_model: mock", "default_model: other"), "default_model: 'other' is not one of the models"),
+        (GOOD + "server: {port: eighty}\n", "server.port:"),
+        (GOOD + "server: {port: 70000}\n", "server.port:"),
+        (GOOD + "server: {colour: blue}\n", "server.colour: Extra inputs"),
+        (GOOD + "retry: {attempts: 0}\n", "retry.attempts:"),
+        (GOOD.replace("adapter: mock", "adapter: nope"), "models[0] (mock).adapter: unknown adapter 'nope'"),
+        (GOOD + "    chunk_delay_ms: slow\n", "models[0] (mock).chunk_delay_ms:"),
+        (GOOD + "    colour: blue\n", "models[0] (mock).colour: Extra inputs"),
+        (GOOD + "    fallbacks: [ghost]\n", "models[0] (mock).fallbacks: unknown model 'ghost'"),
+        (GOOD + "  - name: mock\n    adapter: mock\n", "duplicate name 'mock'"),
+        (GOOD + "    reply: ${MISSING_VAR_FOR_TEST}\n", "models[0] (mock).reply: environment variable MISSING_VAR_FOR_TEST is not set"),
+    ],
+)
+def test_bad_config_names_file_and_field(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value).startswith(str(path) + ":")
+    assert message in str(caught.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml", environ={})
+
+
+def test_environment_substitution(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "    reply: 'from ${REPLY_TEXT}!'\n")
+    config = load_config(path, environ={"REPLY_TEXT": "env"})
+    assert config.models[0].options.reply == "from env!"
+
+
+def test_mock_flag_replaces_every_adapter_and_needs_no_secrets(tmp_path: Path) -> None:
+    text = GOOD + "  - name: other\n    adapter: nope\n    api_key: ${NOT_SET_ANYWHERE}\n    fallbacks: [mock]\n"
+    config = load_config(write(tmp_path, text), environ={}, mock=True)
+    assert [(m.name, m.adapter, m.fallbacks) for m in config.models] == [("mock", "mock", []), ("other", "mock", ["mock"])]
+
+
+def test_bad_config_exits_non_zero_without_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "server: {port: eighty}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "--config", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert f"{path}: server.port:" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_help_describes_the_commands() -> None:
+    result = subprocess.run([sys.executable, "-m", "proxy", "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    for word in ("--config", "--mock", "--port", "mock-upstream", "/stream"):
+        assert word in result.stdout
