@@ -2,10 +2,11 @@
 
 from proxy.deltas import AdapterSpec
 
-from adapters import mock
+from adapters import mock, openai_compat
 
 REGISTRY: dict[str, AdapterSpec] = {
     "mock": mock.SPEC,
+    "openai": openai_compat.SPEC,
 }
 
 __all__ = ["REGISTRY"]

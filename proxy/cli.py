@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return mock_upstream_main(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per upstream request is noise
     try:
         config = load_config(args.config, mock=args.mock)
     except ConfigError as exc:

@@ -11,7 +11,8 @@ ProxyError
     ├── UpstreamUnavailable retryable (connect errors, 408/409/429/5xx)
     ├── UpstreamTimeout     retryable before the first token
     ├── UpstreamRejected    not retryable (400/401/403/404/422, quota)
-    └── UpstreamTruncated   the upstream ended without its end marker
+    ├── UpstreamMalformed   the upstream sent data that is not its format
+    └── UpstreamTruncated   the upstream ended without its end marker (retryable)
 """
 
 from __future__ import annotations
@@ -72,8 +73,13 @@ class UpstreamRejected(UpstreamError):
     type = "upstream_rejected"
 
 
+class UpstreamMalformed(UpstreamError):
+    type = "malformed_upstream_data"
+
+
 class UpstreamTruncated(UpstreamError):
     type = "truncated"
+    retryable = True  # only ever retried before the first token, when nothing was lost
 
 
 class UnsupportedMediaType(RequestError):

@@ -124,6 +124,7 @@ class Relay:
         if anyio.current_time() >= self._total_deadline:
             return False
         self.outcome.retries.append(exc.type)
+        log.info("retrying after %s: %s", exc.type, exc.message)
         return True
 
     def _wait(self, state: RetryCallState) -> float:

@@ -30,11 +30,12 @@ async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn did not start")
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn did not start")
+            await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
@@ -54,7 +55,7 @@ def make_config(models: list[dict[str, Any]] | None = None, **top: Any) -> Confi
 async def proxy(config: Config, **kwargs: Any) -> AsyncIterator[httpx2.AsyncClient]:
     """The proxy under uvicorn, and a client whose base URL points at it."""
     async with serve(create_app(config, **kwargs)) as url:
-        async with httpx2.AsyncClient(base_url=url, timeout=10) as client:
+        async with httpx2.AsyncClient(base_url=url, timeout=10, limits=httpx2.Limits(max_connections=None)) as client:
             yield client
 
 

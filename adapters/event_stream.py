@@ -1,0 +1,51 @@
+"""Incremental decoding of an upstream `text/event-stream` body (WHATWG HTML §9.2.6).
+
+Lines end only at CR, LF or CRLF: not at U+2028 and the other breaks that `str.splitlines` (and so
+httpx's `aiter_lines`) also splits on, which models do emit inside JSON (streaming-pitfalls.md 7.6).
+"""
+
+from __future__ import annotations
+
+
+class EventStreamDecoder:
+    """Feed it body bytes; it returns the `(event, data)` of each event completed so far."""
+
+    __slots__ = ("_partial", "_data", "_event", "_after_cr")
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self._data: list[bytes] = []
+        self._event = b""
+        self._after_cr = False
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+        if self._after_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]  # the LF of a CRLF split across two reads
+        if b"\r" in chunk:
+            self._after_cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            self._after_cr = False
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        events = []
+        for line in lines:
+            if line:
+                self._field(line)
+            elif self._data:
+                data = b"\n".join(self._data).decode("utf-8", "replace")
+                events.append((self._event.decode("utf-8", "replace") or "message", data))
+                self._data, self._event = [], b""
+            else:
+                self._event = b""
+        return events
+
+    def _field(self, line: bytes) -> None:
+        name, colon, value = line.partition(b":")
+        if not name:
+            return  # a comment: upstream keep-alives
+        if colon and value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value

@@ -1,0 +1,363 @@
+"""A fast mock of OpenAI's streaming chat-completions API, with faults chosen per request.
+
+Run ``python -m adapters.mock_upstream --port 9000`` (or ``llm-sse-proxy mock-upstream``) and point any
+OpenAI client at ``http://127.0.0.1:9000/v1`` with any API key. Tests serve ``create_mock_upstream_app(recorder)``
+over real HTTP; the ``Recorder`` says what it saw. Endpoints: ``POST /v1/chat/completions`` (streamed when
+``"stream": true``, else one JSON reply; 401 without ``Authorization: Bearer ...``) and ``GET /v1/models``.
+
+The reply is ``default_reply`` unless the last user message starts with ``echo:``: then it is the rest of
+that message, verbatim. It is sent in chunks of 5 code points; ``max_tokens`` counts one chunk as one token
+and cuts the reply with ``finish_reason: "length"``.
+
+Options, given either as headers ``x-mock-<name>: value`` (``-`` and ``_`` are the same in names) or, for
+clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=value``, e.g.
+``gpt+fail=2:503+retry_after=1``. Headers win over the suffix. Unknown options give a 400.
+
+- ``fail=N:STATUS``: the first N attempts for this key get STATUS (default 503) and an OpenAI error body.
+  ``retry_after=S`` / ``retry_after_ms=MS`` add ``Retry-After`` / ``retry-after-ms``; ``error_type=T`` sets
+  the error's ``type`` and ``code`` (e.g. ``insufficient_quota``).
+- ``key=K``: the counter ``fail`` uses (default: the model name as sent), so tests can count apart.
+- ``drop_after=K``: K content chunks, then the TCP connection closes mid-body (incomplete chunked read).
+- ``close_after=K``: K content chunks, then a clean end of the HTTP body: no finish chunk, no ``[DONE]``.
+- ``stall_after=K``: K content chunks, then silence until the client goes away.
+- ``malformed_after=K``: K content chunks, then ``data: {not json``, then the rest of the stream.
+- ``error_after=K``: K content chunks, then ``data: {"error": {...}}`` and ``data: [DONE]``.
+- ``delay_ms=MS`` before each content chunk; ``first_delay_ms=MS`` before the first one instead (headers
+  and the role chunk go out at once).
+- ``chunk_chars=N``: code points per content chunk.
+
+A ``*_after`` fault with K beyond the reply's length fires after the last content chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
+MODELS = ("mock-gpt", "mock-gpt-mini")
+AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after")
+OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
+                                    "delay_ms", "first_delay_ms", "chunk_chars"))
+_DONE = b"data: [DONE]\n\n"
+_MALFORMED = b"data: {not json\n\n"
+_MIDSTREAM_ERROR = (b'data: {"error":{"message":"The server had an error while processing your request '
+                    b'(mock error_after).","type":"server_error","param":null,"code":null}}\n\n')
+_TRANSPORT = "mock_upstream.transport"  # scope key: uvicorn's transport, for drop_after
+
+
+@dataclass
+class Attempt:
+    model: str  # as sent, suffix included
+    body: dict
+    headers: dict[str, str]
+    started: float = field(default_factory=time.monotonic)
+    chunks_sent: int = 0  # content chunks only
+    closed_at: float | None = None
+    finished: bool = False  # [DONE] (or the JSON reply) went out normally
+    fault: str | None = None  # the fault that fired, e.g. "fail:503" or "drop_after"
+    status: int = 200
+    key: str = ""
+
+
+class Recorder:
+    """What the upstream saw. Shared with tests; only the server's event loop writes to it."""
+
+    def __init__(self) -> None:
+        self.attempts: list[Attempt] = []
+        self._tries: dict[str, int] = {}
+
+    def count(self, model: str | None = None) -> int:
+        return sum(1 for a in self.attempts if model is None or a.model == model)
+
+    async def wait_closed(self, attempt_index: int = -1, timeout: float = 2.0) -> float:
+        # Polls instead of waiting on an Event so it also works when the server runs in another thread
+        # or loop; the returned time is the one recorded at the close, so polling adds no error to it.
+        deadline = time.monotonic() + timeout
+        while (closed := self._closed_at(attempt_index)) is None:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"attempt {attempt_index} not closed within {timeout} s")
+            await anyio.sleep(0.002)
+        return closed
+
+    def _closed_at(self, index: int) -> float | None:
+        return self.attempts[index].closed_at if -len(self.attempts) <= index < len(self.attempts) else None
+
+    def _try(self, key: str) -> int:
+        self._tries[key] = n = self._tries.get(key, 0) + 1
+        return n
+
+
+@dataclass
+class _Plan:
+    key: str
+    fail: int = 0
+    status: int = 503
+    fault: str | None = None
+    fault_at: int = 0
+    delay: float = 0.0
+    first_delay: float | None = None
+    chunk_chars: int = 5
+
+
+def _options(model: str, headers: Any) -> tuple[str, dict[str, str]]:
+    base, *parts = model.split("+")
+    opts = {}
+    for part in parts:
+        name, _, value = part.partition("=")
+        opts[name.strip().replace("-", "_")] = value.strip()
+    for name, value in headers.items():  # Starlette lower-cases header names
+        if name.startswith("x-mock-"):
+            opts[name[7:].replace("-", "_")] = value.strip()
+    if unknown := sorted(opts.keys() - OPTIONS):
+        raise ValueError(f"unknown mock option(s): {', '.join(unknown)}")
+    return base, opts
+
+
+def _plan(model: str, opts: dict[str, str]) -> _Plan:
+    plan = _Plan(key=opts.get("key") or model)
+    if "fail" in opts:
+        n, _, status = opts["fail"].partition(":")
+        plan.fail, plan.status = int(n), int(status or 503)
+    faults = [name for name in AFTER_FAULTS if name in opts]
+    if len(faults) > 1:
+        raise ValueError(f"only one *_after fault per request, got {faults}")
+    if faults:
+        plan.fault, plan.fault_at = faults[0], int(opts[faults[0]])
+    plan.delay = float(opts.get("delay_ms", 0)) / 1000
+    if "first_delay_ms" in opts:
+        plan.first_delay = float(opts["first_delay_ms"]) / 1000
+    plan.chunk_chars = int(opts.get("chunk_chars", 5))
+    if plan.chunk_chars < 1 or plan.fault_at < 0 or plan.fail < 0:
+        raise ValueError("chunk_chars must be >= 1, counts >= 0")
+    return plan
+
+
+def _error(status: int, message: str, type_: str | None = None, code: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    if type_ is None:
+        type_ = "server_error" if status >= 500 else "requests" if status == 429 else "invalid_request_error"
+        code = code or ("rate_limit_exceeded" if status == 429 else None)
+    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return JSONResponse(body, status, headers=headers)
+
+
+def _reply_text(body: dict, default: str) -> str:
+    users = [m for m in body.get("messages", ()) if isinstance(m, dict) and m.get("role") == "user"]
+    content = users[-1].get("content") if users else None
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if isinstance(content, str) and content.startswith("echo:"):
+        return content[5:]
+    return default
+
+
+def _usage(body: dict, completion: int) -> dict:
+    chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", ()) if isinstance(m, dict))
+    prompt = max(1, chars // 4)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "completion_tokens_details": {"reasoning_tokens": 0}}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Events:
+    """Every SSE event of one stream, pre-encoded, so the send loop does no JSON work."""
+
+    def __init__(self, model: str, pieces: list[str], finish: str, usage: dict | None) -> None:
+        head = 'data: {"id":"chatcmpl-%s","object":"chat.completion.chunk","created":%d,"model":%s,"choices":[' % (
+            uuid.uuid4().hex[:24], int(time.time()), _dumps(model))
+        tail = ',"finish_reason":null}]}\n\n'
+        self.role = (head + '{"index":0,"delta":{"role":"assistant","content":""}' + tail).encode()
+        self.content = [(head + '{"index":0,"delta":{"content":' + _dumps(p) + "}" + tail).encode() for p in pieces]
+        self.finish = (head + '{"index":0,"delta":{},"finish_reason":"%s"}]}\n\n' % finish).encode()
+        self.usage = (head + '],"usage":' + _dumps(usage) + "}\n\n").encode() if usage else None
+
+
+class _ClosingStream(StreamingResponse):
+    # Close the body generator even when the send was cancelled mid-yield, so its `finally` records
+    # the close now rather than at garbage collection (streaming-pitfalls 1.2 / 1.6).
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
+class _Dropped(Exception):
+    """Raised to make the server cut the connection when the transport is not reachable."""
+
+
+async def _drop(transport: Any) -> None:
+    if transport is None or transport.is_closing():
+        raise _Dropped("drop_after")  # any ASGI server closes the connection mid-body on an app error
+    # close() (not abort()) flushes the chunks already written, then sends FIN with the chunked body
+    # unterminated: the client reads K chunks and then "incomplete chunked read". abort() could discard
+    # buffered chunks, and an RST can make the client's kernel drop data it has not read yet.
+    transport.close()
+    with anyio.move_on_after(5):
+        await anyio.sleep_forever()  # Starlette's disconnect listener cancels us as soon as uvicorn notices
+    raise _Dropped("drop_after")
+
+
+async def _body(attempt: Attempt, ev: _Events, plan: _Plan, transport: Any):
+    try:
+        yield ev.role
+        n = len(ev.content)
+        k = min(plan.fault_at, n) if plan.fault else -1
+        for i in range(n + 1):
+            if i == k:
+                attempt.fault = plan.fault
+                if plan.fault == "malformed_after":
+                    yield _MALFORMED  # and carry on
+                else:
+                    if plan.fault == "error_after":
+                        yield _MIDSTREAM_ERROR
+                        yield _DONE
+                    elif plan.fault == "stall_after":
+                        await anyio.sleep_forever()  # cancelled by Starlette when the client disconnects
+                    elif plan.fault == "drop_after":
+                        await _drop(transport)  # never returns
+                    return  # close_after ends here: a clean HTTP end without finish chunk or [DONE]
+            if i == n:
+                break
+            delay = plan.first_delay if i == 0 and plan.first_delay is not None else plan.delay
+            if delay:
+                await anyio.sleep(delay)  # also cancelled at once by a disconnect
+            yield ev.content[i]
+            attempt.chunks_sent += 1
+        yield ev.finish
+        if ev.usage:
+            yield ev.usage
+        yield _DONE
+        attempt.finished = True
+    finally:
+        attempt.closed_at = time.monotonic()
+
+
+def _completion(model: str, text: str, finish: str, usage: dict) -> dict:
+    message = {"role": "assistant", "content": text, "refusal": None}
+    return {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": usage}
+
+
+def _reject(attempt: Attempt, response: JSONResponse, fault: str | None = None) -> JSONResponse:
+    attempt.status, attempt.fault, attempt.closed_at = response.status_code, fault, time.monotonic()
+    return response
+
+
+def _scripted_failure(plan: _Plan, opts: dict[str, str], n: int) -> JSONResponse:
+    names = (("retry-after", "retry_after"), ("retry-after-ms", "retry_after_ms"))
+    headers = {header: opts[option] for header, option in names if option in opts}
+    err = opts.get("error_type")
+    return _error(plan.status, f"Mock failure {n} of {plan.fail} for key {plan.key!r}.", err, err, headers)
+
+
+def _parse_body(raw: bytes) -> dict | None:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    ok = isinstance(body, dict) and isinstance(body.get("model"), str) and isinstance(body.get("messages"), list)
+    return body if ok else None
+
+
+async def chat_completions(request: Request) -> Response:
+    recorder: Recorder = request.app.state.recorder
+    body = _parse_body(await request.body())  # read here: never inside the generator (pitfalls 1.4)
+    attempt = Attempt((body or {}).get("model", ""), body or {}, dict(request.headers))
+    recorder.attempts.append(attempt)
+    if not request.headers.get("authorization", "").startswith("Bearer "):
+        return _reject(attempt, _error(401, "Missing bearer authentication in header", code="invalid_api_key"))
+    if body is None:
+        return _reject(attempt, _error(400, "Body must be JSON with a string 'model' and a list 'messages'."))
+    try:
+        model, opts = _options(attempt.model, request.headers)
+        plan = _plan(attempt.model, opts)
+    except ValueError as exc:
+        return _reject(attempt, _error(400, f"bad mock option: {exc}"))
+    attempt.key = plan.key
+    if (n := recorder._try(plan.key)) <= plan.fail:
+        return _reject(attempt, _scripted_failure(plan, opts, n), f"fail:{plan.status}")
+    text = _reply_text(body, request.app.state.default_reply)
+    pieces = [text[i : i + plan.chunk_chars] for i in range(0, len(text), plan.chunk_chars)]
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    finish = "stop"
+    if isinstance(limit, int) and len(pieces) > limit:
+        pieces, finish = pieces[:limit], "length"
+    usage = _usage(body, len(pieces))
+    if body.get("stream") is not True:
+        attempt.finished, attempt.closed_at = True, time.monotonic()
+        return JSONResponse(_completion(model, "".join(pieces), finish, usage))
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    events = _Events(model, pieces, finish, usage if include_usage else None)
+    stream = _body(attempt, events, plan, request.scope.get(_TRANSPORT))
+    return _ClosingStream(stream, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+
+async def list_models(request: Request) -> Response:
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "llm-sse-proxy"} for m in MODELS]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    return _error(status, f"{request.method} {request.url.path}: {getattr(exc, 'detail', 'error')}")
+
+
+class _MockApp(Starlette):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # ASGI gives no handle on the socket. Under uvicorn `send` is a bound method of the request
+        # cycle, which holds the transport; Starlette's middlewares wrap `send`, so grab it here.
+        if scope["type"] == "http":
+            scope[_TRANSPORT] = getattr(getattr(send, "__self__", None), "transport", None)
+        await super().__call__(scope, receive, send)
+
+
+def create_mock_upstream_app(recorder: Recorder | None = None, *, default_reply: str = DEFAULT_REPLY) -> Starlette:
+    app = _MockApp(
+        routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+                Route("/v1/models", list_models, methods=["GET"])],
+        exception_handlers={HTTPException: _http_error},
+    )
+    app.state.recorder = recorder if recorder is not None else Recorder()
+    app.state.default_reply = default_reply
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mock-upstream", description="Fake OpenAI chat-completions server "
+                                     "with fault injection (see the module docstring for the x-mock-* options).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
+    parser.add_argument("--reply", default=DEFAULT_REPLY, help="the reply text when not echoing")
+    args = parser.parse_args(argv)
+    app = create_mock_upstream_app(default_reply=args.reply)
+    # A stalled stream would otherwise hold Ctrl-C forever; access logs off to stay fast in benchmarks.
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                            lifespan="off", timeout_graceful_shutdown=1)
+    sock = config.bind_socket()  # bind first so the printed port is the real one, even with --port 0
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"mock upstream on http://{host}:{sock.getsockname()[1]}/v1", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

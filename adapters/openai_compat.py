@@ -1,0 +1,217 @@
+"""Any server that speaks OpenAI's chat-completions streaming API (wire-formats.md §1).
+
+The official SDK builds the request, authenticates and raises the HTTP status errors; the body is
+read as raw bytes and decoded here, because the SDK's typed per-chunk parsing costs about ten times
+more CPU than the relay itself, and because it ends silently on a close without `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import openai
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from adapters.event_stream import EventStreamDecoder
+from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
+from proxy.errors import (
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamTruncated,
+    UpstreamUnavailable,
+)
+
+RETRYABLE_STATUS = {408, 409, 429}
+
+
+class OpenAIOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(pattern=r"^https?://")
+    api_key: SecretStr = SecretStr("not-needed")  # keyless local servers still need a value
+    model: str = Field(min_length=1)
+    include_usage: bool = True  # a few older servers reject stream_options
+    default_headers: dict[str, str] = {}  # e.g. Azure's api-key, OpenRouter's HTTP-Referer
+    default_query: dict[str, str] = {}  # e.g. Azure's api-version
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    text: str | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    done: bool = False
+
+
+def parse_chunk(data: str) -> Chunk:
+    """One `data:` payload of a chat-completions stream. Pure."""
+    if data.startswith("[DONE]"):
+        return Chunk(done=True)
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise UpstreamMalformed("the upstream sent a chunk that is not JSON") from None
+    if not isinstance(obj, dict):
+        raise UpstreamMalformed("the upstream sent a chunk that is not a JSON object")
+    if obj.get("error"):
+        raise _in_band_error(obj["error"])
+    choices = obj.get("choices")
+    if not isinstance(choices, list):
+        raise UpstreamMalformed("the upstream sent a chunk without choices")
+    usage = _usage(obj.get("usage"))
+    if not choices:
+        return Chunk(usage=usage)
+    choice = choices[0]
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    if not isinstance(delta, dict):
+        raise UpstreamMalformed("the upstream sent a choice without a delta")
+    text = delta.get("content")
+    return Chunk(text if isinstance(text, str) else None, choice.get("finish_reason"), usage)
+
+
+class OpenAICompatAdapter:
+    def __init__(self, options: OpenAIOptions, *, http: httpx2.AsyncClient) -> None:
+        self.options = options
+        self._secret = options.api_key.get_secret_value()
+        self.client = openai.AsyncOpenAI(
+            base_url=options.base_url,
+            api_key=self._secret,
+            http_client=http,
+            timeout=http.timeout,
+            max_retries=0,  # the proxy has one retry policy (tenacity, in proxy/relay.py)
+            default_headers=options.default_headers or None,
+            default_query=options.default_query or None,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        try:
+            async with self.client.chat.completions.with_streaming_response.create(**self._params(request)) as response:
+                async for delta in self._deltas(response.iter_bytes()):
+                    yield delta
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from None
+        except openai.APITimeoutError:
+            raise UpstreamTimeout("the upstream did not answer in time") from None
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
+            raise self._connection_error(exc) from None
+
+    async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
+        decoder = EventStreamDecoder()
+        finish_reason, usage = None, None
+        async for raw in body:
+            for _event, data in decoder.feed(raw):
+                chunk = parse_chunk(data)
+                if chunk.done:
+                    yield _finish(finish_reason, usage)
+                    return
+                if chunk.text:
+                    yield TextDelta(chunk.text)
+                finish_reason = chunk.finish_reason or finish_reason
+                usage = chunk.usage or usage
+        if finish_reason is None:
+            raise UpstreamTruncated("the upstream closed the stream before the answer was complete")
+        yield Finish(finish_reason, usage)  # a finish reason but no [DONE]: the answer is whole
+
+    def _params(self, request: ChatRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.options.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+        }
+        if self.options.include_usage:
+            params["stream_options"] = {"include_usage": True}
+        for name in ("temperature", "top_p", "max_tokens"):
+            if (value := getattr(request, name)) is not None:
+                params[name] = value
+        if request.stop is not None:
+            params["stop"] = list(request.stop)
+        return params
+
+    def _status_error(self, exc: openai.APIStatusError) -> UpstreamError:
+        status = exc.status_code
+        message = self.redact(f"the upstream answered {status}: {_message_of(exc.body) or exc.message}")
+        if _error_code(exc.body) == "insufficient_quota":
+            return UpstreamRejected(message)  # a billing state, not a passing limit
+        if status in RETRYABLE_STATUS or status >= 500:
+            return UpstreamUnavailable(message, retry_after=retry_after(exc.response.headers))
+        return UpstreamRejected(message)
+
+    def _connection_error(self, exc: Exception) -> UpstreamError:
+        if isinstance(exc, httpx2.TimeoutException):
+            return UpstreamTimeout("the upstream did not answer in time")
+        cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) else exc
+        if isinstance(cause, (httpx2.ConnectError, httpx2.ConnectTimeout)) or cause is None:
+            return UpstreamUnavailable("cannot connect to the upstream")
+        return UpstreamTruncated("the upstream connection broke before the answer was complete")
+
+    def redact(self, text: str) -> str:
+        """Upstream errors can quote the key (OpenAI's 401 does, masked): never pass it on."""
+        if self._secret and len(self._secret) >= 4:
+            text = text.replace(self._secret, "[redacted]")
+        return _KEYLIKE.sub("[redacted]", text)
+
+
+_KEYLIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}")
+
+
+def retry_after(headers: httpx2.Headers) -> float | None:
+    """Seconds from `retry-after-ms`, else `retry-after` (seconds); None when absent or odd."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue  # an HTTP-date: rare from LLM APIs; fall back to our own backoff
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def _finish(finish_reason: str | None, usage: Usage | None) -> Finish:
+    if finish_reason is None:
+        raise UpstreamTruncated("the upstream ended the stream without a finish reason")
+    return Finish(finish_reason, usage)
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+    if isinstance(prompt, int) and isinstance(completion, int):
+        return Usage(prompt, completion)
+    return None
+
+
+def _in_band_error(error: Any) -> UpstreamError:
+    message = _message_of({"error": error}) or "the upstream reported an error mid-stream"
+    return UpstreamUnavailable(f"the upstream reported an error: {message}")
+
+
+def _message_of(body: Any) -> str | None:
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    return message if isinstance(message, str) else None
+
+
+def _error_code(body: Any) -> str | None:
+    error = body.get("error", body) if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    return error.get("code") or error.get("type")
+
+
+def build(options: OpenAIOptions, *, http: httpx2.AsyncClient | None = None, **_: Any) -> OpenAICompatAdapter:
+    assert http is not None, "the proxy gives each OpenAI-compatible upstream its own client"
+    return OpenAICompatAdapter(options, http=http)
+
+
+SPEC = AdapterSpec(options=OpenAIOptions, build=build, uses_http=True)

@@ -1,0 +1,146 @@
+"""Retries, fallbacks and timeouts: what the client received, and what the upstream saw."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_upstream_openai import ask
+from tests.upstream_fixtures import API_KEY, mock_upstream, upstream_config
+from tests.conftest import proxy
+
+pytestmark = pytest.mark.anyio
+
+REPLY_CHUNKS = ["Hello", "! Thi", "s is "]
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503])
+async def test_retryable_status_is_retried_then_streams_cleanly(status: int) -> None:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+fail=2:{status}")])) as client:
+        text, terminate = await ask(client)
+    assert terminate["reason"] == "stop" and text.startswith("Hello!")
+    assert up.recorder.count() == 3
+    assert [a.status for a in up.recorder.attempts] == [status, status, 200]
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [("fail=5:400", 400), ("fail=5:401", 401), ("fail=5:403", 403), ("fail=5:404", 404), ("fail=5:422", 422),
+     ("fail=5:429+error_type=insufficient_quota", 429)],
+)
+async def test_final_errors_are_not_retried(fault: str, status: int) -> None:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}")])) as client:
+        text, terminate = await ask(client)
+    assert text == "" and up.recorder.count() == 1
+    assert terminate["reason"] == "error"
+    assert terminate["error"]["type"] == "upstream_rejected"
+    assert f"answered {status}" in terminate["error"]["message"]
+    assert API_KEY not in str(terminate)
+
+
+@pytest.mark.parametrize(("fault", "wait"), [("retry_after=1", 1.0), ("retry_after_ms=400", 0.4)])
+async def test_retry_after_is_honoured(fault: str, wait: float) -> None:
+    async with mock_upstream() as up:
+        config = upstream_config([up.model("gpt", f"gpt+fail=1:429+{fault}")])
+        async with proxy(config) as client:
+            _, terminate = await ask(client)
+    first, second = up.recorder.attempts
+    assert terminate["reason"] == "stop"
+    assert second.started - first.started >= wait * 0.95
+
+
+async def test_retry_after_beyond_the_cap_is_not_waited_for() -> None:
+    async with mock_upstream() as up:
+        config = upstream_config([up.model("gpt", "gpt+fail=1:429+retry_after=120")])
+        async with proxy(config) as client:
+            _, terminate = await ask(client)
+    assert up.recorder.count() == 1 and terminate["reason"] == "error"
+
+
+async def test_fallback_is_taken_when_retries_are_spent() -> None:
+    async with mock_upstream() as up:
+        primary = up.model("primary", "p+fail=9:503", fallbacks=["backup"])
+        config = upstream_config([primary, up.model("backup", "b")])
+        async with proxy(config) as client:
+            text, terminate = await ask(client)
+    assert terminate["reason"] == "stop" and terminate["model"] == "backup" and text
+    assert up.recorder.count("p+fail=9:503") == 3 and up.recorder.count("b") == 1
+
+
+async def test_fallbacks_follow_a_final_error_too() -> None:
+    async with mock_upstream() as up:
+        primary = up.model("primary", "p+fail=9:401", fallbacks=["backup"])
+        async with proxy(upstream_config([primary, up.model("backup", "b")])) as client:
+            _, terminate = await ask(client)
+    assert terminate["model"] == "backup" and up.recorder.count("p+fail=9:401") == 1
+
+
+async def test_error_terminate_when_every_model_failed() -> None:
+    async with mock_upstream() as up:
+        primary = up.model("primary", "p+fail=9:503", fallbacks=["backup"])
+        async with proxy(upstream_config([primary, up.model("backup", "b+fail=9:500")])) as client:
+            text, terminate = await ask(client)
+    assert text == "" and terminate["reason"] == "error"
+    assert terminate["error"]["type"] == "upstream_unavailable"
+    assert up.recorder.count() == 6
+
+
+async def test_unreachable_upstream_is_an_error_terminate() -> None:
+    model = {"name": "gpt", "adapter": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "k", "model": "m"}
+    async with proxy(upstream_config([model])) as client:
+        text, terminate = await ask(client)
+    assert text == "" and terminate["reason"] == "error"
+    assert terminate["error"]["type"] == "upstream_unavailable"
+
+
+@pytest.mark.parametrize(("fault", "error_type"), [
+    ("drop_after=3", "truncated"),
+    ("close_after=3", "truncated"),
+    ("malformed_after=3", "malformed_upstream_data"),
+    ("error_after=3", "upstream_unavailable"),
+])
+async def test_mid_stream_failure_keeps_the_text_and_is_never_retried(fault: str, error_type: str) -> None:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}")])) as client:
+        text, terminate = await ask(client)
+    assert text == "".join(REPLY_CHUNKS)
+    assert terminate["reason"] == "error" and terminate["error"]["type"] == error_type
+    assert up.recorder.count() == 1
+
+
+async def test_a_drop_before_the_first_token_is_retried() -> None:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", "gpt+drop_after=0")])) as client:
+        text, terminate = await ask(client)
+    assert text == "" and terminate["error"]["type"] == "truncated"
+    assert up.recorder.count() == 3
+
+
+async def test_a_stalled_upstream_ends_within_the_idle_timeout() -> None:
+    timeouts = {"connect": 2, "first_token": 5, "idle": 0.4, "total": 30}
+    async with mock_upstream() as up:
+        async with proxy(upstream_config([up.model("gpt", "gpt+stall_after=3")], timeouts=timeouts)) as client:
+            text, terminate = await ask(client)
+        await up.recorder.wait_closed(0, timeout=2)
+    assert text == "".join(REPLY_CHUNKS)
+    assert terminate["reason"] == "error" and terminate["error"]["type"] == "timeout"
+    assert up.recorder.count() == 1
+
+
+async def test_no_first_token_in_time_is_retried_then_fails() -> None:
+    timeouts = {"connect": 2, "first_token": 0.3, "idle": 5, "total": 30}
+    async with mock_upstream() as up:
+        config = upstream_config([up.model("gpt", "gpt+first_delay_ms=3000")], timeouts=timeouts,
+                                 retry={"attempts": 2, "backoff_initial": 0.01, "backoff_max": 0.01})
+        async with proxy(config) as client:
+            text, terminate = await ask(client)
+        for index in range(2):
+            await up.recorder.wait_closed(index, timeout=2)
+    assert text == "" and terminate["error"]["type"] == "timeout"
+    assert up.recorder.count() == 2
+
+
+async def test_total_timeout_bounds_the_whole_stream() -> None:
+    timeouts = {"connect": 2, "first_token": 5, "idle": 5, "total": 0.5}
+    async with mock_upstream() as up:
+        async with proxy(upstream_config([up.model("gpt", "gpt+delay_ms=150")], timeouts=timeouts)) as client:
+            text, terminate = await ask(client)
+    assert 0 < len(text) < 40
+    assert terminate["error"]["type"] == "timeout" and "total" in terminate["error"]["message"]

@@ -1,0 +1,38 @@
+"""The mock OpenAI upstream under uvicorn, and proxy configs that point at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.mock_upstream import Recorder, create_mock_upstream_app
+from proxy.config import Config
+from tests.conftest import make_config, serve
+
+API_KEY = "sk-test-canary-4f1b2c3d4e5f"
+
+
+@dataclass
+class Upstream:
+    url: str
+    recorder: Recorder
+
+    def model(self, name: str, upstream_model: str, **options: Any) -> dict[str, Any]:
+        return {"name": name, "adapter": "openai", "base_url": f"{self.url}/v1", "api_key": API_KEY,
+                "model": upstream_model, **options}
+
+
+@asynccontextmanager
+async def mock_upstream() -> AsyncIterator[Upstream]:
+    recorder = Recorder()
+    async with serve(create_mock_upstream_app(recorder)) as url:
+        yield Upstream(url, recorder)
+
+
+def upstream_config(models: list[dict[str, Any]], **top: Any) -> Config:
+    """Fast retries and short timeouts, so failure tests finish in well under a second each."""
+    top.setdefault("retry", {"attempts": 3, "backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_max": 5})
+    top.setdefault("timeouts", {"connect": 2, "first_token": 5, "idle": 5, "total": 30})
+    return make_config(models, **top)
