@@ -1,0 +1,52 @@
+"""The floor: the cheapest correct relay in Python, to measure the proxy's overhead against.
+
+Starlette and one httpx2 client; upstream SSE lines in, `data: {"text": ...}` and one terminate out.
+No validation, retries, timeouts, pings or disconnect handling beyond Starlette's own.
+`python bench/floor.py --upstream http://127.0.0.1:9100/v1 --port 9200`
+"""
+
+import argparse
+import json
+from contextlib import asynccontextmanager
+
+import httpx2
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+
+def create_app(upstream: str) -> Starlette:
+    state = {}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        limits = httpx2.Limits(max_connections=None, max_keepalive_connections=1000)
+        async with httpx2.AsyncClient(base_url=upstream, timeout=None, limits=limits) as client:
+            state["client"] = client
+            yield
+
+    async def chat(request):
+        body = {**json.loads(await request.body()), "stream": True}
+
+        async def events():
+            async with state["client"].stream("POST", "/chat/completions", json=body) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        choices = json.loads(line[6:])["choices"]
+                        if choices and (text := choices[0]["delta"].get("content")):
+                            yield "data: " + json.dumps({"text": text}, separators=(",", ":")) + "\n\n"
+            yield 'data: {"action":"terminate","reason":"stop"}\n\n'
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/chat", chat, methods=["POST"])], lifespan=lifespan)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--port", type=int, default=9200)
+    args = parser.parse_args()
+    uvicorn.run(create_app(args.upstream), host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
+                loop="uvloop", http="httptools")

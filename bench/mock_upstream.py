@@ -1,0 +1,173 @@
+"""The bench's upstream: OpenAI chat-completions chunks from a raw asyncio protocol, as cheap as it gets.
+
+`python bench/mock_upstream.py --port 9100`. Every POST is answered with a stream whose shape comes from
+the model name in the body, `n<chunks>-i<interval ms>` (e.g. `n100-i0`: 100 content chunks, no delay;
+`n100-i20`: 50 chunks/s), so one process serves every workload and every path (direct, floor, proxy,
+LiteLLM) asks for the same thing. Each stream is the content chunks, one finish chunk, one usage chunk
+and `data: [DONE]`, each in its own HTTP chunk and its own socket write, as a real server sends them.
+Paced chunks keep an absolute schedule (start + i * interval), so a late chunk does not delay the rest.
+
+The request parser is minimal on purpose (loopback, trusted clients): it reads headers and a
+Content-Length body, keeps the connection alive unless asked to close, and ignores everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+
+MODEL = re.compile(rb'"model"\s*:\s*"n(\d+)-i(\d+(?:\.\d+)?)"')
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
+
+
+def chunk_text(i: int) -> str:
+    """The i-th content piece; every tenth carries non-ASCII, to check escaping end to end."""
+    return f" tok{i}é" if i % 10 == 9 else f" tok{i}"
+
+
+def expected_text(n: int) -> str:
+    return "".join(chunk_text(i) for i in range(n))
+
+
+def _event(obj: dict) -> bytes:
+    data = b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _chunk(model: str, delta: dict, finish: str | None) -> dict:
+    return {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
+            "system_fingerprint": "fp_bench",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+
+class Shapes:
+    """Pre-encoded wire bytes per (chunks, model name): the mock does no JSON work per request."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, str], list[bytes]] = {}
+
+    def events(self, n: int, model: str) -> list[bytes]:
+        key = (n, model)
+        if key not in self._cache:
+            first = [_event(_chunk(model, {"role": "assistant", "content": chunk_text(0)}, None))] if n else []
+            body = first + [_event(_chunk(model, {"content": chunk_text(i)}, None)) for i in range(1, n)]
+            usage = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
+                     "model": model, "choices": [],
+                     "usage": {"prompt_tokens": 5, "completion_tokens": n, "total_tokens": n + 5}}
+            tail = _event(_chunk(model, {}, "stop")) + _event(usage) + _event_done()
+            self._cache[key] = body + [tail]
+        return self._cache[key]
+
+
+def _event_done() -> bytes:
+    data = b"data: [DONE]\n\n"
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
+
+
+class StreamProtocol(asyncio.Protocol):
+    def __init__(self, shapes: Shapes) -> None:
+        self.shapes = shapes
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.close_after = False
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.busy:
+            self._try_request()
+
+    def _try_request(self) -> None:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end].lower()
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.startswith(b"content-length:"):
+                length = int(line[15:])
+        if len(self.buffer) < end + 4 + length:
+            return
+        body = self.buffer[end + 4 : end + 4 + length]
+        self.buffer = self.buffer[end + 4 + length :]
+        self.close_after = b"connection: close" in head
+        self._respond(body)
+
+    def _respond(self, body: bytes) -> None:
+        assert self.transport is not None
+        match = MODEL.search(body)
+        n, interval = (int(match[1]), float(match[2]) / 1000) if match else (100, 0.0)
+        model = match[0].split(b'"')[-2].decode() if match else "n100-i0"
+        events = self.shapes.events(n, model)
+        self.busy = True
+        self.transport.write(HEAD + (b"connection: close\r\n\r\n" if self.close_after else b"\r\n"))
+        if interval <= 0:
+            for event in events:
+                self.transport.write(event)
+            self._done()
+            return
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        self._paced(events, 0, start, interval)
+
+    def _paced(self, events: list[bytes], i: int, start: float, interval: float) -> None:
+        if self.transport is None:
+            return
+        self.transport.write(events[i])
+        if i + 1 == len(events):
+            self.timer = None
+            self._done()
+            return
+        # The finish, usage and [DONE] go right after the last content chunk, as a model sends them.
+        at = start + (i + 1) * interval if i + 1 < len(events) - 1 else start + i * interval
+        self.timer = asyncio.get_running_loop().call_at(at, self._paced, events, i + 1, start, interval)
+
+    def _done(self) -> None:
+        self.busy = False
+        if self.close_after and self.transport is not None:
+            self.transport.close()
+        elif self.buffer:
+            self._try_request()
+
+
+async def serve(host: str, port: int, ready: str | None) -> None:
+    shapes = Shapes()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: StreamProtocol(shapes), host, port, backlog=4096)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready:
+        print(ready, flush=True)
+    async with server:
+        await stop.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--ready", help="a line to print once listening")
+    args = parser.parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(args.host, args.port, args.ready))
+    else:
+        uvloop.run(serve(args.host, args.port, args.ready))
+
+
+if __name__ == "__main__":
+    main()

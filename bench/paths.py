@@ -1,0 +1,105 @@
+"""The paths under test: how to start each server, and what a client sends to it.
+
+Every path is asked for the same streams (the model name tells the mock their shape, see
+mock_upstream.py), so the figures compare.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import procs
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+VENV_PYTHON = Path(sys.executable)
+LITELLM_VENV = BENCH / ".litellm-venv"
+LITELLM_VERSION = "1.106.2"
+LITELLM_KEY = "sk-bench-local-not-a-secret"
+MODELS = ("n100-i0", "n100-i20", "n50-i20", "n120-i1000")
+
+
+@dataclass
+class PathSpec:
+    name: str
+    port: int
+    endpoint: str
+    schema: bool  # the proxy's SSE schema, else OpenAI's chunks
+    headers: list[str] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)  # empty: nothing to start (direct)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.endpoint}"
+
+    def body(self, model: str) -> str:
+        chat = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+        return json.dumps(chat if self.schema else {**chat, "stream": True})
+
+    def request(self, model: str) -> bytes:
+        body = self.body(model).encode()
+        lines = [f"POST {self.endpoint} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", "Content-Type: application/json",
+                 f"Content-Length: {len(body)}", "Connection: close", *self.headers]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def direct(mock_port: int) -> PathSpec:
+    return PathSpec("direct", mock_port, "/v1/chat/completions", schema=False)
+
+
+def floor(mock_port: int) -> PathSpec:
+    argv = [str(VENV_PYTHON), str(BENCH / "floor.py"), "--upstream", f"http://127.0.0.1:{mock_port}/v1"]
+    port = procs.free_port()
+    return PathSpec("floor", port, "/chat", schema=True, argv=[*argv, "--port", str(port)])
+
+
+def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-proxy") -> PathSpec:
+    port = procs.free_port()
+    config = workdir / f"{name}.yaml"
+    models = [{"name": m, "adapter": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "api_key": "bench",
+               "model": m} for m in MODELS]
+    config.write_text(json.dumps({"server": {"host": "127.0.0.1", "port": port}, "default_model": MODELS[0],
+                                  "models": models}, indent=1))  # JSON is YAML
+    cli = VENV_PYTHON.parent / "llm-sse-proxy"
+    argv = [str(cli), "--config", str(config), "--log-level", "warning"]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    return PathSpec(name, port, "/chat", schema=True, argv=argv)
+
+
+def litellm(mock_port: int, workdir: Path) -> PathSpec:
+    port = procs.free_port()
+    config = workdir / "litellm.yaml"
+    model_list = [{"model_name": m, "litellm_params": {"model": f"openai/{m}", "api_base": f"http://127.0.0.1:{mock_port}/v1",
+                                                       "api_key": "bench"}} for m in MODELS]
+    config.write_text(json.dumps({"model_list": model_list,
+                                  "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"}}, indent=1))
+    argv = [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+            "--num_workers", "1"]
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": LITELLM_KEY, "LITELLM_LOG": "ERROR"}
+    return PathSpec("litellm", port, "/v1/chat/completions", schema=False,
+                    headers=[f"Authorization: Bearer {LITELLM_KEY}"], argv=argv, env=env)
+
+
+def install_litellm(log: Path) -> str | None:
+    """Install the pinned LiteLLM proxy into its own venv once; return why not when it fails."""
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if binary.exists():
+        return None
+    with open(log, "ab") as out:
+        steps = [[sys.executable, "-m", "venv", str(LITELLM_VENV)],
+                 [str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", f"litellm[proxy]=={LITELLM_VERSION}",
+                  "httptools"]]  # httptools: uvicorn's parser, so LiteLLM runs on what the proxy runs on
+        for argv in steps:
+            try:
+                subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=600,
+                               env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+            except (subprocess.SubprocessError, OSError) as exc:
+                return f"pip install litellm[proxy]=={LITELLM_VERSION} failed ({type(exc).__name__}; see {log})"
+    return None

@@ -1,0 +1,271 @@
+"""Turn bench/results/results.json into results.md (tables) and PNG charts. `python bench/report.py` redoes them."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+ORDER = ["direct", "floor", "llm-sse-proxy", "litellm"]
+COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "litellm": "#d62728"}
+
+
+def write(results: dict, out: Path) -> None:
+    (out / "results.md").write_text(markdown(results))
+    try:
+        charts(results, out)
+    except ImportError:
+        print("matplotlib is missing: no charts (pip install -e '.[bench]')", file=sys.stderr)
+
+
+def _paths(results: dict) -> list[str]:
+    return [name for name in ORDER if name in results["paths"]]
+
+
+def _cpu(results: dict, name: str, concurrency: int) -> dict:
+    return next((p for p in results["paths"][name]["cpu"] if p["concurrency"] == concurrency), {})
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def added_ttft(results: dict, name: str) -> dict[str, float | None]:
+    """Path TTFT minus direct TTFT, per percentile: at c=1 (zero delay) and c=100 (paced)."""
+    if "direct" not in results["paths"] or name == "direct":
+        return {}
+    direct, path = results["paths"]["direct"], results["paths"][name]
+    found: dict[str, float | None] = {}
+    for pct in ("p50", "p99"):
+        key = f"ttft_{pct}_ms"
+        one, base_one = _cpu(results, name, 1).get(key), _cpu(results, "direct", 1).get(key)
+        found[f"c1_{pct}"] = one - base_one if one is not None and base_one is not None else None
+        paced, base = (path.get("ttft_paced") or {}).get(key), (direct.get("ttft_paced") or {}).get(key)
+        found[f"c100_{pct}"] = paced - base if paced is not None and base is not None else None
+    return found
+
+
+def _memory(path: dict, streams: int) -> dict:
+    return next((m for m in path.get("memory", []) if m["streams"] == streams), {})
+
+
+def summary_table(results: dict) -> str:
+    rows = ["| path | CPU/chunk c=1 (µs) | c=10 | c=100 | CPU/stream c=100 (ms) | added TTFT c=1 p50/p99 (ms) "
+            "| added TTFT c=100 p50/p99 (ms) | capacity, paced streams | RSS 1k streams (MiB) | RSS 10k (MiB) "
+            "| bytes/stream | start-up (s) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in _paths(results):
+        path, ttft = results["paths"][name], added_ttft(results, name)
+        cpu = [_fmt(_cpu(results, name, c).get("server_cpu_per_chunk_us")) for c in (1, 10, 100)]
+        capacity = path.get("capacity") or {}
+        cap = f"{capacity.get('streams', 0):,}" + ("" if capacity.get("limit_reached") else " (no limit found)")
+        big = _memory(path, 9900) or _memory(path, 10000)
+        rss_big = _fmt(big.get("rss_open_mb"), 0) if big and "skipped" not in big else "n/a"
+        if big and big.get("open") and big["open"] < big["streams"]:
+            rss_big += f" ({big['open']:,} open)"
+        per_stream = big.get("bytes_per_stream") or _memory(path, 1000).get("bytes_per_stream")
+        rows.append(
+            f"| {name} | {' | '.join(cpu)} | {_fmt(_cpu(results, name, 100).get('server_cpu_per_stream_ms'), 2)} "
+            f"| {_fmt(ttft.get('c1_p50'), 2)} / {_fmt(ttft.get('c1_p99'), 2)} "
+            f"| {_fmt(ttft.get('c100_p50'), 2)} / {_fmt(ttft.get('c100_p99'), 2)} | {cap} "
+            f"| {_fmt(_memory(path, 1000).get('rss_open_mb'), 0)} | {rss_big} | {_fmt(per_stream, 0)} "
+            f"| {_fmt(path.get('startup_s'), 2)} |")
+    return "\n".join(rows)
+
+
+def targets_table(results: dict) -> str:
+    paths = results["paths"]
+    if "llm-sse-proxy" not in paths:
+        return ""
+    proxy = paths["llm-sse-proxy"]
+    rows = ["| target | measured | met |", "|---|---|---|"]
+
+    def row(target: str, measured: str, met: bool | None) -> None:
+        rows.append(f"| {target} | {measured} | {'yes' if met else 'no' if met is not None else 'n/a'} |")
+
+    for c in (1, 10, 100):
+        mine = _cpu(results, "llm-sse-proxy", c).get("server_cpu_per_chunk_us")
+        floor = _cpu(results, "floor", c).get("server_cpu_per_chunk_us") if "floor" in paths else None
+        row(f"CPU/chunk at or below the floor's (c={c})", f"{_fmt(mine)} µs vs floor {_fmt(floor)} µs",
+            mine <= floor if mine is not None and floor is not None else None)
+    for c in (1, 10, 100):
+        mine = _cpu(results, "llm-sse-proxy", c).get("server_cpu_per_chunk_us")
+        theirs = _cpu(results, "litellm", c).get("server_cpu_per_chunk_us") if "litellm" in paths else None
+        ratio = theirs / mine if mine and theirs else None
+        row(f"≥40x less CPU/chunk than LiteLLM (c={c})", f"{_fmt(ratio)}x ({_fmt(theirs)} vs {_fmt(mine)} µs)",
+            ratio >= 40 if ratio is not None else None)
+    ttft = added_ttft(results, "llm-sse-proxy")
+    row("added TTFT p50 < 1 ms at c=100", f"{_fmt(ttft.get('c100_p50'), 2)} ms",
+        ttft["c100_p50"] < 1 if ttft.get("c100_p50") is not None else None)
+    row("added TTFT p99 < 5 ms at c=100", f"{_fmt(ttft.get('c100_p99'), 2)} ms",
+        ttft["c100_p99"] < 5 if ttft.get("c100_p99") is not None else None)
+    streams = (proxy.get("capacity") or {}).get("streams")
+    row("capacity ≥ 2,000 paced streams on one core", f"{streams:,}" if streams is not None else "n/a",
+        streams >= 2000 if streams is not None else None)
+    big = _memory(proxy, 9900) or _memory(proxy, 10000)
+    if big.get("open"):
+        projected = (big["rss_idle_mb"] * 2**20 + 10_000 * big["bytes_per_stream"]) / 2**20
+        row("10,000 open streams < 1 GiB RSS", f"{big['rss_open_mb']:.0f} MiB at {big['open']:,} open "
+            f"(projected {projected:.0f} MiB at 10,000)", projected < 1024)
+    startup = proxy.get("startup_s")
+    row("start-up < 1 s", f"{_fmt(startup, 2)} s", startup < 1 if startup is not None else None)
+    return "\n".join(rows)
+
+
+def detail_tables(results: dict) -> str:
+    parts = ["### CPU, zero-delay 100-chunk streams\n",
+             "| path | c | streams ok/bad | streams/s | server CPU/chunk (µs) | CPU/stream (ms) | TTFT p50/p99 (ms) "
+             "| client+mock CPU on core 1 | load avg |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in _paths(results):
+        for p in results["paths"][name]["cpu"]:
+            parts.append(f"| {name} | {p['concurrency']} | {p['ok']}/{p['bad']} | {p['streams_per_s']:.0f} "
+                         f"| {p['server_cpu_per_chunk_us']:.1f} | {p['server_cpu_per_stream_ms']:.2f} "
+                         f"| {p['ttft_p50_ms']:.2f} / {p['ttft_p99_ms']:.2f} | {p['load_core1']:.2f} | {p['loadavg']} |")
+    parts += ["\n### Paced streams (50 chunks/s): TTFT at c=100, and the capacity ladder\n",
+              "| path | c | streams ok/bad | TTFT p50/p99 (ms) | gap p50/p99 (ms) | added p99 gap (ms) | server core "
+              "| core 1 | pass |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in _paths(results):
+        path = results["paths"][name]
+        if t := path.get("ttft_paced"):
+            parts.append(f"| {name} | {t['concurrency']} | {t['ok']}/{t['bad']} | {t['ttft_p50_ms']:.2f} / "
+                         f"{t['ttft_p99_ms']:.2f} | | | | | |")
+        for p in (path.get("capacity") or {}).get("points", []):
+            parts.append(f"| {name} | {p['concurrency']} | {p['ok']}/{p['bad']} | | {p['gap_p50_ms']:.1f} / "
+                         f"{p['gap_p99_ms']:.1f} | {p['added_gap_p99_ms']:.1f} | {p['server_core_load']:.2f} "
+                         f"| {p['load_core1']:.2f} | {'yes' if p['pass'] else 'no'} |")
+    parts += ["\n### Memory: slow streams (1 chunk/s) held open\n",
+              "| path | streams asked | open | failed | RSS idle (MiB) | RSS open (MiB) | bytes/stream |",
+              "|---|---|---|---|---|---|---|"]
+    for name in _paths(results):
+        for m in results["paths"][name].get("memory", []):
+            if "skipped" in m:
+                parts.append(f"| {name} | {m['streams']:,} | skipped: {m['skipped']} | | | | |")
+            else:
+                parts.append(f"| {name} | {m['streams']:,} | {m['open']:,} | {m['failed']:,} | {m['rss_idle_mb']:.0f} "
+                             f"| {m['rss_open_mb']:.0f} | {m['bytes_per_stream']:,.0f} |")
+    if workers := results.get("workers"):
+        parts += ["\n### Workers: llm-sse-proxy, not pinned, c=100 zero-delay streams (mock and client share the cores)\n",
+                  "| workers | streams/s | chunks/s | server CPU/chunk (µs) | TTFT p50 (ms) |", "|---|---|---|---|---|"]
+        for count, p in sorted(workers.items()):
+            if "error" in p:
+                parts.append(f"| {count} | {p['error']} | | | |")
+            else:
+                parts.append(f"| {count} | {p['streams_per_s']:.0f} | {p['streams_per_s'] * 100:,.0f} "
+                             f"| {p['server_cpu_per_chunk_us']:.1f} | {p['ttft_p50_ms']:.1f} |")
+    return "\n".join(parts)
+
+
+def markdown(results: dict) -> str:
+    meta = results["meta"]
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    lines = [
+        "# llm-sse-proxy bench results", "",
+        f"- date: {meta['date']}{' (quick run)' if meta.get('quick') else ''}; commit {meta.get('commit', '?')}; "
+        f"{meta.get('seconds', '?')} s",
+        f"- machine: {meta['cpu']}, {meta['cores']} cores, {meta['mem_gib']} GiB, Linux {meta['kernel']}, "
+        f"Python {meta['python']}; load average {meta['load_before']} before, {meta.get('load_after', '?')} after "
+        "(the machine is shared)",
+        f"- versions: {versions}; LiteLLM {meta['litellm']} (litellm[proxy] + httptools, 1 worker)",
+        "- method: servers pinned to core 0; the mock upstream, the load client and the runner to core 1. CPU is "
+        "the server process tree's own utime+stime (/proc). Each stream: 100 content chunks, a finish chunk, a "
+        "usage chunk, [DONE]; every stream is checked whole, every 10th decoded and compared with the text sent.",
+        "- added TTFT: the path's TTFT minus direct's at the same percentile; c=1 with zero-delay streams, c=100 with "
+        "paced streams (50 chunks/s). Capacity: paced streams, largest concurrency with added p99 gap < 10 ms and "
+        "no broken stream.",
+    ]
+    lines += [f"- note: {note}" for note in results.get("notes", [])]
+    lines += ["", "## Summary", "", summary_table(results), "", "## Targets (llm-sse-proxy)", "",
+              targets_table(results), "", "## Details", "", detail_tables(results), "",
+              "Charts: cpu_per_chunk.png, ttft.png, capacity.png, memory.png, startup.png.", ""]
+    return "\n".join(lines)
+
+
+def charts(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = _paths(results)
+    stamp = f"{results['meta']['date']}, {results['meta']['cpu']}, 1 core per server"
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(len(names), 1)
+    for i, name in enumerate(names):
+        values = [_cpu(results, name, c).get("server_cpu_per_chunk_us") or 0 for c in (1, 10, 100)]
+        ax.bar([x + i * width for x in range(3)], values, width, label=name, color=COLORS[name])
+    ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(3)], ["c=1", "c=10", "c=100"])
+    ax.set_yscale("log")
+    ax.set_ylabel("server CPU per relayed chunk (µs, log)")
+    ax.set_title(f"CPU per chunk (direct = the mock itself)\n{stamp}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "cpu_per_chunk.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    proxies = [n for n in names if n != "direct"]
+    keys = [("c1_p50", "c=1 p50"), ("c1_p99", "c=1 p99"), ("c100_p50", "c=100 p50"), ("c100_p99", "c=100 p99")]
+    width = 0.8 / max(len(proxies), 1)
+    for i, name in enumerate(proxies):
+        ttft = added_ttft(results, name)
+        ax.bar([x + i * width for x in range(len(keys))], [max(ttft.get(k) or 0, 0.01) for k, _ in keys], width,
+               label=name, color=COLORS[name])
+    ax.set_xticks([x + width * (len(proxies) - 1) / 2 for x in range(len(keys))], [label for _, label in keys])
+    ax.set_yscale("log")
+    ax.set_ylabel("added time to first token (ms, log)")
+    ax.set_title(f"Added TTFT vs direct (c=100: paced streams)\n{stamp}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "ttft.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in names:
+        points = (results["paths"][name].get("capacity") or {}).get("points", [])
+        if points:
+            ax.plot([p["concurrency"] for p in points], [max(p["added_gap_p99_ms"], 0.1) for p in points], "o-",
+                    label=name, color=COLORS[name])
+    ax.axhline(10, color="black", linestyle="--", linewidth=1, label="10 ms limit")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent paced streams (50 chunks/s each)")
+    ax.set_ylabel("added p99 gap between chunks (ms, log)")
+    ax.set_title(f"Capacity on one core\n{stamp}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "capacity.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in names:
+        mem = [m for m in results["paths"][name].get("memory", []) if m.get("open")]
+        if mem:
+            ax.plot([0] + [m["open"] for m in mem], [mem[0]["rss_idle_mb"]] + [m["rss_open_mb"] for m in mem], "o-",
+                    label=name, color=COLORS[name])
+    ax.set_xlabel("open slow streams (1 chunk/s)")
+    ax.set_ylabel("server RSS (MiB)")
+    ax.set_title(f"Memory\n{stamp}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "memory.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    started = [(n, results["paths"][n].get("startup_s")) for n in names if results["paths"][n].get("startup_s")]
+    ax.barh([n for n, _ in started], [s for _, s in started], color=[COLORS[n] for n, _ in started])
+    for i, (_, s) in enumerate(started):
+        ax.text(s, i, f" {s:.2f} s", va="center")
+    ax.set_xlabel("seconds from process start to the first event of a streamed answer")
+    ax.set_title(f"Start-up\n{stamp}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "startup.png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "results"
+    write(json.loads((target / "results.json").read_text()), target)

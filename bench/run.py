@@ -1,0 +1,310 @@
+"""`make bench`: the same streams through each path, side by side, on loopback, bounded in time.
+
+Paths: direct (the client reads the mock itself), floor (bench/floor.py), llm-sse-proxy (the real CLI,
+adapter `openai`), and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it cannot be
+installed). Servers run on core 0; the mock upstream, the client and this script on core 1.
+Writes bench/results/results.json, results.md and PNG charts. `--quick` is a ~1 minute smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import paths  # noqa: E402
+import procs  # noqa: E402
+from paths import PathSpec  # noqa: E402
+from stats import percentile  # noqa: E402
+
+SERVER_CORE, LOAD_CORE = 0, 1
+CHUNKS, PACED_MS = 100, 20
+
+
+@dataclass(frozen=True)
+class Plan:
+    cpu_levels: tuple[tuple[int, int, float], ...]  # (concurrency, max streams, max seconds)
+    ttft_seconds: float
+    capacity_seconds: float
+    capacity_ladder: tuple[int, ...]
+    bisections: int
+    memory_levels: tuple[int, ...]
+    workers_seconds: float
+
+
+FULL = Plan(((1, 400, 5), (10, 3000, 6), (100, 6000, 8)), 6, 5, (25, 50, 100, 200, 400, 800, 1600, 3200), 2,
+            (1000, 9900), 8)
+QUICK = Plan(((1, 100, 1.5), (10, 600, 2), (100, 1500, 2.5)), 2.5, 3, (50, 200, 800), 0, (1000,), 3)
+LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s would need 10 cores
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="about one minute, fewer points")
+    parser.add_argument("--paths", default="direct,floor,llm-sse-proxy,litellm", help="comma-separated subset")
+    parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
+    parser.add_argument("--phases", default="cpu,ttft,capacity,memory", help="comma-separated subset, for work on one")
+    parser.add_argument("--out", default=str(paths.BENCH / "results"))
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    out = Path(args.out)
+    (out / "raw").mkdir(parents=True, exist_ok=True)
+    prepare_machine()
+    wanted = args.paths.split(",")
+    started = time.time()
+    results: dict = {"meta": machine(args.quick), "paths": {}, "notes": []}
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        mock_port = procs.free_port()
+        mock = procs.start("mock", [sys.executable, str(paths.BENCH / "mock_upstream.py"), "--port", str(mock_port)],
+                           LOAD_CORE, log=str(out / "raw" / "mock.log"))
+        try:
+            if not procs.wait_listening(mock_port, 10):
+                raise SystemExit("the mock upstream did not start; see bench/results/raw/mock.log")
+            for spec in specs(wanted, mock_port, Path(workdir), out, results["notes"]):
+                say(f"== {spec.name}")
+                results["paths"][spec.name] = measure_path(spec, mock, plan, out, args.phases.split(","))
+            if not args.no_workers and "llm-sse-proxy" in wanted:
+                results["workers"] = measure_workers(mock_port, mock, Path(workdir), plan, out)
+            results["meta"]["mock_cpu_per_chunk_us"] = results["paths"].get("direct", {}).get("cpu", [{}])[-1].get(
+                "server_cpu_per_chunk_us")
+        finally:
+            mock.stop()
+    results["meta"]["load_after"] = procs.load_average()
+    results["meta"]["seconds"] = round(time.time() - started)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    import report
+
+    report.write(results, out)
+    say(f"done in {results['meta']['seconds']} s: {out / 'results.md'}")
+    return 0
+
+
+def prepare_machine() -> None:
+    os.sched_setaffinity(0, {LOAD_CORE})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it: 10,000 streams need it
+    if shutil.which("taskset") is None:
+        raise SystemExit("taskset (util-linux) is needed to pin the servers and the load")
+
+
+def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: list[str]) -> list[PathSpec]:
+    found = []
+    for name in wanted:
+        if name == "direct":
+            found.append(paths.direct(mock_port))
+        elif name == "floor":
+            found.append(paths.floor(mock_port))
+        elif name == "llm-sse-proxy":
+            found.append(paths.proxy(mock_port, workdir))
+        elif name == "litellm":
+            say(f"installing litellm[proxy]=={paths.LITELLM_VERSION} into bench/.litellm-venv (once)")
+            problem = paths.install_litellm(out / "raw" / "litellm-install.log")
+            if problem:
+                notes.append(f"LiteLLM left out: {problem}")
+                say(notes[-1])
+            else:
+                found.append(paths.litellm(mock_port, workdir))
+    return found
+
+
+def measure_path(spec: PathSpec, mock: procs.Proc, plan: Plan, out: Path, phases: list[str]) -> dict:
+    result: dict = {"startup_s": None, "cpu": [], "ttft_paced": None, "capacity": None, "memory": []}
+    server = mock
+    if spec.argv:
+        server = procs.start(spec.name, spec.argv, SERVER_CORE, spec.env, log=str(out / "raw" / f"{spec.name}.log"))
+        timeout = 60 if spec.name == "litellm" else 20
+        result["startup_s"] = procs.wait_first_event(server, spec.port, spec.request("n100-i0"), timeout)
+        say(f"start-up to first event: {result['startup_s']}")
+        if result["startup_s"] is None:
+            server.stop()
+            result["error"] = "did not serve a stream in time; see bench/results/raw/"
+            return result
+    try:
+        heavy = spec.name == "litellm"
+        run_client(spec, "n100-i0", CHUNKS, concurrency=10, streams=50 if heavy else 300, duration=5)  # warm-up
+        for concurrency, streams, seconds in plan.cpu_levels if "cpu" in phases else ():
+            result["cpu"].append(cpu_point(spec, server, mock, concurrency, streams, seconds))
+        if "ttft" in phases:
+            result["ttft_paced"] = ttft_paced(spec, server, mock, plan)
+        if "capacity" in phases:
+            result["capacity"] = capacity(spec, server, mock, plan)
+        if spec.argv and "memory" in phases:
+            for open_streams in plan.memory_levels:
+                if heavy and open_streams > LITELLM_MAX_MEMORY:
+                    result["memory"].append({"streams": open_streams, "skipped": "CPU-bound long before this"})
+                    continue
+                result["memory"].append(memory_point(spec, server, open_streams))
+    finally:
+        if server is not mock:
+            server.stop()
+    return result
+
+
+def run_client(spec: PathSpec, model: str, chunks: int, *, concurrency: int, streams: int = 1_000_000,
+               duration: float, stagger: float = 0.0, full_every: int = 10) -> dict:
+    argv = ["taskset", "-c", str(LOAD_CORE), sys.executable, str(paths.BENCH / "load_client.py"), "--url", spec.url,
+            "--body", spec.body(model), "--format", "schema" if spec.schema else "openai", "--chunks", str(chunks),
+            "--concurrency", str(concurrency), "--streams", str(streams), "--duration", str(duration),
+            "--stagger", str(stagger), "--full-every", str(full_every)]
+    for header in spec.headers:
+        argv += ["--header", header]
+    with tempfile.NamedTemporaryFile(prefix="bench-client-", suffix=".json") as result:
+        done = subprocess.run([*argv, "--out", result.name], capture_output=True, text=True, timeout=duration + 180)
+        if done.returncode != 0:
+            raise RuntimeError(f"load client failed: {done.stderr[-2000:]}")
+        return json.load(open(result.name))
+
+
+def cpu_point(spec: PathSpec, server: procs.Proc, mock: procs.Proc, concurrency: int, streams: int,
+              seconds: float) -> dict:
+    load = procs.load_average()
+    server_cpu, mock_cpu = server.cpu(), mock.cpu()
+    r = run_client(spec, "n100-i0", CHUNKS, concurrency=concurrency, streams=streams, duration=seconds)
+    server_cpu, mock_cpu = server.cpu() - server_cpu, mock.cpu() - mock_cpu
+    chunks = max(r["ok"] * CHUNKS, 1)
+    point = {"concurrency": concurrency, "ok": r["ok"], "bad": r["bad"], "errors": r["errors"], "wall_s": r["wall"],
+             "streams_per_s": r["ok"] / r["wall"], "server_cpu_s": server_cpu,
+             "server_cpu_per_chunk_us": server_cpu / chunks * 1e6, "server_cpu_per_stream_ms": server_cpu / max(r["ok"], 1) * 1e3,
+             "client_cpu_s": r["cpu"], "mock_cpu_s": mock_cpu, "load_core1": (r["cpu"] + mock_cpu) / r["wall"],
+             "ttft_p50_ms": percentile(r["ttft"], 50) * 1e3, "ttft_p99_ms": percentile(r["ttft"], 99) * 1e3,
+             "loadavg": load}
+    say(f"  c={concurrency}: {point['ok']} ok {point['bad']} bad, {point['streams_per_s']:.0f} streams/s, "
+        f"{point['server_cpu_per_chunk_us']:.1f} us/chunk, ttft p50 {point['ttft_p50_ms']:.2f} ms, "
+        f"core-1 load {point['load_core1']:.2f}")
+    return point
+
+
+def ttft_paced(spec: PathSpec, server: procs.Proc, mock: procs.Proc, plan: Plan) -> dict:
+    """TTFT of 100 concurrent paced streams (50 chunks/s): the proxy's latency under a realistic load."""
+    r = run_client(spec, "n50-i20", 50, concurrency=100, duration=plan.ttft_seconds, stagger=1.0)
+    point = {"concurrency": 100, "ok": r["ok"], "bad": r["bad"], "errors": r["errors"],
+             "ttft_p50_ms": percentile(r["ttft"], 50) * 1e3, "ttft_p99_ms": percentile(r["ttft"], 99) * 1e3,
+             "loadavg": procs.load_average()}
+    say(f"  paced c=100: ttft p50 {point['ttft_p50_ms']:.2f} ms p99 {point['ttft_p99_ms']:.2f} ms ({r['ok']} ok)")
+    return point
+
+
+def capacity(spec: PathSpec, server: procs.Proc, mock: procs.Proc, plan: Plan) -> dict:
+    """Step up paced streams until the p99 gap between chunks exceeds the pace by 10 ms or a stream breaks."""
+    points: list[dict] = []
+    ladder = list(plan.capacity_ladder)
+    if spec.name == "litellm":
+        ladder = [5, 10, 20, 40, 80, 160]
+    last_pass, first_fail = 0, None
+    for concurrency in ladder:
+        point = paced_point(spec, server, mock, concurrency, plan.capacity_seconds)
+        points.append(point)
+        if not point["pass"]:
+            first_fail = concurrency
+            break
+        last_pass = concurrency
+    for _ in range(plan.bisections if first_fail else 0):
+        middle = (last_pass + first_fail) // 2
+        if middle - last_pass < max(last_pass // 10, 5):
+            break
+        point = paced_point(spec, server, mock, middle, plan.capacity_seconds)
+        points.append(point)
+        last_pass, first_fail = (middle, first_fail) if point["pass"] else (last_pass, middle)
+    return {"streams": last_pass, "limit_reached": first_fail is not None, "points": sorted(points, key=lambda p: p["concurrency"])}
+
+
+def paced_point(spec: PathSpec, server: procs.Proc, mock: procs.Proc, concurrency: int, seconds: float) -> dict:
+    server_cpu, mock_cpu = server.cpu(), mock.cpu()
+    r = run_client(spec, "n100-i20", CHUNKS, concurrency=concurrency, duration=seconds, stagger=1.0, full_every=50)
+    server_cpu, mock_cpu = server.cpu() - server_cpu, mock.cpu() - mock_cpu
+    excess = (percentile(r["gaps"], 99) - PACED_MS / 1000) * 1e3
+    point = {"concurrency": concurrency, "ok": r["ok"], "bad": r["bad"], "errors": r["errors"],
+             "gap_p50_ms": percentile(r["gaps"], 50) * 1e3, "gap_p99_ms": percentile(r["gaps"], 99) * 1e3,
+             "added_gap_p99_ms": excess, "server_core_load": server_cpu / r["wall"],
+             "load_core1": (r["cpu"] + mock_cpu) / r["wall"], "loadavg": procs.load_average()}
+    point["pass"] = r["bad"] == 0 and r["ok"] > 0 and excess < 10
+    say(f"  paced c={concurrency}: p99 gap +{excess:.1f} ms, {r['ok']} ok {r['bad']} bad, "
+        f"core-0 {point['server_core_load']:.2f} core-1 {point['load_core1']:.2f} -> {'pass' if point['pass'] else 'FAIL'}")
+    return point
+
+
+def memory_point(spec: PathSpec, server: procs.Proc, open_streams: int) -> dict:
+    """RSS with `open_streams` slow streams (1 chunk/s) open at once, as bytes per open stream."""
+    time.sleep(1)
+    idle = server.rss()
+    argv = ["taskset", "-c", str(LOAD_CORE), sys.executable, str(paths.BENCH / "load_client.py"), "--url", spec.url,
+            "--body", spec.body("n120-i1000"), "--format", "schema" if spec.schema else "openai", "--chunks", "120",
+            "--mode", "hold", "--concurrency", str(open_streams), "--duration", "90",
+            "--stagger", str(open_streams / 1500)]
+    for header in spec.headers:
+        argv += ["--header", header]
+    client = subprocess.Popen([*argv, "--out", os.devnull], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = client.stdout.readline().split()  # type: ignore[union-attr]
+        opened, failed = (int(line[1]), int(line[2])) if line[:1] == ["READY"] else (0, open_streams)
+        loaded = server.rss()
+        client.communicate("\n", timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    time.sleep(2)  # let the server tear the streams down before the next phase
+    point = {"streams": open_streams, "open": opened, "failed": failed, "rss_idle_mb": idle / 2**20,
+             "rss_open_mb": loaded / 2**20, "bytes_per_stream": (loaded - idle) / max(opened, 1)}
+    say(f"  memory {open_streams}: {opened} open, {failed} failed, RSS {point['rss_open_mb']:.0f} MiB, "
+        f"{point['bytes_per_stream'] / 1024:.1f} KiB/stream")
+    return point
+
+
+def measure_workers(mock_port: int, mock: procs.Proc, workdir: Path, plan: Plan, out: Path) -> dict:
+    """Throughput with 1 and 2 workers, not pinned: the whole machine, mock and client included."""
+    found: dict = {}
+    for workers in (1, 2):
+        spec = paths.proxy(mock_port, workdir, workers=workers, name=f"llm-sse-proxy-w{workers}")
+        server = procs.start(spec.name, spec.argv, None, log=str(out / "raw" / f"{spec.name}.log"))
+        try:
+            if procs.wait_first_event(server, spec.port, spec.request("n100-i0"), 30) is None:
+                found[str(workers)] = {"error": "did not start"}
+                continue
+            run_client(spec, "n100-i0", CHUNKS, concurrency=10, streams=300, duration=3)
+            found[str(workers)] = cpu_point(spec, server, mock, 100, 100_000, plan.workers_seconds)
+        finally:
+            server.stop()
+    return found
+
+
+def machine(quick: bool) -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    versions = {}
+    for package in ("starlette", "uvicorn", "httpx2", "openai", "uvloop", "httptools", "orjson"):
+        try:
+            from importlib.metadata import version
+
+            versions[package] = version(package)
+        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
+            pass
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu, "cores": os.cpu_count(),
+            "mem_gib": round(mem / 2**20, 1), "kernel": platform.release(), "python": platform.python_version(),
+            "versions": versions, "litellm": paths.LITELLM_VERSION, "quick": quick, "load_before": procs.load_average(),
+            "commit": _git("rev-parse", "--short", "HEAD")}
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=paths.ROOT, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
