@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
+import socket
 import sys
 from types import FrameType
 
@@ -13,6 +15,9 @@ import uvicorn
 from proxy.app import create_app
 from proxy.config import Config, ConfigError, load_config
 from proxy.response import Shutdown
+from proxy.workers import run_workers
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 DESCRIPTION = """Stream LLM answers to browsers as Server-Sent Events.
 
@@ -33,7 +38,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, help="port to bind (default: server.port in the config)")
     parser.add_argument("--mock", action="store_true", help="point every model at the offline mock adapter")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--workers", type=_positive, default=1, help="processes sharing the port (default: %(default)s)")
     return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return mock_upstream_main(argv[1:])
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per upstream request is noise
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     try:
         config = load_config(args.config, mock=args.mock)
     except ConfigError as exc:
@@ -52,11 +63,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
+    if args.workers > 1:
+        # Bound once here and shared; each worker builds its own app (the import string is unused).
+        sock = uvicorn_config("proxy.app:create_app", host, port, config, args.log_level).bind_socket()
+        return run_workers(functools.partial(serve_worker, args), sock, args.workers)
+    serve(config, args, host, port)
+    return 0
+
+
+def serve(config: Config, args: argparse.Namespace, host: str, port: int, sockets: list[socket.socket] | None = None) -> None:
     shutdown = Shutdown(grace=config.server.shutdown_grace)
     app = create_app(config, shutdown=shutdown)
     server = GracefulServer(uvicorn_config(app, host, port, config, args.log_level), shutdown)
-    server.run()
-    return 0
+    server.run(sockets)
+
+
+def serve_worker(args: argparse.Namespace, sock: socket.socket) -> None:
+    """One `--workers` process: it reads the config itself, then serves on the parent's socket."""
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    config = load_config(args.config, mock=args.mock)
+    serve(config, args, "", 0, [sock])
 
 
 def uvicorn_config(app: object, host: str, port: int, config: Config, log_level: str, **extra: object) -> uvicorn.Config:
