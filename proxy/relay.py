@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_exponential_jitter
 
 from proxy.config import RetryConfig, TimeoutsConfig
+from proxy.deadline import ReadDeadline
 from proxy.deltas import Adapter, ChatRequest, Delta, Finish, Sleep, TextDelta, Usage
 from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamTruncated
 from proxy.sse import terminate_payload, text_payload
@@ -72,6 +73,8 @@ class Relay:
         self.committed = False
         self._started = 0.0
         self._total_deadline = math.inf
+        self._no_first_token = f"no first token within {timeouts.first_token:g} s"
+        self._silent = f"the upstream was silent for {timeouts.idle:g} s"
 
     async def run(self, emit: Emit) -> Outcome:
         """Emit text events, then exactly one terminate. Only cancellation escapes."""
@@ -141,27 +144,32 @@ class Relay:
 
     async def _stream(self, upstream: Upstream, emit: Emit) -> None:
         async with aclosing(upstream.adapter.stream(self.request)) as deltas:
-            deadline = min(anyio.current_time() + self.timeouts.first_token, self._total_deadline)
-            delta = await self._next(deltas, deadline, f"no first token within {self.timeouts.first_token:g} s")
-            self.committed = True
-            self.outcome.model = upstream.name
-            self.outcome.ttft = anyio.current_time() - self._started
-            while isinstance(delta, TextDelta):
-                await emit(text_payload(delta.text))
-                self.outcome.chunks += 1
-                deadline = min(anyio.current_time() + self.timeouts.idle, self._total_deadline)
-                delta = await self._next(deltas, deadline, f"the upstream was silent for {self.timeouts.idle:g} s")
-            await self._finish(emit, delta)
+            with anyio.CancelScope() as reading:
+                deadline = ReadDeadline(reading, cap=self._total_deadline)
+                try:
+                    await self._relay(deltas, deadline, upstream, emit)
+                finally:
+                    deadline.close()
+            if reading.cancelled_caught:
+                if deadline.deadline >= self._total_deadline:
+                    raise UpstreamTimeout(f"the stream exceeded its total time limit of {self.timeouts.total:g} s")
+                raise UpstreamTimeout(deadline.expired or "the upstream timed out")
 
-    async def _next(self, deltas: AsyncIterator[Delta], deadline: float, why: str) -> Delta:
-        with anyio.CancelScope(deadline=deadline):
-            try:
-                return await deltas.__anext__()
-            except StopAsyncIteration:
-                raise UpstreamTruncated("the upstream ended without finishing the answer") from None
-        if deadline >= self._total_deadline:
-            raise UpstreamTimeout(f"the stream exceeded its total time limit of {self.timeouts.total:g} s")
-        raise UpstreamTimeout(why)
+    async def _relay(self, deltas: AsyncIterator[Delta], deadline: ReadDeadline, upstream: Upstream, emit: Emit) -> None:
+        deadline.arm(self.timeouts.first_token, self._no_first_token)
+        delta = await _next(deltas)
+        self.committed = True
+        self.outcome.model = upstream.name
+        self.outcome.ttft = deadline.now() - self._started
+        idle, silent = self.timeouts.idle, self._silent
+        while isinstance(delta, TextDelta):
+            deadline.pause()
+            await emit(text_payload(delta.text))
+            self.outcome.chunks += 1
+            deadline.arm(idle, silent)
+            delta = await _next(deltas)
+        deadline.pause()
+        await self._finish(emit, delta)
 
     async def _finish(self, emit: Emit, finish: Finish) -> None:
         self.outcome.reason = finish.reason
@@ -172,3 +180,10 @@ class Relay:
         self.outcome.reason = "error"
         self.outcome.error_type = error_type
         await emit(terminate_payload("error", error=(error_type, message), model=self.outcome.model))
+
+
+async def _next(deltas: AsyncIterator[Delta]) -> Delta:
+    try:
+        return await deltas.__anext__()
+    except StopAsyncIteration:
+        raise UpstreamTruncated("the upstream ended without finishing the answer") from None

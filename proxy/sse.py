@@ -13,21 +13,23 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from proxy.deltas import Usage
 
 PING = b": ping\n\n"
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
 def encode_event(event_id: int, payload: Mapping[str, Any]) -> bytes:
     """One complete SSE event: `id:` and a single `data:` line of JSON."""
     try:
-        data = _dumps(payload).encode()
-    except UnicodeEncodeError:
+        # The bytes of json.dumps(ensure_ascii=False, compact) (tests/test_sse.py checks), ~10x faster.
+        data = orjson.dumps(payload)
+    except orjson.JSONEncodeError:
         # A lone surrogate (half of an emoji split across upstream chunks) has no UTF-8 form;
-        # as a JSON \\u escape the browser re-joins it with its other half.
+        # as a JSON \\u escape the browser re-joins it with its other half. (Also ints over 64 bits.)
         data = _dumps_ascii(payload).encode()
     if b"\xe2\x80\xa8" in data or b"\xe2\x80\xa9" in data:
         data = data.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")

@@ -45,6 +45,16 @@ def test_an_event_is_exactly_three_lines(text: str) -> None:
     assert b"\r" not in raw and b"\xe2\x80\xa8" not in raw and b"\xe2\x80\xa9" not in raw
 
 
+EVERY_CHARACTER = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+
+
+@pytest.mark.parametrize("text", [*AWKWARD, EVERY_CHARACTER])
+def test_the_fast_encoder_writes_what_the_stdlib_writes(text: str) -> None:
+    expected = json.dumps({"text": text}, ensure_ascii=False, separators=(",", ":")).encode()
+    expected = expected.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
+    assert encode_event(3, text_payload(text)) == b"id: 3\ndata: " + expected + b"\n\n"
+
+
 def test_lone_surrogate_is_escaped_so_the_browser_can_rejoin_it() -> None:
     halves = "🎉".encode("utf-16-le")
     high, low = halves[:2].decode("utf-16-le", "surrogatepass"), halves[2:].decode("utf-16-le", "surrogatepass")
