@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx2
 import openai
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.event_stream import EventStreamDecoder
@@ -55,7 +56,7 @@ def parse_chunk(data: str) -> Chunk:
     if data.startswith("[DONE]"):
         return Chunk(done=True)
     try:
-        obj = json.loads(data)
+        obj = _loads(data)
     except ValueError:
         raise UpstreamMalformed("the upstream sent a chunk that is not JSON") from None
     if not isinstance(obj, dict):
@@ -74,6 +75,14 @@ def parse_chunk(data: str) -> Chunk:
         raise UpstreamMalformed("the upstream sent a choice without a delta")
     text = delta.get("content")
     return Chunk(text if isinstance(text, str) else None, choice.get("finish_reason"), usage)
+
+
+def _loads(data: str) -> Any:
+    """json.loads, through orjson (3x faster) for all it accepts; it refuses lone surrogate escapes and NaN."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 class OpenAICompatAdapter:
