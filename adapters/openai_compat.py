@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx2
 import openai
 import orjson
@@ -30,6 +32,7 @@ from proxy.errors import (
 )
 
 RETRYABLE_STATUS = {408, 409, 429}
+DRAIN_SECONDS = 1.0
 
 
 class OpenAIOptions(BaseModel):
@@ -102,8 +105,14 @@ class OpenAICompatAdapter:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         try:
             async with self.client.chat.completions.with_streaming_response.create(**self._params(request)) as response:
-                async for delta in self._deltas(response.iter_bytes()):
-                    yield delta
+                body = response.iter_bytes()
+                async with aclosing(self._deltas(body)) as deltas:
+                    async for delta in deltas:
+                        try:
+                            yield delta
+                        finally:
+                            if isinstance(delta, Finish):
+                                await _drain(body)
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:
@@ -183,6 +192,22 @@ def retry_after(headers: httpx2.Headers) -> float | None:
         if seconds >= 0:
             return seconds
     return None
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read the rest of the body after the answer (normally just the chunked end, already received).
+
+    A connection whose body was not read to its end cannot go back to the pool: without this, every
+    stream opened a new upstream connection (a TCP handshake, and a TIME_WAIT socket). It runs after the
+    Finish was yielded, so the terminate event is never delayed; an upstream that keeps the body open
+    after [DONE] costs at most DRAIN_SECONDS, then its connection is dropped as before.
+    """
+    with anyio.move_on_after(DRAIN_SECONDS):
+        try:
+            async for _ in body:
+                pass
+        except (httpx2.HTTPError, httpx2.StreamError):
+            pass  # the answer is complete; the connection is simply not reused
 
 
 def _finish(finish_reason: str | None, usage: Usage | None) -> Finish:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import assert_one_terminate_last, chat_body, payloads, proxy, read_stream
+from adapters.mock_upstream import Recorder, create_mock_upstream_app
+from tests.conftest import assert_one_terminate_last, chat_body, payloads, proxy, read_stream, serve
 from tests.test_sse import AWKWARD
-from tests.upstream_fixtures import mock_upstream, upstream_config
+from tests.upstream_fixtures import Upstream, mock_upstream, upstream_config
 
 pytestmark = pytest.mark.anyio
 
@@ -42,3 +43,21 @@ async def test_length_finish_reason() -> None:
     async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", "gpt")])) as client:
         _, terminate = await ask(client, max_tokens=2)
     assert terminate["reason"] == "length"
+
+
+async def test_consecutive_streams_reuse_one_upstream_connection() -> None:
+    recorder, client_ports = Recorder(), set()
+    upstream_app = create_mock_upstream_app(recorder)
+
+    async def counting(scope, receive, send):
+        if scope["type"] == "http":
+            client_ports.add(scope["client"][1])  # one port per TCP connection from the proxy
+        await upstream_app(scope, receive, send)
+
+    async with serve(counting) as url:
+        config = upstream_config([Upstream(url, recorder).model("gpt", "gpt-x")])
+        async with proxy(config) as client:
+            for _ in range(3):
+                text, terminate = await ask(client)
+                assert terminate["reason"] == "stop" and text
+    assert len(recorder.attempts) == 3 and len(client_ports) == 1
