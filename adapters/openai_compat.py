@@ -104,8 +104,14 @@ class OpenAICompatAdapter:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         try:
-            async with self.client.chat.completions.with_streaming_response.create(**self._params(request)) as response:
-                body = response.iter_bytes()
+            # The SDK's generic `post` (documented for custom requests) keeps its base URL, auth, headers
+            # and status errors, but not the typed-params transform of `chat.completions.create`: that
+            # costs ~0.3 ms of CPU per request and message, and has nothing to change in these params.
+            response = await self.client.post(
+                "/chat/completions", cast_to=httpx2.Response, body=self._params(request), stream=True, stream_cls=None
+            )
+            try:
+                body = response.aiter_bytes()
                 async with aclosing(self._deltas(body)) as deltas:
                     async for delta in deltas:
                         try:
@@ -113,6 +119,8 @@ class OpenAICompatAdapter:
                         finally:
                             if isinstance(delta, Finish):
                                 await _drain(body)
+            finally:
+                await response.aclose()
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:
