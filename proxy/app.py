@@ -23,6 +23,7 @@ from adapters import REGISTRY
 from proxy.config import Config, ModelConfig
 from proxy.deltas import Sleep
 from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, UnsupportedMediaType
+from proxy.pool import ShardedTransport
 from proxy.relay import Relay, Upstream
 from proxy.response import Shutdown, SSEResponse
 from proxy.validation import ParsedChat, parse_chat_body, parse_stream_query
@@ -114,11 +115,11 @@ def create_app(
 
 
 def default_http_client(config: Config) -> httpx2.AsyncClient:
-    """One pool per upstream, sized for many long streams (httpx's default of 100 throttles)."""
+    """Pools per upstream sized for many long streams (httpx's default of 100 throttles), sharded (proxy/pool.py)."""
     timeouts = config.timeouts
     return httpx2.AsyncClient(
         timeout=httpx2.Timeout(connect=timeouts.connect, read=None, write=timeouts.connect, pool=timeouts.connect),
-        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=1000),
+        transport=ShardedTransport(httpx2.Limits(max_connections=None, max_keepalive_connections=1000)),
     )
 
 
