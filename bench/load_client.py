@@ -201,31 +201,38 @@ async def run_mode(job: Job, concurrency: int, streams: int, duration: float, st
 
 
 async def hold_mode(job: Job, concurrency: int, open_timeout: float, stagger: float) -> Tally:
-    """Open `concurrency` streams, report when all have their first event, close them on a stdin line."""
+    """Open up to `concurrency` streams within `open_timeout` seconds; report how many have their first
+    event, then close them all when a line arrives on stdin."""
     loop = asyncio.get_running_loop()
+    deadline = clock() + open_timeout
     streams: list[Stream] = []
     firsts: list[asyncio.Future] = []
-    failed = 0
-    for i in range(concurrency):
-        first = loop.create_future()
-        stream = Stream(job, False, first)
-        try:
-            await asyncio.wait_for(loop.create_connection(lambda s=stream: s, job.host, job.port), 10)
-        except (OSError, asyncio.TimeoutError):
-            failed += 1
-            continue
-        streams.append(stream)
-        firsts.append(first)
-        if stagger and i % 100 == 99:
-            await asyncio.sleep(stagger * 100 / concurrency)
-    done, _ = await asyncio.wait(firsts, timeout=open_timeout) if firsts else (set(), set())
-    print(f"READY {len(done)} {failed + len(firsts) - len(done)}", flush=True)
+    gate = asyncio.Semaphore(200)  # connects in flight: a full accept backlog only slows the ramp
+
+    async def open_one(index: int) -> None:
+        await asyncio.sleep(stagger * index / concurrency)
+        async with gate:
+            if clock() >= deadline:
+                return
+            first = loop.create_future()
+            stream = Stream(job, False, first)
+            try:
+                await asyncio.wait_for(loop.create_connection(lambda: stream, job.host, job.port), deadline - clock())
+            except (OSError, asyncio.TimeoutError):
+                return
+            streams.append(stream)
+            firsts.append(first)
+
+    await asyncio.gather(*(open_one(i) for i in range(concurrency)))
+    if firsts:
+        await asyncio.wait(firsts, timeout=max(deadline - clock(), 0.5))
+    opened = sum(1 for first in firsts if first.done())
+    print(f"READY {opened} {concurrency - opened}", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
     for stream in streams:
         if stream.transport is not None:
             stream.transport.abort()
-    job.tally.ok = len(done)
-    job.tally.bad = failed + len(firsts) - len(done)
+    job.tally.ok, job.tally.bad = opened, concurrency - opened
     return job.tally
 
 

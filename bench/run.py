@@ -43,9 +43,10 @@ class Plan:
     workers_seconds: float
 
 
-FULL = Plan(((1, 400, 5), (10, 3000, 6), (100, 6000, 8)), 6, 5, (25, 50, 100, 200, 400, 800, 1600, 3200), 2,
-            (1000, 9900), 8)
+FULL = Plan(((1, 400, 4), (10, 3000, 5), (100, 6000, 6)), 5, 4, (25, 50, 100, 200, 400, 800, 1600, 3200), 2,
+            (1000, 9900), 6)
 QUICK = Plan(((1, 100, 1.5), (10, 600, 2), (100, 1500, 2.5)), 2.5, 3, (50, 200, 800), 0, (1000,), 3)
+HOLD_SECONDS = 45  # to open the slow streams and see each one's first event; what is open then counts
 LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s would need 10 cores
 
 
@@ -240,13 +241,13 @@ def memory_point(spec: PathSpec, server: procs.Proc, open_streams: int) -> dict:
     idle = server.rss()
     argv = ["taskset", "-c", str(LOAD_CORE), sys.executable, str(paths.BENCH / "load_client.py"), "--url", spec.url,
             "--body", spec.body("n120-i1000"), "--format", "schema" if spec.schema else "openai", "--chunks", "120",
-            "--mode", "hold", "--concurrency", str(open_streams), "--duration", "90",
+            "--mode", "hold", "--concurrency", str(open_streams), "--duration", str(HOLD_SECONDS),
             "--stagger", str(open_streams / 1500)]
     for header in spec.headers:
         argv += ["--header", header]
     client = subprocess.Popen([*argv, "--out", os.devnull], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        line = client.stdout.readline().split()  # type: ignore[union-attr]
+        line = client.stdout.readline().split()  # type: ignore[union-attr]  # READY comes within HOLD_SECONDS
         opened, failed = (int(line[1]), int(line[2])) if line[:1] == ["READY"] else (0, open_streams)
         loaded = server.rss()
         client.communicate("\n", timeout=60)
