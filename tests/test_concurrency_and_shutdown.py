@@ -75,6 +75,33 @@ async def test_sigterm_ends_open_streams_with_a_shutdown_terminate(tmp_path: Pat
     assert API_KEY.encode() not in out + err
 
 
+async def test_two_workers_serve_and_end_their_streams_on_sigterm(tmp_path: Path) -> None:
+    async with mock_upstream() as up:
+        port = free_port()
+        config = {
+            "server": {"port": port, "shutdown_grace": 0.5},
+            "default_model": "gpt",
+            "models": [up.model("gpt", "gpt+delay_ms=200")],
+        }
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning", "--workers", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        try:
+            await wait_healthy(port)
+            async with httpx2.AsyncClient(timeout=10) as client:
+                statuses = {(await client.get(f"http://127.0.0.1:{port}/healthz")).status_code for _ in range(4)}
+            events, code = await stream_through_sigterm(port, process)
+        finally:
+            process.kill() if process.poll() is None else None
+            out, err = process.communicate(timeout=10)
+    assert statuses == {200}
+    assert events[-1] == {"action": "terminate", "reason": "shutdown"} and len(events) > 1
+    assert code == 0, err
+
+
 async def stream_through_sigterm(port: int, process: subprocess.Popen) -> tuple[list[dict], int | None]:
     raw = b""
     async with httpx2.AsyncClient(timeout=10) as client:
