@@ -210,9 +210,9 @@ def charts(results: dict, out: Path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("server CPU per relayed chunk (µs, log)")
     ax.set_title(f"CPU per chunk (direct = the mock itself)\n{stamp}", fontsize=9)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "cpu_per_chunk.png", dpi=110)
+    fig.savefig(out / "cpu_per_chunk.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -227,9 +227,9 @@ def charts(results: dict, out: Path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("added time to first token (ms, log)")
     ax.set_title(f"Added TTFT vs direct (c=100: paced streams)\n{stamp}", fontsize=9)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "ttft.png", dpi=110)
+    fig.savefig(out / "ttft.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -244,9 +244,9 @@ def charts(results: dict, out: Path) -> None:
     ax.set_xlabel("concurrent paced streams (50 chunks/s each)")
     ax.set_ylabel("added p99 gap between chunks (ms, log)")
     ax.set_title(f"Capacity on one core\n{stamp}", fontsize=9)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "capacity.png", dpi=110)
+    fig.savefig(out / "capacity.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -258,9 +258,9 @@ def charts(results: dict, out: Path) -> None:
     ax.set_xlabel("open slow streams (1 chunk/s)")
     ax.set_ylabel("server RSS (MiB)")
     ax.set_title(f"Memory\n{stamp}", fontsize=9)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "memory.png", dpi=110)
+    fig.savefig(out / "memory.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 3))
@@ -271,7 +271,7 @@ def charts(results: dict, out: Path) -> None:
     ax.set_xlabel("seconds from process start to the first event of a streamed answer")
     ax.set_title(f"Start-up\n{stamp}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "startup.png", dpi=110)
+    fig.savefig(out / "startup.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
