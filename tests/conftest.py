@@ -44,6 +44,10 @@ async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 10)
 
 
+# For tests that send hundreds of streams from one address: the per-client limits are not under test there.
+LOAD_TEST_LIMITS = {"requests_per_minute": 100_000, "burst": 10_000, "streams_per_client": 10_000}
+
+
 def make_config(models: list[dict[str, Any]] | None = None, **top: Any) -> Config:
     """A validated config from plain dicts; the first model is the default unless given."""
     models = models or [{"name": "mock", "adapter": "mock", "chunk_delay_ms": 0}]
