@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -174,8 +177,20 @@ class ProxyApp(Starlette):
         if scope["type"] == "http":
             transport = getattr(getattr(send, "__self__", None), "transport", None)
             if transport is not None:
-                scope[ABORT] = transport.abort
+                scope[ABORT] = functools.partial(reset_connection, transport)
         await super().__call__(scope, receive, send)
+
+
+def reset_connection(transport: asyncio.BaseTransport) -> None:
+    """Close with a TCP reset: the kernel drops what the client never read, instead of holding it and
+    waiting for the client (a plain close, even asyncio's abort(), sends it all first)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass  # already closed: nothing left to drop
+    transport.abort()  # type: ignore[attr-defined]
 
 
 def default_http_client(config: Config) -> httpx2.AsyncClient:

@@ -112,6 +112,7 @@ class Relay:
             wait=self._wait,
             retry=retry_if_exception(self._should_retry),
             sleep=self.sleep,
+            before_sleep=self._before_retry,
             reraise=True,
         )
         async for attempt in retrying:
@@ -128,9 +129,14 @@ class Relay:
             return False
         if anyio.current_time() >= self._total_deadline:
             return False
-        self.outcome.retries.append(exc.type)
-        log.info("retrying after %s: %s", exc.type, exc.message)
         return True
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        # Here, not in _should_retry: tenacity asks that before it checks the attempt limit.
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, UpstreamError):
+            self.outcome.retries.append(exc.type)
+            log.info("retrying after %s: %s", exc.type, exc.message)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -48,11 +48,12 @@ async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
 LOAD_TEST_LIMITS = {"requests_per_minute": 100_000, "burst": 10_000, "streams_per_client": 10_000}
 
 
-def make_config(models: list[dict[str, Any]] | None = None, **top: Any) -> Config:
+def make_config(models: list[dict[str, Any]] | None = None, *, environ: dict[str, str] | None = None,
+                **top: Any) -> Config:
     """A validated config from plain dicts; the first model is the default unless given."""
     models = models or [{"name": "mock", "adapter": "mock", "chunk_delay_ms": 0}]
     raw = {"default_model": models[0]["name"], "models": models, **top}
-    return parse_config(raw, where="test-config", environ={})
+    return parse_config(raw, where="test-config", environ=environ or {})
 
 
 @asynccontextmanager
