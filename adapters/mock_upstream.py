@@ -49,7 +49,7 @@ import anyio.lowlevel
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -326,7 +326,10 @@ def _parse_body(raw: bytes) -> dict | None:
 
 async def chat_completions(request: Request) -> Response:
     recorder: Recorder = request.app.state.recorder
-    body = _parse_body(await request.body())  # read here: never inside the generator (pitfalls 1.4)
+    try:
+        body = _parse_body(await request.body())  # read here: never inside the generator (pitfalls 1.4)
+    except ClientDisconnect:
+        return Response(status_code=499)  # the client gave up before it finished sending; nobody reads this
     attempt = Attempt((body or {}).get("model", ""), body or {}, dict(request.headers))
     recorder.attempts.append(attempt)
     if not request.headers.get("authorization", "").startswith("Bearer "):

@@ -71,11 +71,12 @@ class Authenticator:
         """Check and use up a stream token; return its key id. Raises Unauthorized."""
         body, _, signature = token.rpartition(".")
         parts = body.split(".")
-        if len(parts) != 3 or not hmac.compare_digest(signature, self._sign(body)):
+        presented = signature.encode("utf-8", "surrogateescape")  # compare_digest refuses non-ASCII str
+        if len(parts) != 3 or not hmac.compare_digest(presented, self._sign(body).encode()):
             raise Unauthorized("the stream token is not valid")
         kid, expires, nonce = parts
         now = self.clock()
-        if not expires.isdigit() or int(expires) < now:
+        if not (expires.isascii() and expires.isdigit()) or int(expires) < now:
             raise Unauthorized("the stream token has expired; ask POST /token for a new one")
         self._forget_expired(now)
         if nonce in self._used:

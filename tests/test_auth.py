@@ -64,11 +64,19 @@ def test_a_token_is_good_for_one_stream_within_its_lifetime() -> None:
     lambda t: "other" + t[t.index("."):],  # key id
     lambda t: t.replace(".", ".9", 1),  # expiry
     lambda t: "", lambda t: "....", lambda t: "a.b.c", lambda t: t + ".extra",
+    lambda t: t[:-1] + "é", lambda t: "a.²³.c.d", lambda t: t + "\udcff",
 ])
 def test_a_forged_token_is_refused(mangle) -> None:
     auth = authenticator(Clock())
     with pytest.raises(Unauthorized):
         auth.redeem(mangle(auth.issue("abc")))
+
+
+def test_a_token_with_unicode_digits_in_its_expiry_is_refused() -> None:
+    auth = authenticator(Clock())
+    body = "abc.²³.nonce"
+    with pytest.raises(Unauthorized):
+        auth.redeem(f"{body}.{auth._sign(body)}")
 
 
 def test_a_token_from_another_secret_is_refused() -> None:
