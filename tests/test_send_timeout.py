@@ -76,7 +76,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_its_upstream_closed(ca
 
 
 async def test_a_slow_reader_that_keeps_reading_gets_the_whole_stream() -> None:
-    reply = "x" * (2 << 20)
+    reply = "x" * (1 << 20)
     model = {"name": "big", "adapter": "mock", "reply": reply, "chunk_chars": 16384, "chunk_delay_ms": 0}
     async with proxy(make_config([model], server={"send_timeout": 1.0})) as client:
         sock, raw = await open_raw_stream(str(client.base_url).rstrip("/"))
