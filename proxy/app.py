@@ -24,7 +24,7 @@ from proxy.config import Config, ModelConfig
 from proxy.deltas import Sleep
 from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, UnsupportedMediaType
 from proxy.relay import Relay, Upstream
-from proxy.response import Shutdown, SSEResponse
+from proxy.response import SSE_HEADERS, Shutdown, SSEResponse
 from proxy.validation import ParsedChat, parse_chat_body, parse_stream_query
 
 log = logging.getLogger("llm_sse_proxy")
@@ -68,6 +68,8 @@ def create_app(
         return stream(request, parse_chat_body(body))
 
     async def stream_get(request: Request) -> Response:
+        if request.method == "HEAD":
+            return Response(headers=SSE_HEADERS)  # a probe must not start (and bill) a generation
         if "last-event-id" in request.headers:
             # A browser reconnecting after a cut stream: replaying the prompt would bill it again
             # and duplicate text. 204 tells EventSource to stop (WHATWG HTML 9.2.3).
