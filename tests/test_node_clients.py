@@ -1,16 +1,14 @@
 """Node clients that no one here wrote read the proxy exactly: the WHATWG `eventsource` package over
 GET /stream, `eventsource-parser` over fetch POST /chat, and our own sse-client.js beside them.
 
-The npm packages come from tests/node/package-lock.json (`npm ci`); .ci/run provides Node.
+The npm packages come from tests/node/package-lock.json (`npm ci`, the `npm_packages` fixture).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,10 +16,9 @@ import pytest
 
 from adapters.mock import split_reply
 from proxy.app import create_app
-from tests.conftest import make_config, serve
+from tests.conftest import NODE_DIR, make_config, node_and_npm, serve
 from tests.test_sse import AWKWARD
 
-NODE_DIR = Path(__file__).parent / "node"
 CHUNK = 5
 ECHO = {"name": "echo", "adapter": "mock", "echo": True, "chunk_chars": CHUNK, "chunk_delay_ms": 0}
 WHOLE = {"name": "echo-whole", "adapter": "mock", "echo": True, "chunk_chars": 1_000_000, "chunk_delay_ms": 0}
@@ -29,24 +26,6 @@ WHOLE = {"name": "echo-whole", "adapter": "mock", "echo": True, "chunk_chars": 1
 BIG_REPLY = ('line "one" é 中 🎉👩‍👩‍👧\r\nback\\slash\rend\n' * 2000)[:65536]
 BIG = {"name": "big", "adapter": "mock", "reply": BIG_REPLY, "chunk_chars": 1_000_000, "chunk_delay_ms": 0}
 SMALL_TEXTS = [text for text in AWKWARD if len(text) < 4000]  # a URL has no room for the 64 KiB one
-
-
-def node_and_npm() -> tuple[str, str]:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "Node.js and npm are needed for these tests: apt-get install nodejs npm (.ci/run does it)"
-    return node, npm
-
-
-@pytest.fixture(scope="session")
-def npm_packages() -> str:
-    """Install the locked npm packages once per run; return the node binary."""
-    node, npm = node_and_npm()
-    done = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=NODE_DIR, capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
-    return node
 
 
 def cases() -> list[tuple[dict[str, Any], str]]:
