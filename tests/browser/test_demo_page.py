@@ -4,10 +4,8 @@ against the proxy under uvicorn on a free loopback port."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -17,11 +15,11 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from adapters.mock import DEFAULT_REPLY, split_reply
+from adapters.mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
 from proxy.config import load_config
-from proxy.deltas import Adapter, ChatRequest, Delta
-from proxy.relay import Upstream
 from tests.browser.support import WAIT_MS, needs_chromium, running, upstream
 from tests.conftest import make_config, serve
+from tests.upstream_fixtures import mock_upstream, upstream_config
 
 pytestmark = [pytest.mark.anyio, needs_chromium]
 
@@ -29,32 +27,6 @@ ROOT = Path(__file__).parents[2]
 ARTICLE_PAGE = Path(__file__).parent / "article_client.html"
 ARTICLE_URL = "http://127.0.0.1:8080/stream"  # the article's proxy address, replaced by the test proxy's
 TRANSPORTS = ["eventsource", "fetch"]
-
-
-class WatchedAdapter:
-    """Wraps an adapter and records how each of its streams ended: "finished", or "cancelled"
-    when the proxy closed it early (what a real upstream sees as its connection closing)."""
-
-    def __init__(self, inner: Adapter) -> None:
-        self.inner = inner
-        self.endings: list[str] = []
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        ending = "cancelled"
-        try:
-            async with aclosing(self.inner.stream(request)) as deltas:  # type: ignore[type-var]
-                async for delta in deltas:
-                    yield delta
-            ending = "finished"
-        finally:
-            self.endings.append(ending)
-
-
-def watch(app: Any, name: str) -> WatchedAdapter:
-    """Put a WatchedAdapter around a running model's adapter (the runtime exists once serving)."""
-    watched = WatchedAdapter(upstream(app, name).adapter)
-    app.state.runtime.upstreams[name] = Upstream(name, watched)
-    return watched
 
 
 async def eventually(check: Callable[[], bool], seconds: float = 10) -> None:
@@ -81,9 +53,6 @@ async def settled_state(page: Page) -> str:
     return await page.get_attribute("#answer", "data-state") or ""
 
 
-SLOW = {"name": "slow", "adapter": "mock", "chunk_chars": 2, "chunk_delay_ms": 100}  # ~12 s: time to press Stop
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_demo_page_streams_the_mock_reply(page: Page, transport: str) -> None:
     async with running(load_config(ROOT / "config.yaml")) as (base, app, _):
@@ -102,7 +71,7 @@ async def test_demo_page_streams_the_mock_reply(page: Page, transport: str) -> N
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_stop_aborts_the_stream_and_the_proxy_stops_the_upstream(
+async def test_stop_aborts_the_stream_and_the_upstream_connection_closes(
     page: Page, transport: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="llm_sse_proxy")
@@ -110,20 +79,23 @@ async def test_stop_aborts_the_stream_and_the_proxy_stops_the_upstream(
     def logged() -> list[str]:  # the proxy's access-log lines for this stream
         return [r.getMessage() for r in caplog.records if r.getMessage().startswith("stream model=slow")]
 
-    async with running(make_config([SLOW])) as (base, app, _):
-        watched = watch(app, "slow")
-        await open_demo(page, base)
-        await ask(page, "hi", model="slow", transport=transport)
-        await page.wait_for_function("document.querySelector('#reply').textContent.length >= 4")
-        await page.click("#stop")
-        await eventually(lambda: watched.endings != [] and logged() != [])
-        state = await page.get_attribute("#answer", "data-state")
-        reply = await page.text_content("#reply") or ""
-        send_enabled = await page.is_enabled("#send")
-    assert watched.endings == ["cancelled"]
+    async with mock_upstream() as up:
+        slow = up.model("slow", "gpt+delay_ms=150+chunk_chars=2")  # ~7 s of reply: time to press Stop
+        async with running(upstream_config([slow])) as (base, _app, _):
+            await open_demo(page, base)
+            await ask(page, "hi", model="slow", transport=transport)
+            await page.wait_for_function("document.querySelector('#reply').textContent.length >= 4")
+            await page.click("#stop")
+            await up.recorder.wait_closed(0, timeout=5)
+            await eventually(lambda: logged() != [])
+            state = await page.get_attribute("#answer", "data-state")
+            reply = await page.text_content("#reply") or ""
+            send_enabled = await page.is_enabled("#send")
+    attempt = up.recorder.attempts[0]
+    assert not attempt.finished and up.recorder.count() == 1
     assert len(logged()) == 1 and " reason=cancelled " in logged()[0], logged()
     assert state == "stopped" and send_enabled
-    assert 4 <= len(reply) < len(DEFAULT_REPLY) and DEFAULT_REPLY.startswith(reply)
+    assert 4 <= len(reply) < len(DEFAULT_REPLY_UPSTREAM) and DEFAULT_REPLY_UPSTREAM.startswith(reply)
 
 
 async def test_article_client_from_another_origin_reads_the_whole_reply_once(page: Page) -> None:
