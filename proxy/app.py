@@ -35,7 +35,7 @@ from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, Un
 from proxy.limits import CappedAdapter, check_size
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.relay import Relay, Upstream
-from proxy.response import ABORT, Shutdown, SSEResponse
+from proxy.response import ABORT, SSE_HEADERS, Shutdown, SSEResponse
 from proxy.validation import ParsedChat, parse_chat_body, parse_stream_query
 
 log = logging.getLogger("llm_sse_proxy")
@@ -87,6 +87,8 @@ def create_app(
         return stream(request, client, parse_chat_body(body))
 
     async def stream_get(request: Request) -> Response:
+        if request.method == "HEAD":
+            return Response(headers=SSE_HEADERS)  # a probe must not start (and bill) a generation
         if "last-event-id" in request.headers:
             # A browser reconnecting after a cut stream: replaying the prompt would bill it again
             # and duplicate text. 204 tells EventSource to stop (WHATWG HTML 9.2.3).

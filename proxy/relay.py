@@ -112,7 +112,7 @@ class Relay:
             wait=self._wait,
             retry=retry_if_exception(self._should_retry),
             sleep=self.sleep,
-            before_sleep=self._before_retry,
+            before_sleep=self._before_sleep,
             reraise=True,
         )
         async for attempt in retrying:
@@ -131,12 +131,12 @@ class Relay:
             return False
         return True
 
-    def _before_retry(self, state: RetryCallState) -> None:
-        # Here, not in _should_retry: tenacity asks that before it checks the attempt limit.
+    def _before_sleep(self, state: RetryCallState) -> None:
+        # Called only when a retry really follows (the stop rule has been checked).
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, UpstreamError):
-            self.outcome.retries.append(exc.type)
-            log.info("retrying after %s: %s", exc.type, exc.message)
+        assert isinstance(exc, UpstreamError)
+        self.outcome.retries.append(exc.type)
+        log.info("retrying in %.2f s after %s: %s", state.upcoming_sleep, exc.type, exc.message)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
