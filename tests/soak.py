@@ -98,7 +98,7 @@ def proxy_config(upstream: str, port: int, opts: Options) -> dict[str, Any]:
                "model": f"{name}+delay_ms={opts.delay_ms}{suffix}", **({"fallbacks": ["ok"]} if name == "fallback" else {})}
               for name, (_, suffix, _, _) in FAULTS.items()]
     models.append({"name": "slow", "adapter": "openai", "base_url": f"{upstream}/v1", "api_key": "soak-key",
-                   "model": "slow+delay_ms=100"})
+                   "model": "slow+delay_ms=200"})
     return {
         "server": {"port": port, "debug_endpoints": True, "send_timeout": 5, "shutdown_grace": 1},
         "default_model": "ok",
@@ -238,9 +238,8 @@ class Soak:
                 tasks.start_soon(slow, client, i)
             with anyio.fail_after(20):
                 await opened.wait()
-            async with anyio.create_task_group() as knocks:
-                for _ in range(self.opts.overload_extra):
-                    knocks.start_soon(knock, client)
+            for _ in range(self.opts.overload_extra):  # one at a time: each figure is one refusal's latency
+                await knock(client)
 
 
 def client_for(url: str) -> httpx2.AsyncClient:
