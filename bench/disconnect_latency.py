@@ -13,9 +13,8 @@ import statistics
 import sys
 import time
 
-import httpx2
-
 from tests.conftest import proxy
+from tests.test_disconnect import leave_after
 from tests.upstream_fixtures import mock_upstream, upstream_config
 
 PHASES = {
@@ -26,24 +25,11 @@ PHASES = {
 }
 
 
-async def leave(client: httpx2.AsyncClient, events: int, seconds: float) -> float:
-    async with client.stream("POST", "/chat", json={"messages": [{"role": "user", "content": "hi"}]}) as response:
-        if events:
-            seen = 0
-            async for chunk in response.aiter_bytes():
-                seen += chunk.count(b"data:")
-                if seen >= events:
-                    break
-        else:
-            await asyncio.sleep(seconds)
-    return time.monotonic()
-
-
 async def measure(fault: str, events: int, seconds: float, rounds: int) -> list[float]:
     delays = []
     async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", fault)])) as client:
         for index in range(rounds):
-            left = await leave(client, events, seconds)
+            left = await leave_after(client, events=events, seconds=seconds)
             attempt = len(up.recorder.attempts) - 1
             closed = up.recorder.attempts[attempt].closed_at or await up.recorder.wait_closed(attempt, 3)
             # in a backoff the last attempt closed before the client left: nothing was open to close
