@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test bench clean
+.PHONY: run test soak bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+# About 1,000 streams with random disconnects and upstream faults, then an overload; loopback only, ~60 s.
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak $(ARGS)
 
 # Side by side with the floor and LiteLLM, ~5 minutes (ARGS=--quick: ~1 minute). See bench/run.py.
 BENCH_STAMP := $(VENV)/.bench-stamp

@@ -2,17 +2,26 @@
 
 Lines end only at CR, LF or CRLF: not at U+2028 and the other breaks that `str.splitlines` (and so
 httpx's `aiter_lines`) also splits on, which models do emit inside JSON (streaming-pitfalls.md 7.6).
+
+A line longer than `max_line` bytes raises UpstreamMalformed instead of growing without bound. The
+check is on the unfinished line only; httpx hands over reads of at most 64 KiB, so an oversized line
+is always caught while it is still unfinished.
 """
 
 from __future__ import annotations
+
+from proxy.errors import UpstreamMalformed
+
+MAX_LINE = 1 << 20  # 1 MiB: a chat delta is a few hundred bytes
 
 
 class EventStreamDecoder:
     """Feed it body bytes; it returns the `(event, data)` of each event completed so far."""
 
-    __slots__ = ("_partial", "_data", "_event", "_after_cr")
+    __slots__ = ("_partial", "_data", "_event", "_after_cr", "_max_line")
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._max_line = max_line
         self._partial = b""
         self._data: list[bytes] = []
         self._event = b""
@@ -27,6 +36,8 @@ class EventStreamDecoder:
         else:
             self._after_cr = False
         *lines, self._partial = (self._partial + chunk).split(b"\n")
+        if len(self._partial) > self._max_line:
+            raise UpstreamMalformed(f"the upstream sent a line longer than {self._max_line} bytes")
         events = []
         for line in lines:
             if line:

@@ -22,6 +22,12 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
 - ``stall_after=K``: K content chunks, then silence until the client goes away.
 - ``malformed_after=K``: K content chunks, then ``data: {not json``, then the rest of the stream.
 - ``error_after=K``: K content chunks, then ``data: {"error": {...}}`` and ``data: [DONE]``.
+- ``big_after=K``: K content chunks, then one content chunk of ``big_bytes`` characters (default 8 MiB), then
+  the rest of the stream.
+- ``endless_after=K``: K content chunks, then a ``data:`` line that never ends (64 KiB writes, up to 256 MiB).
+- ``fieldless_after=K``: K content chunks, then a JSON chunk without ``choices``, then the rest of the stream.
+- ``echo_key=1``: a ``fail`` error message quotes the bearer key, as careless servers do (OpenAI's 401 quotes
+  it masked), so tests can check that the proxy never passes it on.
 - ``delay_ms=MS`` before each content chunk; ``first_delay_ms=MS`` before the first one instead (headers
   and the role chunk go out at once).
 - ``chunk_chars=N``: code points per content chunk.
@@ -39,18 +45,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
 MODELS = ("mock-gpt", "mock-gpt-mini")
-AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after")
+AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
+                "big_after", "endless_after", "fieldless_after")
 OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
-                                    "delay_ms", "first_delay_ms", "chunk_chars"))
+                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key"))
+_FIELDLESS = b'data: {"id":"chatcmpl-fieldless","object":"chat.completion.chunk"}\n\n'
+_ENDLESS_HEAD = b'data: {"choices":[{"index":0,"delta":{"content":"'
+_ENDLESS_BYTES = 256 << 20
 _DONE = b"data: [DONE]\n\n"
 _MALFORMED = b"data: {not json\n\n"
 _MIDSTREAM_ERROR = (b'data: {"error":{"message":"The server had an error while processing your request '
@@ -110,6 +121,7 @@ class _Plan:
     delay: float = 0.0
     first_delay: float | None = None
     chunk_chars: int = 5
+    big_bytes: int = 8 << 20
 
 
 def _options(model: str, headers: Any) -> tuple[str, dict[str, str]]:
@@ -140,6 +152,7 @@ def _plan(model: str, opts: dict[str, str]) -> _Plan:
     if "first_delay_ms" in opts:
         plan.first_delay = float(opts["first_delay_ms"]) / 1000
     plan.chunk_chars = int(opts.get("chunk_chars", 5))
+    plan.big_bytes = int(opts.get("big_bytes", 8 << 20))
     if plan.chunk_chars < 1 or plan.fault_at < 0 or plan.fail < 0:
         raise ValueError("chunk_chars must be >= 1, counts >= 0")
     return plan
@@ -183,9 +196,14 @@ class _Events:
             uuid.uuid4().hex[:24], int(time.time()), _dumps(model))
         tail = ',"finish_reason":null}]}\n\n'
         self.role = (head + '{"index":0,"delta":{"role":"assistant","content":""}' + tail).encode()
-        self.content = [(head + '{"index":0,"delta":{"content":' + _dumps(p) + "}" + tail).encode() for p in pieces]
+        self._head, self._tail = head, tail
+        self.content = [self.content_chunk(p) for p in pieces]
         self.finish = (head + '{"index":0,"delta":{},"finish_reason":"%s"}]}\n\n' % finish).encode()
         self.usage = (head + '],"usage":' + _dumps(usage) + "}\n\n").encode() if usage else None
+
+
+    def content_chunk(self, text: str) -> bytes:
+        return (self._head + '{"index":0,"delta":{"content":' + _dumps(text) + "}" + self._tail).encode()
 
 
 class _ClosingStream(StreamingResponse):
@@ -223,8 +241,9 @@ async def _body(attempt: Attempt, ev: _Events, plan: _Plan, transport: Any):
         for i in range(n + 1):
             if i == k:
                 attempt.fault = plan.fault
-                if plan.fault == "malformed_after":
-                    yield _MALFORMED  # and carry on
+                if plan.fault in _CARRY_ON:
+                    async for piece in _CARRY_ON[plan.fault](ev, plan):
+                        yield piece
                 else:
                     if plan.fault == "error_after":
                         yield _MIDSTREAM_ERROR
@@ -250,6 +269,30 @@ async def _body(attempt: Attempt, ev: _Events, plan: _Plan, transport: Any):
         attempt.closed_at = time.monotonic()
 
 
+async def _big(ev: _Events, plan: _Plan):
+    yield ev.content_chunk("x" * plan.big_bytes)
+
+
+async def _endless(ev: _Events, plan: _Plan):
+    yield _ENDLESS_HEAD
+    piece = b"x" * 65536
+    for _ in range(_ENDLESS_BYTES // len(piece)):
+        await anyio.lowlevel.checkpoint()  # a send to a gone client does not wait: let the disconnect in
+        yield piece
+
+
+async def _one(data: bytes):
+    yield data
+
+
+_CARRY_ON = {  # faults after which the stream goes on, if the client is still there
+    "malformed_after": lambda ev, plan: _one(_MALFORMED),
+    "fieldless_after": lambda ev, plan: _one(_FIELDLESS),
+    "big_after": _big,
+    "endless_after": _endless,
+}
+
+
 def _completion(model: str, text: str, finish: str, usage: dict) -> dict:
     message = {"role": "assistant", "content": text, "refusal": None}
     return {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion", "created": int(time.time()),
@@ -262,11 +305,14 @@ def _reject(attempt: Attempt, response: JSONResponse, fault: str | None = None) 
     return response
 
 
-def _scripted_failure(plan: _Plan, opts: dict[str, str], n: int) -> JSONResponse:
+def _scripted_failure(plan: _Plan, opts: dict[str, str], n: int, bearer: str) -> JSONResponse:
     names = (("retry-after", "retry_after"), ("retry-after-ms", "retry_after_ms"))
     headers = {header: opts[option] for header, option in names if option in opts}
     err = opts.get("error_type")
-    return _error(plan.status, f"Mock failure {n} of {plan.fail} for key {plan.key!r}.", err, err, headers)
+    message = f"Mock failure {n} of {plan.fail} for key {plan.key!r}."
+    if opts.get("echo_key"):
+        message = f"Incorrect API key provided: {bearer}. You can find your API key in your account settings."
+    return _error(plan.status, message, err, err, headers)
 
 
 def _parse_body(raw: bytes) -> dict | None:
@@ -280,7 +326,10 @@ def _parse_body(raw: bytes) -> dict | None:
 
 async def chat_completions(request: Request) -> Response:
     recorder: Recorder = request.app.state.recorder
-    body = _parse_body(await request.body())  # read here: never inside the generator (pitfalls 1.4)
+    try:
+        body = _parse_body(await request.body())  # read here: never inside the generator (pitfalls 1.4)
+    except ClientDisconnect:
+        return Response(status_code=499)  # the client gave up before it finished sending; nobody reads this
     attempt = Attempt((body or {}).get("model", ""), body or {}, dict(request.headers))
     recorder.attempts.append(attempt)
     if not request.headers.get("authorization", "").startswith("Bearer "):
@@ -294,7 +343,7 @@ async def chat_completions(request: Request) -> Response:
         return _reject(attempt, _error(400, f"bad mock option: {exc}"))
     attempt.key = plan.key
     if (n := recorder._try(plan.key)) <= plan.fail:
-        return _reject(attempt, _scripted_failure(plan, opts, n), f"fail:{plan.status}")
+        return _reject(attempt, _scripted_failure(plan, opts, n, request.headers.get("authorization", "").removeprefix("Bearer ")), f"fail:{plan.status}")
     text = _reply_text(body, request.app.state.default_reply)
     pieces = [text[i : i + plan.chunk_chars] for i in range(0, len(text), plan.chunk_chars)]
     limit = body.get("max_tokens") or body.get("max_completion_tokens")

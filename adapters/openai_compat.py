@@ -20,7 +20,7 @@ import openai
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from adapters.event_stream import EventStreamDecoder
+from adapters.event_stream import MAX_LINE, EventStreamDecoder
 from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
 from proxy.errors import (
     UpstreamError,
@@ -44,6 +44,7 @@ class OpenAIOptions(BaseModel):
     include_usage: bool = True  # a few older servers reject stream_options
     default_headers: dict[str, str] = {}  # e.g. Azure's api-key, OpenRouter's HTTP-Referer
     default_query: dict[str, str] = {}  # e.g. Azure's api-version
+    max_event_bytes: int = Field(MAX_LINE, ge=1024)  # a longer upstream line ends the stream with an error
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,9 @@ class OpenAICompatAdapter:
     def __init__(self, options: OpenAIOptions, *, http: httpx2.AsyncClient) -> None:
         self.options = options
         self._secret = options.api_key.get_secret_value()
+        # Header and query values can be keys too (Azure's api-key, Gemini's ?key=).
+        self._secrets = sorted({self._secret, *options.default_headers.values(), *options.default_query.values()},
+                               key=len, reverse=True)
         self.client = openai.AsyncOpenAI(
             base_url=options.base_url,
             api_key=self._secret,
@@ -121,15 +125,20 @@ class OpenAICompatAdapter:
                                 await _drain(body)
             finally:
                 await response.aclose()
+        except UpstreamError as exc:  # from the body: an in-band error's text comes from the upstream
+            exc.message = self.redact(exc.message)
+            raise
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:
             raise UpstreamTimeout("the upstream did not answer in time") from None
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
             raise self._connection_error(exc) from None
+        except openai.OpenAIError as exc:  # the SDK's other errors: their text may quote the request
+            raise UpstreamRejected(f"the upstream client failed: {type(exc).__name__}") from None
 
     async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
-        decoder = EventStreamDecoder()
+        decoder = EventStreamDecoder(self.options.max_event_bytes)
         finish_reason, usage = None, None
         async for raw in body:
             for _event, data in decoder.feed(raw):
@@ -179,8 +188,9 @@ class OpenAICompatAdapter:
 
     def redact(self, text: str) -> str:
         """Upstream errors can quote the key (OpenAI's 401 does, masked): never pass it on."""
-        if self._secret and len(self._secret) >= 4:
-            text = text.replace(self._secret, "[redacted]")
+        for secret in self._secrets:
+            if len(secret) >= 8:
+                text = text.replace(secret, "[redacted]")
         return _KEYLIKE.sub("[redacted]", text)
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -18,14 +23,20 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from adapters import REGISTRY
+from proxy import access_log
+from proxy.admission import Admission
+from proxy.auth import Client
 from proxy.config import Config, ModelConfig
-from proxy.deltas import Sleep
+from proxy.deltas import Adapter, Sleep
 from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, UnsupportedMediaType
+from proxy.limits import CappedAdapter, check_size
+from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.pool import ShardedTransport
 from proxy.relay import Relay, Upstream
-from proxy.response import Shutdown, SSEResponse
+from proxy.response import ABORT, SSE_HEADERS, Shutdown, SSEResponse
 from proxy.validation import ParsedChat, parse_chat_body, parse_stream_query
 
 log = logging.getLogger("llm_sse_proxy")
@@ -50,6 +61,10 @@ def create_app(
 ) -> Starlette:
     """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly."""
     make_client = http_client_factory or (lambda model: default_http_client(config))
+    admission = Admission.from_config(config)
+    metrics = Metrics()
+    if admission.auth.enabled and "*" in config.server.cors_origins:
+        log.warning("client keys are on but server.cors_origins allows any site; list your sites' origins")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,35 +73,68 @@ def create_app(
             for model in config.models:
                 spec = REGISTRY[model.adapter]
                 http = await stack.enter_async_context(make_client(model)) if spec.uses_http else None
-                upstreams[model.name] = Upstream(model.name, spec.build(model.options, http=http, sleep=sleep))
+                adapter: Adapter = spec.build(model.options, http=http, sleep=sleep)
+                if model.max_tokens_cap is not None:
+                    adapter = CappedAdapter(adapter, model.max_tokens_cap)
+                upstreams[model.name] = Upstream(model.name, adapter)
             app.state.runtime = Runtime(upstreams)
             yield
 
     async def chat(request: Request) -> Response:
+        client = admission.admit(request)
         if not _is_json(request.headers.get("content-type", "")):
             raise UnsupportedMediaType("send the chat as JSON with content-type: application/json")
         body = await read_body(request, config.server.max_body_bytes)
-        return stream(request, parse_chat_body(body))
+        return stream(request, client, parse_chat_body(body))
 
     async def stream_get(request: Request) -> Response:
+        if request.method == "HEAD":
+            return Response(headers=SSE_HEADERS)  # a probe must not start (and bill) a generation
         if "last-event-id" in request.headers:
             # A browser reconnecting after a cut stream: replaying the prompt would bill it again
             # and duplicate text. 204 tells EventSource to stop (WHATWG HTML 9.2.3).
-            return Response(status_code=204)
-        return stream(request, parse_stream_query(request.query_params, config.default_prompt))
+            return Response(status_code=204, headers={"x-request-id": request_id(request)})
+        client = admission.admit(request, token=request.query_params.get("token"))
+        return stream(request, client, parse_stream_query(request.query_params, config.default_prompt))
 
-    def stream(request: Request, parsed: ParsedChat) -> Response:
+    async def token(request: Request) -> Response:
+        client = admission.admit(request)
+        body = {"token": admission.issue_token(client), "expires_in": config.auth.token_ttl}
+        return JSONResponse(body, headers={"x-request-id": request_id(request), "cache-control": "no-store"})
+
+    def stream(request: Request, client: Client, parsed: ParsedChat) -> Response:
         name = parsed.model or config.default_model
         runtime: Runtime = request.app.state.runtime
         if name not in runtime.upstreams:
             raise NotFound(f"unknown model {name!r}; GET /models lists them")
+        check_size(parsed.request, config.limits)
         chain = [runtime.upstreams[n] for n in [name, *config.model(name).fallbacks]]  # type: ignore[union-attr]
         relay = Relay(chain, parsed.request, retry=config.retry, timeouts=config.timeouts, sleep=sleep)
+        rid = request_id(request)
+        prompt = _last_user_message(parsed) if config.logging.log_prompts else None
+        leave = admission.enter(client)  # last: nothing below can fail and leak the slot
+        metrics.stream_started()
+        started = anyio.current_time()
+
+        def done(ending: str | None) -> None:
+            leave()
+            outcome = relay.outcome
+            if ending is not None:
+                outcome.reason = ending
+            duration = anyio.current_time() - started
+            metrics.stream_ended(name, outcome, duration)
+            if config.logging.access_log:
+                access_log.write(access_log.stream_line(
+                    request_id=rid, client=client.identity, model=name, outcome=outcome, duration=duration,
+                    prompt=prompt))
+
         return SSEResponse(
             relay.run,
             ping_interval=config.server.ping_interval,
+            send_timeout=config.server.send_timeout,
             shutdown=shutdown,
-            on_done=lambda ending: log_stream(name, relay, ending),
+            headers={"x-request-id": rid},
+            on_done=done,
         )
 
     async def models(request: Request) -> Response:
@@ -98,20 +146,54 @@ def create_app(
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
+    async def metrics_page(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     routes = [
         Route("/chat", chat, methods=["POST"]),
         Route("/stream", stream_get, methods=["GET"]),
+        Route("/token", token, methods=["POST"]),
         Route("/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    if config.metrics.enabled:
+        routes.append(Route("/metrics", metrics_page, methods=["GET"]))
+    if config.server.debug_endpoints:
+        routes.append(Route("/debug/runtime", debug_runtime, methods=["GET"]))
     if (STATIC / "index.html").is_file():
         routes += [Route("/", index, methods=["GET"]), Mount("/static", StaticFiles(directory=STATIC))]
-    return Starlette(
+    app = ProxyApp(
         routes=routes,
         middleware=[cors(config.server.cors_origins)],
         exception_handlers={ProxyError: request_error, HTTPException: http_error, Exception: internal_error},
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
+    return app
+
+
+class ProxyApp(Starlette):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # ASGI has no way to abort a connection, and a graceful close waits for a client that stopped
+        # reading. Under uvicorn `send` is a bound method of the request cycle, which holds the
+        # transport; Starlette's middlewares wrap `send`, so this is the last place to reach it.
+        if scope["type"] == "http":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None:
+                scope[ABORT] = functools.partial(reset_connection, transport)
+        await super().__call__(scope, receive, send)
+
+
+def reset_connection(transport: asyncio.BaseTransport) -> None:
+    """Close with a TCP reset: the kernel drops what the client never read, instead of holding it and
+    waiting for the client (a plain close, even asyncio's abort(), sends it all first)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass  # already closed: nothing left to drop
+    transport.abort()  # type: ignore[attr-defined]
 
 
 def default_http_client(config: Config) -> httpx2.AsyncClient:
@@ -147,27 +229,40 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def log_stream(model: str, relay: Relay, ending: str | None) -> None:
-    outcome = relay.outcome
-    if ending is not None:
-        outcome.reason = ending
-    level = logging.INFO if ending != "cancelled" else logging.WARNING
-    log.log(
-        level,
-        "stream model=%s answered_by=%s reason=%s error=%s attempts=%d chunks=%d ttft=%s",
-        model, outcome.model, outcome.reason, outcome.error_type, outcome.attempts, outcome.chunks,
-        f"{outcome.ttft:.3f}" if outcome.ttft is not None else "-",
-    )
+def request_id(request: Request) -> str:
+    """The request's id, taken from `X-Request-ID` or made up, the same for every use."""
+    rid = request.scope.get("llm_sse_proxy.request_id")
+    if rid is None:
+        rid = request.scope["llm_sse_proxy.request_id"] = access_log.request_id(request.headers)
+    return rid
 
 
-def error_response(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> Response:
+async def debug_runtime(request: Request) -> Response:
+    """Leak checks for the soak test: asyncio tasks, open file descriptors, resident memory."""
+    with open("/proc/self/statm") as statm:
+        rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return JSONResponse({"tasks": len(asyncio.all_tasks()), "fds": len(os.listdir("/proc/self/fd")), "rss_bytes": rss})
+
+
+def _last_user_message(parsed: ParsedChat) -> str:
+    users = [m.content for m in parsed.request.messages if m.role == "user"]
+    return users[-1][:2000] if users else ""
+
+
+def error_response(
+    request: Request, status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    if status < 500:
+        request.app.state.metrics.reject(error_type)
+    headers = {**(headers or {}), "x-request-id": request_id(request)}
     return JSONResponse({"error": {"type": error_type, "message": message}}, status_code=status, headers=headers)
 
 
 async def request_error(request: Request, exc: Exception) -> Response:
-    status = exc.status if isinstance(exc, RequestError) else 502
     assert isinstance(exc, ProxyError)
-    return error_response(status, exc.type, exc.message)
+    if isinstance(exc, RequestError):
+        return error_response(request, exc.status, exc.type, exc.message, exc.headers())
+    return error_response(request, 502, exc.type, exc.message)
 
 
 _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed"}
@@ -175,12 +270,12 @@ _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed"}
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), exc.detail, exc.headers)
+    return error_response(request, exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), exc.detail, exc.headers)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "the proxy failed; see its log")
+    return error_response(request, 500, "internal_error", "the proxy failed; see its log")
 
 
 def _is_json(content_type: str) -> bool:

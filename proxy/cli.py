@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"llm-sse-proxy: config error: {exc}", file=sys.stderr)
         return 2
+    configure_access_log()
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     if args.workers > 1:
@@ -83,6 +84,16 @@ def serve_worker(args: argparse.Namespace, sock: socket.socket) -> None:
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     config = load_config(args.config, mock=args.mock)
     serve(config, args, "", 0, [sock])
+
+
+def configure_access_log() -> None:
+    """Access lines are bare JSON, one per stream, whatever --log-level says (logging.access_log turns them off)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access = logging.getLogger("llm_sse_proxy.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
 
 
 def uvicorn_config(app: object, host: str, port: int, config: Config, log_level: str, **extra: object) -> uvicorn.Config:

@@ -5,6 +5,7 @@ This is the only module that reads the environment: `${VAR}` in any string takes
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from adapters import REGISTRY
 
@@ -32,6 +33,34 @@ class ServerConfig(_Section):
     ping_interval: float = Field(15.0, gt=0)
     max_body_bytes: int = Field(1_048_576, gt=0)
     shutdown_grace: float = Field(5.0, ge=0)
+    send_timeout: float = Field(30.0, gt=0)  # a client that reads nothing for this long is cut off
+    debug_endpoints: bool = False  # GET /debug/runtime: task and fd counts, for the soak test only
+
+
+class AuthConfig(_Section):
+    """Client keys, as SHA-256 hex digests (a `${VAR}` of comma-separated keys is hashed at load)."""
+
+    key_hashes: frozenset[str] = frozenset()
+    token_secret: SecretStr | None = Field(None, min_length=32)  # HMAC key for stream tokens; random per process if unset
+    token_ttl: float = Field(60.0, gt=0, le=3600)
+
+
+class LimitsConfig(_Section):
+    max_messages: int = Field(200, ge=1)
+    max_chars: int = Field(200_000, ge=1)  # all message contents together
+    requests_per_minute: float = Field(120.0, gt=0)  # per key, or per IP without keys
+    burst: int = Field(30, ge=1)
+    streams_per_client: int = Field(20, ge=1)
+    max_streams: int = Field(1000, ge=1)  # open streams in the whole process
+
+
+class MetricsConfig(_Section):
+    enabled: bool = True
+
+
+class LoggingConfig(_Section):
+    access_log: bool = True
+    log_prompts: bool = False  # put the last user message in the access log line
 
 
 class RetryConfig(_Section):
@@ -52,6 +81,7 @@ class ModelConfig(_Section):
     name: str = Field(min_length=1)
     adapter: str
     fallbacks: list[str] = []
+    max_tokens_cap: int | None = Field(None, ge=1)  # requests above it are clamped to it
     options: Any = None  # the adapter's own options model, validated by its spec
 
 
@@ -62,13 +92,18 @@ class Config(_Section):
     models: list[ModelConfig] = Field(min_length=1)
     retry: RetryConfig = RetryConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_MODEL_KEYS = {"name", "adapter", "fallbacks"}
+_MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap"}
+_SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def load_config(
@@ -98,7 +133,9 @@ def parse_config(raw: Any, *, where: str, environ: Mapping[str, str], mock: bool
     if mock:
         models = [_as_mock(m) for m in models]
     parsed = [_parse_model(m, f"models[{i}]", where, environ) for i, m in enumerate(models)]
-    rest = _substitute({k: v for k, v in raw.items() if k != "models"}, "", where, environ)
+    rest = _substitute({k: v for k, v in raw.items() if k not in ("models", "auth")}, "", where, environ)
+    if "auth" in raw:
+        rest["auth"] = _parse_auth(raw["auth"], where, environ)
     try:
         config = Config.model_validate({**rest, "models": parsed})
     except ValidationError as exc:
@@ -124,10 +161,46 @@ def _parse_model(raw: Any, loc: str, where: str, environ: Mapping[str, str]) -> 
         raise ConfigError(f"{where}: {loc}.{_first_problem(exc)}") from None
 
 
+def _parse_auth(raw: Any, where: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """`keys` entries are `${VAR}` references (comma-separated keys) or `sha256:<hex>` digests.
+
+    A key written in the file itself is refused, so none lands in a repository by accident.
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: auth: must be a mapping")
+    keys = raw.get("keys", [])
+    if not isinstance(keys, list):
+        raise ConfigError(f"{where}: auth.keys: must be a list")
+    hashes: set[str] = set()
+    for i, entry in enumerate(keys):
+        hashes |= _key_hashes(entry, f"auth.keys[{i}]", where, environ)
+    secret = raw.get("token_secret")
+    if secret is not None and not (isinstance(secret, str) and _VAR.fullmatch(secret.strip())):
+        raise ConfigError(f"{where}: auth.token_secret: write a ${{VAR}} reference, not the secret itself")
+    rest = _substitute({k: v for k, v in raw.items() if k != "keys"}, "auth", where, environ)
+    return {**rest, "key_hashes": frozenset(hashes)}
+
+
+def _key_hashes(entry: Any, loc: str, where: str, environ: Mapping[str, str]) -> set[str]:
+    if isinstance(entry, str) and _SHA256_HEX.match(entry.strip().lower()):
+        return {entry.strip().lower().removeprefix("sha256:")}
+    if not isinstance(entry, str) or not _VAR.fullmatch(entry.strip()):
+        # Never echo the entry: it may be a key.
+        raise ConfigError(f"{where}: {loc}: write a ${{VAR}} reference or a sha256:<64 hex> digest, not a key")
+    keys = [k.strip() for k in _substitute(entry.strip(), loc, where, environ).split(",") if k.strip()]
+    if not keys:
+        raise ConfigError(f"{where}: {loc}: {entry.strip()} holds no keys")
+    if any(len(k) < 16 for k in keys):
+        raise ConfigError(f"{where}: {loc}: every key must be at least 16 characters long")
+    return {hashlib.sha256(k.encode()).hexdigest() for k in keys}
+
+
 def _as_mock(model: Any) -> Any:
     if not isinstance(model, dict):
         return model
-    return {k: model[k] for k in ("name", "fallbacks") if k in model} | {"adapter": "mock"}
+    return {k: model[k] for k in ("name", "fallbacks", "max_tokens_cap") if k in model} | {"adapter": "mock"}
 
 
 def _substitute(value: Any, loc: str, where: str, environ: Mapping[str, str]) -> Any:

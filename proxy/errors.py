@@ -3,10 +3,13 @@
 ProxyError
 ├── RequestError            4xx before the stream starts
 │   ├── BadRequest          400
+│   ├── Unauthorized        401
 │   ├── NotFound            404
 │   ├── MethodNotAllowed    405
 │   ├── PayloadTooLarge     413
-│   └── UnsupportedMediaType 415
+│   ├── UnsupportedMediaType 415
+│   ├── TooManyRequests     429 + Retry-After: this client is over its rate or stream limit
+│   └── Overloaded          503 + Retry-After: the proxy as a whole is full, shedding load
 └── UpstreamError           inside the stream: terminate with reason "error"
     ├── UpstreamUnavailable retryable (connect errors, 408/409/429/5xx)
     ├── UpstreamTimeout     retryable before the first token
@@ -30,9 +33,20 @@ class RequestError(ProxyError):
     status = 400
     type = "invalid_request"
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class BadRequest(RequestError):
     pass
+
+
+class Unauthorized(RequestError):
+    status = 401
+    type = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"www-authenticate": "Bearer"}
 
 
 class NotFound(RequestError):
@@ -85,3 +99,22 @@ class UpstreamTruncated(UpstreamError):
 class UnsupportedMediaType(RequestError):
     status = 415
     type = "unsupported_media_type"
+
+
+class TooManyRequests(RequestError):
+    status = 429
+    type = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int = 1, type_: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        if type_ is not None:
+            self.type = type_
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
+
+
+class Overloaded(TooManyRequests):
+    status = 503
+    type = "overloaded"

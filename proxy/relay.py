@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ class Outcome:
     fallbacks: int = 0
     ttft: float | None = None
     chunks: int = 0
-    retries: list[str] = field(default_factory=list)
+    retries: list[str] = field(default_factory=list)  # the error types that were retried
+    failures: list[str] = field(default_factory=list)  # the error types that ended a model's turn
 
 
 class Relay:
@@ -84,8 +86,10 @@ class Relay:
             await self._through_chain(emit)
         except UpstreamError as exc:
             await self._fail(emit, exc.type, exc.message)
-        except Exception:  # the one boundary where a bug must not become a hung or bare-cut stream
-            log.exception("relay failed")
+        except Exception as exc:  # the one boundary where a bug must not become a hung or bare-cut stream
+            # The stack, without the exception's message: that may quote a secret from inside an SDK.
+            stack = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("relay failed with %s:\n%s", type(exc).__name__, stack)
             await self._fail(emit, "internal_error", "the proxy failed; see its log")
         return self.outcome
 
@@ -97,6 +101,7 @@ class Relay:
                 await self._with_retries(upstream, emit)
                 return
             except UpstreamError as exc:
+                self.outcome.failures.append(exc.type)
                 if self.committed:
                     raise
                 log.warning("model %s failed: %s: %s", upstream.name, exc.type, exc.message)
@@ -110,6 +115,7 @@ class Relay:
             wait=self._wait,
             retry=retry_if_exception(self._should_retry),
             sleep=self.sleep,
+            before_sleep=self._before_sleep,
             reraise=True,
         )
         async for attempt in retrying:
@@ -126,9 +132,14 @@ class Relay:
             return False
         if anyio.current_time() >= self._total_deadline:
             return False
-        self.outcome.retries.append(exc.type)
-        log.info("retrying after %s: %s", exc.type, exc.message)
         return True
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        # Called only when a retry really follows (the stop rule has been checked).
+        exc = state.outcome.exception() if state.outcome else None
+        assert isinstance(exc, UpstreamError)
+        self.outcome.retries.append(exc.type)
+        log.info("retrying in %.2f s after %s: %s", state.upcoming_sleep, exc.type, exc.message)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

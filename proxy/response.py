@@ -5,6 +5,12 @@ has been idle for `ping_interval` (before the first token too), stops the produc
 the client goes away, and on shutdown lets it finish within a grace period before ending it with
 a `shutdown` terminate. Pings run in their own task, so no upstream read is ever interrupted to
 send one (streaming-pitfalls.md 7.5).
+
+A client that stops reading makes `send` wait once the server's buffers are full (about 64 KiB in
+uvicorn's transport, plus the kernel's): memory per stream stays bounded. The same task that pings
+watches for that: a write still pending after `send_timeout` seconds ends the stream as a disconnect
+("send_timeout"), which cancels the producer (and so closes the upstream) and aborts the connection.
+`_write` only records when its write started, so the watch costs nothing per event.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from proxy.sse import PING, encode_event, terminate_payload
 log = logging.getLogger("llm_sse_proxy.stream")
 
 Produce = Callable[[Emit], Awaitable[object]]
-OnDone = Callable[[str | None], None]  # "cancelled", "shutdown", or None when the producer finished
+OnDone = Callable[[str | None], None]  # "cancelled", "send_timeout", "shutdown", or None when it finished
+ABORT = "llm_sse_proxy.abort"  # scope key: a callable that aborts the client's connection, if the server has one
 
 SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -49,21 +56,32 @@ class SSEResponse:
         produce: Produce,
         *,
         ping_interval: float,
+        send_timeout: float = 30.0,
         shutdown: Shutdown | None = None,
         headers: Mapping[str, str] | None = None,
         on_done: OnDone | None = None,
     ) -> None:
         self.produce = produce
         self.ping_interval = ping_interval
+        self.send_timeout = send_timeout
         self.shutdown = shutdown
         self.headers = {**SSE_HEADERS, **(headers or {})}
         self.on_done = on_done
         self._send: Send | None = None
         self._events = 0
         self._last_write = 0.0
+        self._write_started: float | None = None  # set while a write is pending
         self._clock: Callable[[], float] = time.monotonic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ending: str | None = None
+        try:
+            ending = await self._respond(scope, receive, send)
+        finally:
+            if self.on_done is not None:
+                self.on_done(ending)
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> str | None:
         self._send = send
         # The loop's clock is anyio's on asyncio; read directly, it skips a backend lookup per event.
         self._clock = asyncio.get_running_loop().time
@@ -72,7 +90,13 @@ class SSEResponse:
         self._last_write = self._clock()
         ending: str | None = None
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._ping)
+
+            def stuck() -> None:
+                nonlocal ending
+                ending = "send_timeout"
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(self._keep_alive, stuck)
 
             async def watch_disconnect() -> None:
                 nonlocal ending
@@ -85,10 +109,11 @@ class SSEResponse:
             if not await self._run_until_shutdown(tasks):
                 ending = "shutdown"
             tasks.cancel_scope.cancel()
-        if ending != "cancelled":
+        if ending == "send_timeout":
+            await _abort(scope, receive)
+        elif ending != "cancelled":
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if self.on_done is not None:
-            self.on_done(ending)
+        return ending
 
     async def _run_until_shutdown(self, tasks: TaskGroup) -> bool:
         """True if the producer finished; False if shutdown ended it with a terminate."""
@@ -113,11 +138,40 @@ class SSEResponse:
 
     async def _write(self, data: bytes) -> None:
         assert self._send is not None
+        self._write_started = started = self._clock()
         await self._send({"type": "http.response.body", "body": data, "more_body": True})
-        self._last_write = self._clock()
+        self._write_started = None
+        self._last_write = started
 
-    async def _ping(self) -> None:
+    async def _keep_alive(self, stuck: Callable[[], None]) -> None:
+        """Ping an idle stream; call `stuck` when a write has been pending for `send_timeout`."""
+        now = anyio.current_time()
         while True:
-            await anyio.sleep_until(self._last_write + self.ping_interval)
-            if self._clock() - self._last_write >= self.ping_interval:
-                await self._write(PING)
+            await anyio.sleep_until(self._next_check(now))
+            now = anyio.current_time()
+            started = self._write_started
+            if started is not None:
+                if now - started >= self.send_timeout:
+                    return stuck()
+            elif now - self._last_write >= self.ping_interval:
+                with anyio.move_on_after(self.send_timeout) as ping:
+                    await self._write(PING)
+                if ping.cancelled_caught:
+                    return stuck()
+
+    def _next_check(self, now: float) -> float:
+        if self._write_started is not None:
+            return self._write_started + self.send_timeout
+        # Idle: the next ping is due, or a write that starts from now on could be stuck.
+        return min(self._last_write + self.ping_interval, now + self.send_timeout)
+
+
+async def _abort(scope: Scope, receive: Receive) -> None:
+    """Drop a connection whose client stopped reading: a graceful close would wait for it to read."""
+    abort = scope.get(ABORT)
+    if abort is None:
+        return  # the server closes the connection when the app returns without finishing
+    abort()
+    with anyio.move_on_after(1):  # let the server see the loss, so it does not report an unfinished response
+        while (await receive())["type"] != "http.disconnect":
+            pass

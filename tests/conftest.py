@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -44,11 +47,16 @@ async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 10)
 
 
-def make_config(models: list[dict[str, Any]] | None = None, **top: Any) -> Config:
+# For tests that send hundreds of streams from one address: the per-client limits are not under test there.
+LOAD_TEST_LIMITS = {"requests_per_minute": 100_000, "burst": 10_000, "streams_per_client": 10_000}
+
+
+def make_config(models: list[dict[str, Any]] | None = None, *, environ: dict[str, str] | None = None,
+                **top: Any) -> Config:
     """A validated config from plain dicts; the first model is the default unless given."""
     models = models or [{"name": "mock", "adapter": "mock", "chunk_delay_ms": 0}]
     raw = {"default_model": models[0]["name"], "models": models, **top}
-    return parse_config(raw, where="test-config", environ={})
+    return parse_config(raw, where="test-config", environ=environ or {})
 
 
 @asynccontextmanager
@@ -77,3 +85,24 @@ def assert_one_terminate_last(items: list[dict[str, Any]]) -> dict[str, Any]:
     terminates = [i for i, p in enumerate(items) if p.get("action") == "terminate"]
     assert terminates == [len(items) - 1], items
     return items[-1]
+
+
+NODE_DIR = Path(__file__).parent / "node"
+
+
+def node_and_npm() -> tuple[str, str]:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "Node.js and npm are needed: apt-get install nodejs npm (.ci/run does it)"
+    return node, npm
+
+
+@pytest.fixture(scope="session")
+def npm_packages() -> str:
+    """Install tests/node's locked npm packages once per run (`npm ci`); return the node binary."""
+    node, npm = node_and_npm()
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=NODE_DIR, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
+    return node

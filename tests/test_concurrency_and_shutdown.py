@@ -14,7 +14,7 @@ import httpx2
 import pytest
 import yaml
 
-from tests.conftest import assert_one_terminate_last, chat_body, payloads, proxy, read_stream
+from tests.conftest import LOAD_TEST_LIMITS, assert_one_terminate_last, chat_body, payloads, proxy, read_stream
 from tests.upstream_fixtures import API_KEY, mock_upstream, upstream_config
 
 pytestmark = pytest.mark.anyio
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.anyio
 async def test_200_concurrent_streams_arrive_intact_and_in_order() -> None:
     texts = {i: f"stream {i}: " + "".join(f"<{i}.{n}>" for n in range(30)) for i in range(200)}
     results: dict[int, tuple[str, dict]] = {}
-    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", "gpt")])) as client:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", "gpt")], limits=LOAD_TEST_LIMITS)) as client:
 
         async def one(i: int) -> None:
             _, parsed = await read_stream(client, "POST", "/chat", json=chat_body("echo:" + texts[i]))
@@ -133,7 +133,7 @@ async def test_the_upstream_pool_does_not_queue_streams() -> None:
     # timeout, fail. All 150 are open upstream at the same time here.
     timeouts = {"connect": 0.5, "first_token": 10, "idle": 10, "total": 30}
     async with mock_upstream() as up:
-        config = upstream_config([up.model("gpt", "gpt+first_delay_ms=1500")], timeouts=timeouts)
+        config = upstream_config([up.model("gpt", "gpt+first_delay_ms=1500")], timeouts=timeouts, limits=LOAD_TEST_LIMITS)
         async with proxy(config) as client:
             reasons: list[str] = []
 

@@ -43,7 +43,7 @@ async def test_upstream_closes_soon_after_the_client_leaves(fault: str, leave: d
     async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}")])) as client:
         left = await leave_after(client, **leave)
         closed = await up.recorder.wait_closed(0, timeout=2.0)
-        await wait_for_log(caplog, "reason=cancelled")
+        await wait_for_log(caplog, '"reason":"cancelled"')
     assert closed - left < 1.0
     assert not up.recorder.attempts[0].finished and up.recorder.count() == 1
 
@@ -54,7 +54,7 @@ async def test_leaving_during_a_retry_backoff_stops_the_retries(caplog) -> None:
         config = upstream_config([up.model("gpt", "gpt+fail=5:503+retry_after=3")])
         async with proxy(config) as client:
             await leave_after(client, seconds=0.3)
-            await wait_for_log(caplog, "reason=cancelled")
+            await wait_for_log(caplog, '"reason":"cancelled"')
             await anyio.sleep(0.3)
     assert up.recorder.count() == 1
 

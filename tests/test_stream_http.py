@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import httpx2
 import pytest
 
+from proxy.app import create_app
 from tests.conftest import (
     assert_one_terminate_last,
     chat_body,
@@ -13,6 +15,7 @@ from tests.conftest import (
     payloads,
     proxy,
     read_stream,
+    serve,
 )
 from tests.test_sse import AWKWARD
 
@@ -109,6 +112,16 @@ async def test_max_tokens_ends_with_reason_length() -> None:
     items = payloads(parsed)
     assert [p.get("text") for p in items[:-1]] == ["a", "b", "c"]
     assert assert_one_terminate_last(items)["reason"] == "length"
+
+
+async def test_head_answers_headers_without_asking_the_model() -> None:
+    app = create_app(make_config())
+    async with serve(app) as url, httpx2.AsyncClient(base_url=url) as client:
+        response = await client.head("/stream", params={"prompt": "hi"})
+        asked = app.state.runtime.upstreams["mock"].adapter.requests
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert asked == []
 
 
 async def test_a_reconnecting_event_source_is_told_to_stop() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.test_upstream_openai import ask
@@ -144,3 +146,11 @@ async def test_total_timeout_bounds_the_whole_stream() -> None:
             text, terminate = await ask(client)
     assert 0 < len(text) < 40
     assert terminate["error"]["type"] == "timeout" and "total" in terminate["error"]["message"]
+
+
+async def test_outcome_counts_only_the_retries_that_happened(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="llm_sse_proxy")
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", "gpt+fail=9:503")])) as client:
+        await ask(client)
+    retries = [r for r in caplog.records if r.getMessage().startswith("retrying in")]
+    assert up.recorder.count() == 3 and len(retries) == 2

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.mock_upstream import Recorder, create_mock_upstream_app
+from adapters.mock_upstream import DEFAULT_REPLY, Recorder, create_mock_upstream_app
 from proxy.config import Config
 from tests.conftest import make_config, serve
 
@@ -25,9 +25,9 @@ class Upstream:
 
 
 @asynccontextmanager
-async def mock_upstream() -> AsyncIterator[Upstream]:
+async def mock_upstream(reply: str = DEFAULT_REPLY) -> AsyncIterator[Upstream]:
     recorder = Recorder()
-    async with serve(create_mock_upstream_app(recorder)) as url:
+    async with serve(create_mock_upstream_app(recorder, default_reply=reply)) as url:
         yield Upstream(url, recorder)
 
 

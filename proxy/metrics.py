@@ -1,0 +1,68 @@
+"""Prometheus metrics, one registry per app (no process-wide default registry).
+
+Everything is recorded once per stream, from its Outcome when it ends, or once per rejected request:
+nothing here runs per chunk. Label values come from small fixed sets (configured model names, the
+proxy's own error types, a known list of finish reasons), so no client or upstream can grow them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from proxy.relay import Outcome
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+KNOWN_REASONS = frozenset(
+    {"stop", "length", "content_filter", "tool_calls", "function_call", "error", "cancelled", "shutdown", "send_timeout"}
+)
+DISCONNECTS = {"cancelled": "closed", "send_timeout": "send_timeout"}
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
+DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.active = Gauge("llm_proxy_active_streams", "Streams open now", registry=r)
+        self.streams = Counter("llm_proxy_streams", "Streams ended, by model and reason", ["model", "reason"], registry=r)
+        self.ttft = Histogram("llm_proxy_time_to_first_token_seconds", "From request to first text", ["model"],
+                              buckets=LATENCY_BUCKETS, registry=r)
+        self.duration = Histogram("llm_proxy_stream_duration_seconds", "From request to stream end", ["model"],
+                                  buckets=DURATION_BUCKETS, registry=r)
+        self.retries = Counter("llm_proxy_retries", "Upstream attempts retried, by the error", ["type"], registry=r)
+        self.fallbacks = Counter("llm_proxy_fallbacks", "Fallback models tried", ["model"], registry=r)
+        self.upstream_errors = Counter("llm_proxy_upstream_errors", "Upstream errors, by type", ["type"], registry=r)
+        self.disconnects = Counter("llm_proxy_client_disconnects", "Clients gone before the end", ["reason"], registry=r)
+        self.rejected = Counter("llm_proxy_rejected_requests", "Requests refused before streaming", ["reason"], registry=r)
+        self.tokens = Counter("llm_proxy_tokens", "Tokens the upstreams reported", ["model", "direction"], registry=r)
+
+    def stream_started(self) -> None:
+        self.active.inc()
+
+    def stream_ended(self, model: str, outcome: Outcome, duration: float) -> None:
+        self.active.dec()
+        answered = outcome.model or model
+        reason = outcome.reason if outcome.reason in KNOWN_REASONS else "other"
+        self.streams.labels(model, reason).inc()
+        self.duration.labels(answered).observe(duration)
+        if outcome.ttft is not None:
+            self.ttft.labels(answered).observe(outcome.ttft)
+        for error_type in outcome.retries:
+            self.retries.labels(error_type).inc()
+        for error_type in (*outcome.retries, *outcome.failures):
+            self.upstream_errors.labels(error_type).inc()
+        if outcome.fallbacks:
+            self.fallbacks.labels(model).inc(outcome.fallbacks)
+        if outcome.reason in DISCONNECTS:
+            self.disconnects.labels(DISCONNECTS[outcome.reason]).inc()
+        if outcome.usage is not None:
+            self.tokens.labels(answered, "in").inc(outcome.usage.prompt_tokens)
+            self.tokens.labels(answered, "out").inc(outcome.usage.completion_tokens)
+
+    def reject(self, reason: str) -> None:
+        self.rejected.labels(reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,171 @@
+// The demo page: one prompt, one streamed reply, over EventSource (GET /stream) or fetch (POST /chat).
+import { streamChat } from "./sse-client.js";
+
+const $ = (id) => document.getElementById(id);
+const form = $("chat");
+const promptBox = $("prompt");
+const modelPicker = $("model");
+const sendButton = $("send");
+const stopButton = $("stop");
+const answer = $("answer");
+const reply = $("reply");
+const notice = $("notice");
+const stats = $("stats");
+
+// What a person should read for each error type of a terminate event (README, "The event schema").
+const ERROR_WORDS = {
+  upstream_unavailable: "The model is unavailable right now. Try again in a moment.",
+  upstream_rejected: "The model's provider returned an error.",
+  timeout: "The model took too long to answer.",
+  truncated: "The model's connection ended before the answer was finished.",
+  internal_error: "The proxy itself failed; its log says why.",
+};
+const REASON_WORDS = {
+  length: "The answer reached its token limit and was cut short.",
+  content_filter: "The provider's content filter stopped the answer.",
+  shutdown: "The proxy is restarting and ended the answer early. Try again in a moment.",
+};
+
+let stopCurrent = null; // closes the running stream, if one runs
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  start();
+});
+promptBox.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
+});
+stopButton.addEventListener("click", () => stopCurrent?.());
+loadModels();
+
+async function loadModels() {
+  try {
+    const response = await fetch("models");
+    const { default: chosen, models } = await response.json();
+    for (const { name } of models) modelPicker.add(new Option(name, name, name === chosen, name === chosen));
+  } catch (err) {
+    end("error", `Could not load the list of models from the proxy (${err.message}). Is it running?`);
+  }
+}
+
+function start() {
+  const request = { prompt: promptBox.value || promptBox.placeholder, model: modelPicker.value };
+  const run = { began: performance.now(), firstAt: null, endAt: null, deltas: 0, over: false };
+  let close = () => {};
+  const on = {
+    text(piece) {
+      if (run.over) return;
+      run.firstAt ??= performance.now();
+      run.deltas += 1;
+      reply.append(piece); // a Text node: streamed text is never parsed as HTML
+      showStats(run);
+    },
+    done(terminate) {
+      if (run.over) return;
+      finish(run, terminate);
+    },
+    fail(message) {
+      if (run.over) return;
+      close();
+      conclude(run, "error", message);
+    },
+  };
+  const open = form.elements.transport.value === "fetch" ? viaFetch : viaEventSource;
+  close = open(request, on, () => run.deltas > 0);
+  stopCurrent = () => {
+    close();
+    conclude(run, "stopped", "Stopped. The proxy has cancelled the answer upstream.");
+  };
+  reply.textContent = "";
+  notice.textContent = "";
+  stats.textContent = "";
+  setBusy(true);
+  answer.dataset.state = "streaming";
+}
+
+function viaEventSource({ prompt, model }, on, hasText) {
+  const source = new EventSource(`stream?${new URLSearchParams({ prompt, model })}`);
+  source.addEventListener("message", (event) => {
+    const payload = JSON.parse(event.data);
+    if (payload.action === "terminate") {
+      source.close(); // an EventSource left open reconnects, and the model is asked again
+      on.done(payload);
+    } else {
+      on.text(payload.text);
+    }
+  });
+  source.addEventListener("error", () => {
+    // EventSource gives no detail: a refused request and a cut connection look alike.
+    source.close();
+    on.fail(hasText()
+      ? "The connection to the proxy was lost before the answer was finished."
+      : "The proxy could not be reached, or it refused the request. The fetch transport shows why.");
+  });
+  return () => source.close();
+}
+
+function viaFetch({ prompt, model }, on) {
+  const controller = new AbortController();
+  streamChat({
+    url: "chat",
+    body: { model, messages: [{ role: "user", content: prompt }] },
+    signal: controller.signal,
+    onText: on.text,
+    onDone: on.done,
+    onError: (err) => {
+      if (err.name !== "AbortError") on.fail(describeFailure(err));
+    },
+  });
+  return () => controller.abort();
+}
+
+function describeFailure(err) {
+  if (err.status === 404) return `The proxy does not know this model: ${err.message}.`;
+  if (err.status === 413) return "The prompt is larger than this proxy accepts.";
+  if (err.status) return `The proxy refused the request (HTTP ${err.status}): ${err.message}.`;
+  if (err instanceof TypeError) return "Could not reach the proxy. Is it running?";
+  return `The stream failed: ${err.message}.`;
+}
+
+function finish(run, terminate) {
+  if (terminate.reason === "error") {
+    const { type, message } = terminate.error ?? {};
+    const words = ERROR_WORDS[type] ?? "The model failed.";
+    const partial = run.deltas > 0 ? " The text above is incomplete." : "";
+    return conclude(run, "error", `${words}${partial} It said: ${message ?? type}.`, terminate);
+  }
+  conclude(run, "done", REASON_WORDS[terminate.reason] ?? "", terminate);
+}
+
+function conclude(run, state, message, terminate = null) {
+  if (run.over) return;
+  run.over = true;
+  run.endAt = performance.now();
+  stopCurrent = null;
+  showStats(run, terminate);
+  end(state, message);
+}
+
+function end(state, message) {
+  notice.textContent = message;
+  answer.dataset.state = state;
+  setBusy(false);
+}
+
+function setBusy(busy) {
+  sendButton.disabled = busy;
+  stopButton.disabled = !busy;
+}
+
+// Time to first token from the click; the rate over the time the text was streaming.
+function showStats(run, terminate = null) {
+  if (run.firstAt === null) return;
+  const tokens = terminate?.usage?.completion_tokens;
+  const unit = tokens === undefined ? "deltas" : "tokens";
+  const count = tokens ?? run.deltas;
+  const parts = [`first token ${Math.round(run.firstAt - run.began)} ms`, `${count} ${unit}`];
+  const seconds = ((run.endAt ?? performance.now()) - run.firstAt) / 1000;
+  if (run.endAt !== null && seconds > 0) parts.push(`${(count / seconds).toFixed(1)} ${unit}/s`);
+  if (terminate?.model) parts.push(`answered by ${terminate.model}`);
+  stats.textContent = parts.join(" · ");
+}

@@ -1,0 +1,65 @@
+"""Malformed upstream data ends the stream with an error terminate and loses none of the text before it."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.event_stream import EventStreamDecoder
+from proxy.errors import UpstreamMalformed
+from tests.conftest import LOAD_TEST_LIMITS, proxy
+from tests.test_upstream_openai import ask
+from tests.upstream_fixtures import mock_upstream, upstream_config
+
+pytestmark = pytest.mark.anyio
+
+FIRST_THREE = "Hello! This is "  # the mock upstream's first three chunks of five characters
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_type"),
+    [
+        ("malformed_after=3", "malformed_upstream_data"),  # a chunk that is not JSON
+        ("fieldless_after=3", "malformed_upstream_data"),  # a JSON chunk without choices
+        ("error_after=3", "upstream_unavailable"),  # an error object mid-stream
+        ("big_after=3", "malformed_upstream_data"),  # one 8 MiB chunk, over the 1 MiB default line bound
+    ],
+)
+async def test_bad_chunk_ends_with_an_error_after_the_text_so_far(fault: str, error_type: str) -> None:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}")])) as client:
+        text, terminate = await ask(client)
+        await up.recorder.wait_closed(0, timeout=5)
+    assert text == FIRST_THREE
+    assert terminate["reason"] == "error" and terminate["error"]["type"] == error_type
+    assert up.recorder.count() == 1
+
+
+async def test_an_endless_line_ends_with_an_error_and_closes_the_upstream() -> None:
+    async with mock_upstream() as up:
+        model = up.model("gpt", "gpt+endless_after=3", max_event_bytes=256 * 1024)
+        async with proxy(upstream_config([model])) as client:
+            text, terminate = await ask(client)
+            await up.recorder.wait_closed(0, timeout=5)
+    assert text == FIRST_THREE
+    assert terminate["error"]["type"] == "malformed_upstream_data" and "longer than" in terminate["error"]["message"]
+    assert not up.recorder.attempts[0].finished
+
+
+async def test_an_8_mib_chunk_is_relayed_whole_when_the_bound_allows_it() -> None:
+    limits = {**LOAD_TEST_LIMITS}
+    async with mock_upstream() as up:
+        model = up.model("gpt", "gpt+big_after=3", max_event_bytes=16 << 20)
+        async with proxy(upstream_config([model], limits=limits)) as client:
+            text, terminate = await ask(client)
+    assert terminate["reason"] == "stop"
+    assert text.startswith(FIRST_THREE + "x" * (8 << 20) + "the mock")
+    assert len(text) == (8 << 20) + len("Hello! This is the mock upstream, streaming a short canned reply one small "
+                                        "chunk at a time.")
+
+
+def test_the_decoder_bounds_an_unfinished_line_but_not_many_short_ones() -> None:
+    decoder = EventStreamDecoder(max_line=1000)
+    for _ in range(100):
+        assert decoder.feed(b"data: " + b"y" * 500 + b"\n\n") == [("message", "y" * 500)]
+    decoder.feed(b"data: " + b"z" * 900)
+    with pytest.raises(UpstreamMalformed):
+        decoder.feed(b"z" * 200)
