@@ -23,7 +23,7 @@ test: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak $(ARGS)
 
-# Side by side with the floor and LiteLLM, ~5 minutes (ARGS=--quick: ~1 minute). See bench/run.py.
+# Side by side with the floor and LiteLLM, ~9 minutes (ARGS=--quick: ~2). See bench/run.py and README.md.
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
