@@ -255,7 +255,7 @@ def charts(results: dict, out: Path) -> None:
         if mem:
             ax.plot([0] + [m["open"] for m in mem], [mem[0]["rss_idle_mb"]] + [m["rss_open_mb"] for m in mem], "o-",
                     label=name, color=COLORS[name])
-    ax.set_xlabel("open slow streams (1 chunk/s)")
+    ax.set_xlabel("open slow streams (1,000 at 1 chunk/s, 9,900 at 1 chunk per 10 s)")
     ax.set_ylabel("server RSS (MiB)")
     ax.set_title(f"Memory\n{stamp}", fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
