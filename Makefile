@@ -23,7 +23,7 @@ test: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak $(ARGS)
 
-# Side by side with the floor and LiteLLM, ~9 minutes (ARGS=--quick: ~2). See bench/run.py and README.md.
+# Side by side with the floor and LiteLLM, ~9 minutes (ARGS=--quick: ~4). See bench/run.py and README.md.
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -3,7 +3,7 @@
 Paths: direct (the client reads the mock itself), floor (bench/floor.py), llm-sse-proxy (the real CLI,
 adapter `openai`), and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it cannot be
 installed). Servers run on core 0; the mock upstream, the client and this script on core 1.
-Writes bench/results/results.json, results.md and PNG charts (~9 minutes). `--quick` is a ~2 minute smoke run.
+Writes bench/results/results.json, results.md and PNG charts (~9 minutes). `--quick` is a ~4 minute smoke run.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="about two minutes, fewer points")
+    parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
     parser.add_argument("--paths", default="direct,floor,llm-sse-proxy,litellm", help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
     parser.add_argument("--phases", default="cpu,ttft,capacity,memory", help="comma-separated subset, for work on one")
