@@ -48,18 +48,7 @@ def free_port() -> int:
 
 async def test_sigterm_ends_open_streams_with_a_shutdown_terminate(tmp_path: Path) -> None:
     async with mock_upstream() as up:
-        port = free_port()
-        config = {
-            "server": {"port": port, "shutdown_grace": 0.5},
-            "default_model": "gpt",
-            "models": [up.model("gpt", "gpt+delay_ms=200")],
-        }
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
+        process, port = start_proxy(tmp_path, up)
         try:
             await wait_healthy(port)
             events, code = await stream_through_sigterm(port, process)
@@ -77,18 +66,7 @@ async def test_sigterm_ends_open_streams_with_a_shutdown_terminate(tmp_path: Pat
 
 async def test_two_workers_serve_and_end_their_streams_on_sigterm(tmp_path: Path) -> None:
     async with mock_upstream() as up:
-        port = free_port()
-        config = {
-            "server": {"port": port, "shutdown_grace": 0.5},
-            "default_model": "gpt",
-            "models": [up.model("gpt", "gpt+delay_ms=200")],
-        }
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning", "--workers", "2"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
+        process, port = start_proxy(tmp_path, up, "--workers", "2")
         try:
             await wait_healthy(port)
             async with httpx2.AsyncClient(timeout=10) as client:
@@ -100,6 +78,23 @@ async def test_two_workers_serve_and_end_their_streams_on_sigterm(tmp_path: Path
     assert statuses == {200}
     assert events[-1] == {"action": "terminate", "reason": "shutdown"} and len(events) > 1
     assert code == 0, err
+
+
+def start_proxy(tmp_path: Path, up, *args: str) -> tuple[subprocess.Popen, int]:
+    """The real CLI in its own process, on a free port, with a slow model behind the mock upstream."""
+    port = free_port()
+    config = {
+        "server": {"port": port, "shutdown_grace": 0.5},
+        "default_model": "gpt",
+        "models": [up.model("gpt", "gpt+delay_ms=200")],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    return process, port
 
 
 async def stream_through_sigterm(port: int, process: subprocess.Popen) -> tuple[list[dict], int | None]:
