@@ -55,13 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return mock_upstream_main(argv[1:])
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    setup_logging(args.log_level)
     try:
         config = load_config(args.config, mock=args.mock)
     except ConfigError as exc:
         print(f"llm-sse-proxy: config error: {exc}", file=sys.stderr)
         return 2
-    configure_access_log()
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     if args.workers > 1:
@@ -81,9 +80,16 @@ def serve(config: Config, args: argparse.Namespace, host: str, port: int, socket
 
 def serve_worker(args: argparse.Namespace, sock: socket.socket) -> None:
     """One `--workers` process: it reads the config itself, then serves on the parent's socket."""
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    setup_logging(args.log_level)
     config = load_config(args.config, mock=args.mock)
     serve(config, args, "", 0, [sock])
+
+
+def setup_logging(level: str) -> None:
+    """The same in a single process and in each `--workers` process."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per upstream request is noise
+    configure_access_log()
 
 
 def configure_access_log() -> None:
@@ -96,7 +102,7 @@ def configure_access_log() -> None:
     access.propagate = False
 
 
-def uvicorn_config(app: object, host: str, port: int, config: Config, log_level: str, **extra: object) -> uvicorn.Config:
+def uvicorn_config(app: object, host: str, port: int, config: Config, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
@@ -105,7 +111,6 @@ def uvicorn_config(app: object, host: str, port: int, config: Config, log_level:
         access_log=False,
         # Streams get the grace period to end with a terminate; uvicorn would otherwise wait forever.
         timeout_graceful_shutdown=config.server.shutdown_grace + 2,
-        **extra,  # type: ignore[arg-type]
     )
 
 
