@@ -248,17 +248,20 @@ def _in_band_error(error: Any) -> UpstreamError:
     return UpstreamUnavailable(f"the upstream reported an error: {message}")
 
 
+def _error_of(body: Any) -> Any:
+    """The error inside an OpenAI-style body `{"error": {...}}`, or the body itself when it is bare."""
+    return body.get("error", body) if isinstance(body, dict) else None
+
+
 def _message_of(body: Any) -> str | None:
-    error = body.get("error", body) if isinstance(body, dict) else None
+    error = _error_of(body)
     message = error.get("message") if isinstance(error, dict) else error
     return message if isinstance(message, str) else None
 
 
 def _error_code(body: Any) -> str | None:
-    error = body.get("error", body) if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return None
-    return error.get("code") or error.get("type")
+    error = _error_of(body)
+    return (error.get("code") or error.get("type")) if isinstance(error, dict) else None
 
 
 def build(options: OpenAIOptions, *, http: httpx2.AsyncClient | None = None, **_: Any) -> OpenAICompatAdapter:
