@@ -76,7 +76,7 @@ class MockAdapter:
 
 def split_reply(text: str, size: int) -> list[str]:
     """Fixed-size chunks of code points; never an empty one."""
-    return [text[i : i + size] for i in range(0, len(text), size)] or []
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def _usage(request: ChatRequest, completion_chunks: int) -> Usage:

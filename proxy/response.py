@@ -145,10 +145,10 @@ class SSEResponse:
 
     async def _keep_alive(self, stuck: Callable[[], None]) -> None:
         """Ping an idle stream; call `stuck` when a write has been pending for `send_timeout`."""
-        now = anyio.current_time()
+        now = self._clock()
         while True:
             await anyio.sleep_until(self._next_check(now))
-            now = anyio.current_time()
+            now = self._clock()
             started = self._write_started
             if started is not None:
                 if now - started >= self.send_timeout:
