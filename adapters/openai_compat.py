@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -130,9 +131,7 @@ class OpenAICompatAdapter:
             raise
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
-        except openai.APITimeoutError:
-            raise UpstreamTimeout("the upstream did not answer in time") from None
-        except (openai.APIConnectionError, httpx2.TransportError) as exc:
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:  # APITimeoutError included
             raise self._connection_error(exc) from None
         except openai.OpenAIError as exc:  # the SDK's other errors: their text may quote the request
             raise UpstreamRejected(f"the upstream client failed: {type(exc).__name__}") from None
@@ -140,16 +139,19 @@ class OpenAICompatAdapter:
     async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
         decoder = EventStreamDecoder(self.options.max_event_bytes)
         finish_reason, usage = None, None
-        async for raw in body:
-            for _event, data in decoder.feed(raw):
-                chunk = parse_chunk(data)
-                if chunk.done:
-                    yield _finish(finish_reason, usage)
-                    return
-                if chunk.text:
-                    yield TextDelta(chunk.text)
-                finish_reason = chunk.finish_reason or finish_reason
-                usage = chunk.usage or usage
+        try:
+            async for raw in body:
+                for _event, data in decoder.feed(raw):
+                    chunk = parse_chunk(data)
+                    if chunk.done:
+                        yield _finish(finish_reason, usage)
+                        return
+                    if chunk.text:
+                        yield TextDelta(chunk.text)
+                    finish_reason = chunk.finish_reason or finish_reason
+                    usage = chunk.usage or usage
+        except httpx2.TransportError:  # the answer had begun: whatever broke the connection, it is cut short
+            raise UpstreamTruncated("the upstream connection broke before the answer was complete") from None
         if finish_reason is None:
             raise UpstreamTruncated("the upstream closed the stream before the answer was complete")
         yield Finish(finish_reason, usage)  # a finish reason but no [DONE]: the answer is whole
@@ -179,11 +181,14 @@ class OpenAICompatAdapter:
         return UpstreamRejected(message)
 
     def _connection_error(self, exc: Exception) -> UpstreamError:
-        if isinstance(exc, httpx2.TimeoutException):
-            return UpstreamTimeout("the upstream did not answer in time")
-        cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) else exc
-        if isinstance(cause, (httpx2.ConnectError, httpx2.ConnectTimeout)) or cause is None:
+        """Classify a failure before the response by its root causes, not the wrapper's class: the
+        aiohttp transport wraps a refused connection as httpx2.ConnectTimeout (and the SDK, in turn,
+        as APITimeoutError)."""
+        causes = _causes(exc)
+        if any(isinstance(cause, (ConnectionError, socket.gaierror, httpx2.ConnectError)) for cause in causes):
             return UpstreamUnavailable("cannot connect to the upstream")
+        if any(isinstance(cause, TimeoutError) for cause in causes):
+            return UpstreamTimeout("the upstream did not answer in time")
         return UpstreamTruncated("the upstream connection broke before the answer was complete")
 
     def redact(self, text: str) -> str:
@@ -226,6 +231,15 @@ async def _drain(body: AsyncIterator[bytes]) -> None:
                 pass
         except (httpx2.HTTPError, httpx2.StreamError):
             pass  # the answer is complete; the connection is simply not reused
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
 
 
 def _finish(finish_reason: str | None, usage: Usage | None) -> Finish:

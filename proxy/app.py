@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from adapters import REGISTRY
+from adapters.http_client import default_http_client
 from proxy import access_log
 from proxy.admission import Admission
 from proxy.auth import Client
@@ -34,7 +35,6 @@ from proxy.deltas import Adapter, Sleep
 from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, UnsupportedMediaType
 from proxy.limits import CappedAdapter, check_size
 from proxy.metrics import CONTENT_TYPE, Metrics
-from proxy.pool import ShardedTransport
 from proxy.relay import Relay, Upstream
 from proxy.response import ABORT, SSE_HEADERS, Shutdown, SSEResponse
 from proxy.validation import ParsedChat, parse_chat_body, parse_stream_query
@@ -60,7 +60,7 @@ def create_app(
     http_client_factory: HttpClientFactory | None = None,
 ) -> Starlette:
     """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly."""
-    make_client = http_client_factory or (lambda model: default_http_client(config))
+    make_client = http_client_factory or (lambda model: default_http_client(config.timeouts.connect))
     admission = Admission.from_config(config)
     metrics = Metrics()
     if admission.auth.enabled and "*" in config.server.cors_origins:
@@ -194,15 +194,6 @@ def reset_connection(transport: asyncio.BaseTransport) -> None:
         except OSError:
             pass  # already closed: nothing left to drop
     transport.abort()  # type: ignore[attr-defined]
-
-
-def default_http_client(config: Config) -> httpx2.AsyncClient:
-    """Pools per upstream sized for many long streams (httpx's default of 100 throttles), sharded (proxy/pool.py)."""
-    timeouts = config.timeouts
-    return httpx2.AsyncClient(
-        timeout=httpx2.Timeout(connect=timeouts.connect, read=None, write=timeouts.connect, pool=timeouts.connect),
-        transport=ShardedTransport(httpx2.Limits(max_connections=None, max_keepalive_connections=1000)),
-    )
 
 
 def cors(origins: list[str]) -> Middleware:
