@@ -1,7 +1,9 @@
 """The floor: the cheapest correct relay in Python, to measure the proxy's overhead against.
 
-Starlette and one httpx2 client; upstream SSE lines in, `data: {"text": ...}` and one terminate out.
-No validation, retries, timeouts, pings or disconnect handling beyond Starlette's own.
+Starlette and one aiohttp client (the cheapest HTTP client in Python here: about 41 µs per relayed
+chunk against 75 for httpx2's own transport, in one bench run); upstream SSE lines in,
+`data: {"text": ...}` and one terminate out. No validation, retries, timeouts, pings or disconnect
+handling beyond Starlette's own.
 `python bench/floor.py --upstream http://127.0.0.1:9100/v1 --port 9200`
 """
 
@@ -9,7 +11,7 @@ import argparse
 import json
 from contextlib import asynccontextmanager
 
-import httpx2
+import aiohttp
 import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import StreamingResponse
@@ -21,18 +23,18 @@ def create_app(upstream: str) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app):
-        limits = httpx2.Limits(max_connections=None, max_keepalive_connections=1000)
-        async with httpx2.AsyncClient(base_url=upstream, timeout=None, limits=limits) as client:
-            state["client"] = client
+        connector = aiohttp.TCPConnector(limit=0)  # no cap: every open stream holds a connection
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout()) as session:
+            state["session"] = session
             yield
 
     async def chat(request):
         body = {**json.loads(await request.body()), "stream": True}
 
         async def events():
-            async with state["client"].stream("POST", "/chat/completions", json=body) as response:
-                async for line in response.aiter_lines():
-                    if line.startswith("data: {"):
+            async with state["session"].post(upstream + "/chat/completions", json=body) as response:
+                async for line in response.content:
+                    if line.startswith(b"data: {"):
                         choices = json.loads(line[6:])["choices"]
                         if choices and (text := choices[0]["delta"].get("content")):
                             yield "data: " + json.dumps({"text": text}, separators=(",", ":")) + "\n\n"
