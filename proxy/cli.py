@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import logging
 import socket
 import sys
@@ -126,8 +127,15 @@ class GracefulServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        await super().startup(sockets)
+        # Everything built so far (the imports, the app, its clients) lives as long as the process:
+        # freezing it keeps the collector from rescanning it. Full collections under load took up to
+        # 40 ms (a stall for every open stream) and 4 ms after this (bench/, 100 streams at a time).
+        gc.freeze()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._loop is not None:
             # A signal handler must not touch the loop directly; this wakes it safely.
-            self._loop.call_soon_threadsafe(self.shutdown_signal.event.set)
+            self._loop.call_soon_threadsafe(self.shutdown_signal.begin)
         super().handle_exit(sig, frame)

@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import anyio
 from starlette.types import Receive, Scope, Send
-
-from anyio.abc import TaskGroup
 
 from proxy.relay import Emit
 from proxy.sse import PING, encode_event, terminate_payload
@@ -43,11 +42,38 @@ SSE_HEADERS = {
 
 
 class Shutdown:
-    """Set once when the server begins to stop; streams then have `grace` seconds left."""
+    """When the server begins to stop, the open streams have `grace` seconds left, then are ended.
+
+    One timer for all streams, not a waiting task per stream: each stream only registers the cancel
+    scope of its producer while it runs.
+    """
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
-        self.event = anyio.Event()
+        self._deadline: float | None = None  # the loop's time at which streams are ended
+        self._producers: set[anyio.CancelScope] = set()
+
+    def begin(self) -> None:
+        """Call on the event loop (a signal handler must schedule it there); only the first call counts."""
+        if self._deadline is None:
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.time() + self.grace
+            loop.call_at(self._deadline, self._end_all)
+
+    @contextmanager
+    def ending(self, producer: anyio.CancelScope) -> Iterator[None]:
+        """Cancel `producer` at the deadline (at once if it has passed) while the block runs."""
+        self._producers.add(producer)
+        if self._deadline is not None:
+            asyncio.get_running_loop().call_at(self._deadline, producer.cancel)
+        try:
+            yield
+        finally:
+            self._producers.discard(producer)
+
+    def _end_all(self) -> None:
+        for producer in list(self._producers):
+            producer.cancel()
 
 
 class SSEResponse:
@@ -82,11 +108,11 @@ class SSEResponse:
                 self.on_done(ending)
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> str | None:
-        self._send = send
         # The loop's clock is anyio's on asyncio; read directly, it skips a backend lookup per event.
         self._clock = asyncio.get_running_loop().time
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        self._send = send
         self._last_write = self._clock()
         ending: str | None = None
         async with anyio.create_task_group() as tasks:
@@ -106,7 +132,7 @@ class SSEResponse:
                 tasks.cancel_scope.cancel()
 
             tasks.start_soon(watch_disconnect)
-            if not await self._run_until_shutdown(tasks):
+            if not await self._run_until_shutdown():
                 ending = "shutdown"
             tasks.cancel_scope.cancel()
         if ending == "send_timeout":
@@ -115,21 +141,13 @@ class SSEResponse:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         return ending
 
-    async def _run_until_shutdown(self, tasks: TaskGroup) -> bool:
+    async def _run_until_shutdown(self) -> bool:
         """True if the producer finished; False if shutdown ended it with a terminate."""
-        with anyio.CancelScope() as work:
-            if self.shutdown is not None:
-                tasks.start_soon(self._end_on_shutdown, work)
+        with anyio.CancelScope() as work, self.shutdown.ending(work) if self.shutdown else nullcontext():
             await self.produce(self.emit)
             return True
         await self.emit(terminate_payload("shutdown"))
         return False
-
-    async def _end_on_shutdown(self, work: anyio.CancelScope) -> None:
-        assert self.shutdown is not None
-        await self.shutdown.event.wait()
-        await anyio.sleep(self.shutdown.grace)
-        work.cancel()
 
     async def emit(self, payload: dict[str, Any]) -> None:
         """Send one event; the producer awaits it, so a slow client slows the producer."""

@@ -14,6 +14,7 @@ import httpx2
 import pytest
 import yaml
 
+from proxy.response import Shutdown
 from tests.conftest import LOAD_TEST_LIMITS, assert_one_terminate_last, chat_body, payloads, proxy, read_stream
 from tests.upstream_fixtures import API_KEY, mock_upstream, upstream_config
 
@@ -141,3 +142,32 @@ async def test_the_upstream_pool_does_not_queue_streams() -> None:
                     for _ in range(150):
                         tasks.start_soon(one)
     assert reasons == ["stop"] * 150
+
+
+async def test_shutdown_ends_each_stream_at_one_deadline_even_streams_that_start_late() -> None:
+    shutdown = Shutdown(grace=0.2)
+    ended: dict[str, float] = {}
+    clock = anyio.current_time
+
+    async def stream(name: str) -> None:
+        with anyio.CancelScope() as producer, shutdown.ending(producer):
+            await anyio.sleep(5)
+        ended[name] = clock()
+
+    with anyio.fail_after(3):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(stream, "open before")
+            await anyio.sleep(0.05)
+            began = clock()
+            shutdown.begin()
+            shutdown.begin()  # a second signal does not move the deadline
+            await anyio.sleep(0.1)
+            tasks.start_soon(stream, "during grace")
+            await anyio.sleep(0.3)
+            late = clock()
+            tasks.start_soon(stream, "after the deadline")
+    # Not before the grace is over, and long before the streams' own end (5 s).
+    assert 0.2 <= ended["open before"] - began < 2
+    assert 0.2 <= ended["during grace"] - began < 2
+    assert ended["after the deadline"] - late < 2
+    assert not shutdown._producers
