@@ -36,7 +36,7 @@ from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, Un
 from proxy.limits import CappedAdapter, check_size
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.relay import Relay, Upstream
-from proxy.response import ABORT, SSE_HEADERS, Shutdown, SSEResponse
+from proxy.response import ABORT, SEND_BODY, SSE_HEADERS, Shutdown, SSEResponse
 from proxy.validation import ParsedChat, parse_chat_body, parse_stream_query
 
 log = logging.getLogger("llm_sse_proxy")
@@ -181,6 +181,7 @@ class ProxyApp(Starlette):
             transport = getattr(getattr(send, "__self__", None), "transport", None)
             if transport is not None:
                 scope[ABORT] = functools.partial(reset_connection, transport)
+            scope[SEND_BODY] = send
         await super().__call__(scope, receive, send)
 
 

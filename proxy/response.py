@@ -33,6 +33,10 @@ log = logging.getLogger("llm_sse_proxy.stream")
 Produce = Callable[[Emit], Awaitable[object]]
 OnDone = Callable[[str | None], None]  # "cancelled", "send_timeout", "shutdown", or None when it finished
 ABORT = "llm_sse_proxy.abort"  # scope key: a callable that aborts the client's connection, if the server has one
+# Scope key: the server's own `send`, for the events once the response has started. Each middleware
+# wraps `send` to watch `http.response.start` only (CORS, error handling), yet costs a call per event;
+# none may change an SSE body (never compressed). Without it, events go through the wrapped `send`.
+SEND_BODY = "llm_sse_proxy.send_body"
 
 SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -112,7 +116,7 @@ class SSEResponse:
         self._clock = asyncio.get_running_loop().time
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-        self._send = send
+        self._send = send = scope.get(SEND_BODY, send)
         self._last_write = self._clock()
         ending: str | None = None
         async with anyio.create_task_group() as tasks:
