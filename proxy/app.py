@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from adapters import REGISTRY
-from adapters.http_client import default_http_client
+from adapters.http_client import HttpClients
 from proxy import access_log
 from proxy.admission import Admission
 from proxy.auth import Client
@@ -60,7 +60,8 @@ def create_app(
     http_client_factory: HttpClientFactory | None = None,
 ) -> Starlette:
     """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly."""
-    make_client = http_client_factory or (lambda model: default_http_client(config.timeouts.connect))
+    http_clients = HttpClients(config.timeouts.connect)
+    make_client = http_client_factory or (lambda model: http_clients.new())
     admission = Admission.from_config(config)
     metrics = Metrics()
     if admission.auth.enabled and "*" in config.server.cors_origins:
