@@ -31,6 +31,7 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
 - ``delay_ms=MS`` before each content chunk; ``first_delay_ms=MS`` before the first one instead (headers
   and the role chunk go out at once).
 - ``chunk_chars=N``: code points per content chunk.
+- ``gzip=1``: the body gzip-compressed (``content-encoding: gzip``), flushed after every event.
 
 A ``*_after`` fault with K beyond the reply's length fires after the last content chunk.
 """
@@ -41,6 +42,7 @@ import argparse
 import json
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +60,7 @@ MODELS = ("mock-gpt", "mock-gpt-mini")
 AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
                 "big_after", "endless_after", "fieldless_after")
 OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
-                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key"))
+                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip"))
 _FIELDLESS = b'data: {"id":"chatcmpl-fieldless","object":"chat.completion.chunk"}\n\n'
 _ENDLESS_HEAD = b'data: {"choices":[{"index":0,"delta":{"content":"'
 _ENDLESS_BYTES = 256 << 20
@@ -357,7 +359,20 @@ async def chat_completions(request: Request) -> Response:
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     events = _Events(model, pieces, finish, usage if include_usage else None)
     stream = _body(attempt, events, plan, request.scope.get(_TRANSPORT))
-    return _ClosingStream(stream, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+    headers = {"cache-control": "no-cache"}
+    if opts.get("gzip") == "1":
+        stream, headers["content-encoding"] = _gzipped(stream), "gzip"
+    return _ClosingStream(stream, media_type="text/event-stream", headers=headers)
+
+
+async def _gzipped(stream: Any):
+    compressor = zlib.compressobj(wbits=31)  # 31: the gzip container
+    try:
+        async for piece in stream:
+            yield compressor.compress(piece) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        yield compressor.flush()
+    finally:
+        await stream.aclose()
 
 
 async def list_models(request: Request) -> Response:

@@ -114,7 +114,9 @@ class OpenAICompatAdapter:
                 "/chat/completions", cast_to=httpx2.Response, body=self._params(request), stream=True, stream_cls=None
             )
             try:
-                body = response.aiter_bytes()
+                # Undecoded bytes when they are the body: aiter_bytes adds a generator step per read, for
+                # a content-encoding that event streams rarely have.
+                body = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
                 async with aclosing(self._deltas(body)) as deltas:
                     async for delta in deltas:
                         try:

@@ -39,6 +39,14 @@ async def test_awkward_text_survives_both_hops(text: str) -> None:
     assert got == text and terminate["reason"] == "stop"
 
 
+async def test_a_gzip_compressed_upstream_stream_is_decoded() -> None:
+    text = "gzip: é \u2028 😀 \r\n " * 40
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", "gpt+gzip=1")])) as client:
+        got, terminate = await ask(client, "echo:" + text)
+    assert got == text and terminate["reason"] == "stop"
+    assert up.recorder.attempts[0].finished
+
+
 async def test_length_finish_reason() -> None:
     async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", "gpt")])) as client:
         _, terminate = await ask(client, max_tokens=2)
