@@ -298,7 +298,7 @@ def machine(quick: bool) -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
     versions = {}
-    for package in ("starlette", "uvicorn", "httpx2", "openai", "uvloop", "httptools", "orjson"):
+    for package in ("starlette", "uvicorn", "httpx2", "openai", "aiohttp", "uvloop", "httptools", "orjson"):
         try:
             from importlib.metadata import version
 
