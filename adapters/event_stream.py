@@ -3,27 +3,29 @@
 Lines end only at CR, LF or CRLF: not at U+2028 and the other breaks that `str.splitlines` (and so
 httpx's `aiter_lines`) also splits on, which models do emit inside JSON (streaming-pitfalls.md 7.6).
 
-A line longer than `max_line` bytes raises UpstreamMalformed instead of growing without bound. The
-check is on the unfinished line only; httpx hands over reads of at most 64 KiB, so an oversized line
-is always caught while it is still unfinished.
+An event bigger than `max_event` bytes raises UpstreamMalformed instead of growing without bound: an
+unfinished line longer than that, or the data lines of one event (many short `data:` lines and no
+blank line to end them) adding up to more. The transport hands over reads of at most 64 KiB, so an
+oversized line is caught while it is still unfinished.
 """
 
 from __future__ import annotations
 
 from proxy.errors import UpstreamMalformed
 
-MAX_LINE = 1 << 20  # 1 MiB: a chat delta is a few hundred bytes
+MAX_EVENT = 1 << 20  # 1 MiB: a chat delta is a few hundred bytes
 
 
 class EventStreamDecoder:
     """Feed it body bytes; it returns the `(event, data)` of each event completed so far."""
 
-    __slots__ = ("_partial", "_data", "_event", "_after_cr", "_max_line")
+    __slots__ = ("_partial", "_data", "_size", "_event", "_after_cr", "_max_event")
 
-    def __init__(self, max_line: int = MAX_LINE) -> None:
-        self._max_line = max_line
+    def __init__(self, max_event: int = MAX_EVENT) -> None:
+        self._max_event = max_event
         self._partial = b""
         self._data: list[bytes] = []
+        self._size = 0  # bytes in _data
         self._event = b""
         self._after_cr = False
 
@@ -36,8 +38,8 @@ class EventStreamDecoder:
         else:
             self._after_cr = False
         *lines, self._partial = (self._partial + chunk).split(b"\n")
-        if len(self._partial) > self._max_line:
-            raise UpstreamMalformed(f"the upstream sent a line longer than {self._max_line} bytes")
+        if len(self._partial) > self._max_event:
+            raise UpstreamMalformed(f"the upstream sent a line longer than {self._max_event} bytes")
         events = []
         for line in lines:
             if line:
@@ -45,7 +47,7 @@ class EventStreamDecoder:
             elif self._data:
                 data = b"\n".join(self._data).decode("utf-8", "replace")
                 events.append((self._event.decode("utf-8", "replace") or "message", data))
-                self._data, self._event = [], b""
+                self._data, self._size, self._event = [], 0, b""
             else:
                 self._event = b""
         return events
@@ -57,6 +59,9 @@ class EventStreamDecoder:
         if colon and value.startswith(b" "):
             value = value[1:]
         if name == b"data":
+            self._size += len(value) + 1
+            if self._size > self._max_event:
+                raise UpstreamMalformed(f"the upstream sent an event bigger than {self._max_event} bytes")
             self._data.append(value)
         elif name == b"event":
             self._event = value

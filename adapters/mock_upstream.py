@@ -25,6 +25,8 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
 - ``big_after=K``: K content chunks, then one content chunk of ``big_bytes`` characters (default 8 MiB), then
   the rest of the stream.
 - ``endless_after=K``: K content chunks, then a ``data:`` line that never ends (64 KiB writes, up to 256 MiB).
+- ``unended_after=K``: K content chunks, then short ``data:`` lines that never end the event: no blank line
+  (64 KiB writes, up to 256 MiB).
 - ``fieldless_after=K``: K content chunks, then a JSON chunk without ``choices``, then the rest of the stream.
 - ``echo_key=1``: a ``fail`` error message quotes the bearer key, as careless servers do (OpenAI's 401 quotes
   it masked), so tests can check that the proxy never passes it on.
@@ -58,7 +60,7 @@ from starlette.routing import Route
 DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
 MODELS = ("mock-gpt", "mock-gpt-mini")
 AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
-                "big_after", "endless_after", "fieldless_after")
+                "big_after", "endless_after", "unended_after", "fieldless_after")
 OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
                                     "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip"))
 _FIELDLESS = b'data: {"id":"chatcmpl-fieldless","object":"chat.completion.chunk"}\n\n'
@@ -283,6 +285,13 @@ async def _endless(ev: _Events, plan: _Plan):
         yield piece
 
 
+async def _unended(ev: _Events, plan: _Plan):
+    lines = b"data: x\n" * 8192
+    for _ in range(_ENDLESS_BYTES // len(lines)):
+        await anyio.lowlevel.checkpoint()
+        yield lines
+
+
 async def _one(data: bytes):
     yield data
 
@@ -292,6 +301,7 @@ _CARRY_ON = {  # faults after which the stream goes on, if the client is still t
     "fieldless_after": lambda ev, plan: _one(_FIELDLESS),
     "big_after": _big,
     "endless_after": _endless,
+    "unended_after": _unended,
 }
 
 

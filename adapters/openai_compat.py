@@ -20,7 +20,7 @@ import openai
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from adapters.event_stream import MAX_LINE, EventStreamDecoder
+from adapters.event_stream import MAX_EVENT, EventStreamDecoder
 from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
 from proxy.errors import (
     UpstreamError,
@@ -44,7 +44,7 @@ class OpenAIOptions(BaseModel):
     include_usage: bool = True  # a few older servers reject stream_options
     default_headers: dict[str, str] = {}  # e.g. Azure's api-key, OpenRouter's HTTP-Referer
     default_query: dict[str, str] = {}  # e.g. Azure's api-version
-    max_event_bytes: int = Field(MAX_LINE, ge=1024)  # a longer upstream line ends the stream with an error
+    max_event_bytes: int = Field(MAX_EVENT, ge=1024)  # a bigger upstream event ends the stream with an error
 
 
 class Chunk(NamedTuple):  # one per upstream chunk: a tuple is built at half a frozen dataclass's cost

@@ -56,10 +56,29 @@ async def test_an_8_mib_chunk_is_relayed_whole_when_the_bound_allows_it() -> Non
                                         "chunk at a time.")
 
 
-def test_the_decoder_bounds_an_unfinished_line_but_not_many_short_ones() -> None:
-    decoder = EventStreamDecoder(max_line=1000)
+def test_the_decoder_bounds_an_unfinished_line_but_not_many_short_events() -> None:
+    decoder = EventStreamDecoder(max_event=1000)
     for _ in range(100):
         assert decoder.feed(b"data: " + b"y" * 500 + b"\n\n") == [("message", "y" * 500)]
     decoder.feed(b"data: " + b"z" * 900)
     with pytest.raises(UpstreamMalformed):
         decoder.feed(b"z" * 200)
+
+
+def test_the_decoder_bounds_one_event_made_of_many_short_lines() -> None:
+    decoder = EventStreamDecoder(max_event=1000)
+    assert decoder.feed(b"data: x\n" * 400 + b"\n") == [("message", "\n".join("x" * 400))]  # 800 bytes: fits
+    decoder.feed(b"data: x\n" * 499)
+    with pytest.raises(UpstreamMalformed, match="bigger than 1000"):
+        decoder.feed(b"data: x\n" * 2)
+
+
+async def test_an_event_that_never_ends_ends_with_an_error_and_closes_the_upstream() -> None:
+    async with mock_upstream() as up:
+        model = up.model("gpt", "gpt+unended_after=3", max_event_bytes=256 * 1024)
+        async with proxy(upstream_config([model])) as client:
+            text, terminate = await ask(client)
+            await up.recorder.wait_closed(0, timeout=5)
+    assert text == FIRST_THREE
+    assert terminate["error"]["type"] == "malformed_upstream_data" and "bigger than" in terminate["error"]["message"]
+    assert not up.recorder.attempts[0].finished
