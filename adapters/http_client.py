@@ -7,7 +7,9 @@ import ssl
 import httpx2
 import openai
 
-UNCAPPED = 1_000_000  # connections: every open stream holds one, and a cap would queue streams
+# Connections: every open stream holds one, and a cap would queue streams. Not None: the transport
+# then leaves aiohttp's default cap of 100.
+UNCAPPED = 1_000_000
 
 
 class HttpClients:
@@ -20,9 +22,9 @@ class HttpClients:
     def new(self) -> httpx2.AsyncClient:
         """The openai SDK's httpx2 client on its aiohttp transport (the `openai[aiohttp]` extra).
 
-        Same httpx2 API, errors and SDK behaviour, at about half the CPU per relayed chunk of httpx2's
-        own transport (httpcore): `make bench` measured 42 against 84 µs. Its pool also stays O(1) per
-        request with thousands of open streams, where httpcore scans every connection.
+        The same httpx2 API and SDK behaviour at about half the CPU per relayed chunk of httpx2's own
+        transport (README, Performance). Most aiohttp errors arrive as httpx2's; the adapter catches
+        the rest (openai_compat.TRANSPORT_ERRORS). Any adapter that speaks httpx2 can use it.
         """
         if self._tls is None:
             self._tls = httpx2.create_ssl_context()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, NamedTuple
 
+import aiohttp
 import anyio
 import httpx2
 import openai
@@ -131,7 +131,7 @@ class OpenAICompatAdapter:
             raise
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
-        except (openai.APIConnectionError, httpx2.TransportError) as exc:  # APITimeoutError included
+        except (openai.APIConnectionError, *TRANSPORT_ERRORS) as exc:  # APITimeoutError included
             raise self._connection_error(exc) from None
         except openai.OpenAIError as exc:  # the SDK's other errors: their text may quote the request
             raise UpstreamRejected(f"the upstream client failed: {type(exc).__name__}") from None
@@ -150,7 +150,7 @@ class OpenAICompatAdapter:
                         yield TextDelta(chunk.text)
                     finish_reason = chunk.finish_reason or finish_reason
                     usage = chunk.usage or usage
-        except httpx2.TransportError:  # the answer had begun: whatever broke the connection, it is cut short
+        except TRANSPORT_ERRORS:  # the answer had begun: whatever broke the connection, it is cut short
             raise UpstreamTruncated("the upstream connection broke before the answer was complete") from None
         if finish_reason is None:
             raise UpstreamTruncated("the upstream closed the stream before the answer was complete")
@@ -181,14 +181,15 @@ class OpenAICompatAdapter:
         return UpstreamRejected(message)
 
     def _connection_error(self, exc: Exception) -> UpstreamError:
-        """Classify a failure before the response by its root causes, not the wrapper's class: the
-        aiohttp transport wraps a refused connection as httpx2.ConnectTimeout (and the SDK, in turn,
-        as APITimeoutError)."""
+        """Classify a failure before the response by its causes, not the wrapper's class: the aiohttp
+        transport wraps a refused connection as httpx2.ConnectTimeout (and the SDK, in turn, as
+        APITimeoutError). A socket error (refused, reset, DNS, TLS) means the upstream could not be
+        reached; a broken reply (a bad status line, a close before the headers) that it broke."""
         causes = _causes(exc)
-        if any(isinstance(cause, (ConnectionError, socket.gaierror, httpx2.ConnectError)) for cause in causes):
-            return UpstreamUnavailable("cannot connect to the upstream")
-        if any(isinstance(cause, TimeoutError) for cause in causes):
+        if any(isinstance(cause, TimeoutError) for cause in causes):  # checked first: an OSError too
             return UpstreamTimeout("the upstream did not answer in time")
+        if len(causes) == 1 or any(isinstance(cause, (OSError, httpx2.ConnectError)) for cause in causes):
+            return UpstreamUnavailable("cannot connect to the upstream")
         return UpstreamTruncated("the upstream connection broke before the answer was complete")
 
     def redact(self, text: str) -> str:
@@ -198,6 +199,10 @@ class OpenAICompatAdapter:
                 text = text.replace(secret, "[redacted]")
         return _KEYLIKE.sub("[redacted]", text)
 
+
+# The vendored aiohttp transport maps most aiohttp errors to httpx2's, not all: a bad status line or an
+# oversized header comes out as aiohttp's own ClientResponseError.
+TRANSPORT_ERRORS = (httpx2.TransportError, aiohttp.ClientError)
 
 _KEYLIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}")
 
@@ -229,16 +234,18 @@ async def _drain(body: AsyncIterator[bytes]) -> None:
         try:
             async for _ in body:
                 pass
-        except (httpx2.HTTPError, httpx2.StreamError):
+        except (httpx2.HTTPError, httpx2.StreamError, aiohttp.ClientError):
             pass  # the answer is complete; the connection is simply not reused
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and its explicit causes (`raise ... from`), which the SDK, the transport and aiohttp all set;
+    not `__context__`, which is whatever was being handled at the time."""
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in chain:
         chain.append(current)
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return chain
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 
 import pytest
@@ -84,6 +86,27 @@ async def test_error_terminate_when_every_model_failed() -> None:
     assert text == "" and terminate["reason"] == "error"
     assert terminate["error"]["type"] == "upstream_unavailable"
     assert up.recorder.count() == 6
+
+
+@pytest.mark.parametrize("reply", [b"NOT HTTP AT ALL\r\n\r\n", b"HTTP/1.1 200 OK\r\nx: " + b"y" * 20_000 + b"\r\n\r\n"])
+async def test_an_upstream_that_breaks_http_is_retried_then_the_fallback_answers(reply: bytes) -> None:
+    attempts = []
+
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        attempts.append(await reader.read(65536))
+        writer.write(reply)  # not a status line; or a header line longer than clients accept
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, mock_upstream() as up:
+        primary = {"name": "primary", "adapter": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": "k",
+                   "model": "m", "fallbacks": ["backup"]}
+        async with proxy(upstream_config([primary, up.model("backup", "b")])) as client:
+            text, terminate = await ask(client)
+    assert len(attempts) == 3  # retried: a broken reply is not a final answer
+    assert terminate["reason"] == "stop" and terminate["model"] == "backup" and text
 
 
 async def test_unreachable_upstream_is_an_error_terminate() -> None:
