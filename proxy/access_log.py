@@ -6,6 +6,7 @@ token travels in one, and a client may put a key there by mistake.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -57,7 +58,15 @@ def stream_line(
 
 def write(line: dict[str, Any]) -> None:
     level = logging.WARNING if line.get("client_disconnect") else logging.INFO
-    log.log(level, "%s", orjson.dumps(line).decode())  # compact UTF-8, like json.dumps(ensure_ascii=False)
+    log.log(level, "%s", _dumps(line))
+
+
+def _dumps(line: dict[str, Any]) -> str:
+    """Compact JSON, by orjson; json for what orjson refuses (a logged prompt with a lone surrogate)."""
+    try:
+        return orjson.dumps(line).decode()
+    except TypeError:
+        return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
 
 
 def _seconds(value: float | None) -> float | None:

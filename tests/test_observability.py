@@ -113,6 +113,14 @@ async def test_log_prompts_puts_the_prompt_in_the_line_and_access_log_off_silenc
     assert [line["prompt"] for line in access_lines(caplog)] == ["tell me"]
 
 
+async def test_a_prompt_with_a_lone_surrogate_still_gets_its_access_line(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="llm_sse_proxy")
+    body = b'{"messages": [{"role": "user", "content": "half \\ud800 a pair"}]}'  # valid JSON, not valid UTF-16
+    async with proxy(make_config(logging={"log_prompts": True})) as client:
+        await read_stream(client, "POST", "/chat", content=body, headers={"content-type": "application/json"})
+    assert [line["prompt"] for line in access_lines(caplog)] == ["half \ud800 a pair"]
+
+
 async def test_errors_echo_the_request_id_and_metrics_can_be_turned_off() -> None:
     async with proxy(make_config(metrics={"enabled": False})) as client:
         error = await client.post("/chat", json={"messages": []}, headers={"x-request-id": "r-1"})
