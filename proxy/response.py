@@ -48,8 +48,8 @@ SSE_HEADERS = {
 class Shutdown:
     """When the server begins to stop, the open streams have `grace` seconds left, then are ended.
 
-    One timer for all streams, not a waiting task per stream: each stream only registers the cancel
-    scope of its producer while it runs.
+    One timer ends them all, not a waiting task per stream: each stream only registers the cancel
+    scope of its producer while it runs. A stream that starts after the deadline ends at once.
     """
 
     def __init__(self, grace: float) -> None:
@@ -68,8 +68,8 @@ class Shutdown:
     def ending(self, producer: anyio.CancelScope) -> Iterator[None]:
         """Cancel `producer` at the deadline (at once if it has passed) while the block runs."""
         self._producers.add(producer)
-        if self._deadline is not None:
-            asyncio.get_running_loop().call_at(self._deadline, producer.cancel)
+        if self._deadline is not None and asyncio.get_running_loop().time() >= self._deadline:
+            producer.cancel()  # _end_all has run: nothing else will
         try:
             yield
         finally:
