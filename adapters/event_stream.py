@@ -5,8 +5,8 @@ httpx's `aiter_lines`) also splits on, which models do emit inside JSON (streami
 
 An event bigger than `max_event` bytes raises UpstreamMalformed instead of growing without bound: an
 unfinished line longer than that, or the data lines of one event (many short `data:` lines and no
-blank line to end them) adding up to more. The transport hands over reads of at most 64 KiB, so an
-oversized line is caught while it is still unfinished.
+blank line to end them) adding up to more. Each read is checked as it arrives, so an oversized line
+is caught while it is still unfinished, at most one read past the bound.
 """
 
 from __future__ import annotations

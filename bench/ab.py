@@ -37,13 +37,17 @@ def main() -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
         work = Path(tmp)
-        variants = {rev: checkout(rev, work) for rev in args.revs.split(",")}
-        if args.floor:
-            variants["floor"] = None
-        figures = measure(variants, levels, args, work)
-        for rev in args.revs.split(","):
-            if rev != "WORKTREE":
-                git("worktree", "remove", "--force", str(work / safe(rev)))
+        variants: dict[str, Path | None] = {}
+        try:
+            for rev in args.revs.split(","):
+                variants[rev] = checkout(rev, work)
+            if args.floor:
+                variants["floor"] = None
+            figures = measure(variants, levels, args, work)
+        finally:
+            for rev, tree in variants.items():
+                if tree is not None and tree != paths.ROOT:
+                    git("worktree", "remove", "--force", str(tree))
     for level in levels:
         for name in variants:
             runs = figures[name, level]
