@@ -33,14 +33,18 @@ async def test_bad_chunk_ends_with_an_error_after_the_text_so_far(fault: str, er
     assert up.recorder.count() == 1
 
 
-async def test_an_endless_line_ends_with_an_error_and_closes_the_upstream() -> None:
+@pytest.mark.parametrize(("fault", "said"), [
+    ("endless_after", "longer than"),  # one line that never ends
+    ("unended_after", "bigger than"),  # short data: lines, and never the blank line that ends the event
+])
+async def test_an_event_that_never_ends_ends_with_an_error_and_closes_the_upstream(fault: str, said: str) -> None:
     async with mock_upstream() as up:
-        model = up.model("gpt", "gpt+endless_after=3", max_event_bytes=256 * 1024)
+        model = up.model("gpt", f"gpt+{fault}=3", max_event_bytes=256 * 1024)
         async with proxy(upstream_config([model])) as client:
             text, terminate = await ask(client)
             await up.recorder.wait_closed(0, timeout=5)
     assert text == FIRST_THREE
-    assert terminate["error"]["type"] == "malformed_upstream_data" and "longer than" in terminate["error"]["message"]
+    assert terminate["error"]["type"] == "malformed_upstream_data" and said in terminate["error"]["message"]
     assert not up.recorder.attempts[0].finished
 
 
@@ -72,13 +76,3 @@ def test_the_decoder_bounds_one_event_made_of_many_short_lines() -> None:
     with pytest.raises(UpstreamMalformed, match="bigger than 1000"):
         decoder.feed(b"data: x\n" * 2)
 
-
-async def test_an_event_that_never_ends_ends_with_an_error_and_closes_the_upstream() -> None:
-    async with mock_upstream() as up:
-        model = up.model("gpt", "gpt+unended_after=3", max_event_bytes=256 * 1024)
-        async with proxy(upstream_config([model])) as client:
-            text, terminate = await ask(client)
-            await up.recorder.wait_closed(0, timeout=5)
-    assert text == FIRST_THREE
-    assert terminate["error"]["type"] == "malformed_upstream_data" and "bigger than" in terminate["error"]["message"]
-    assert not up.recorder.attempts[0].finished
