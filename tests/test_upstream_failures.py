@@ -109,6 +109,21 @@ async def test_an_upstream_that_breaks_http_is_retried_then_the_fallback_answers
     assert terminate["reason"] == "stop" and terminate["model"] == "backup" and text
 
 
+async def test_a_tls_handshake_that_fails_is_an_unavailable_upstream() -> None:
+    async def plain_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)  # a TLS ClientHello, answered in plain HTTP
+        writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(plain_http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    model = {"name": "gpt", "adapter": "openai", "base_url": f"https://127.0.0.1:{port}/v1", "api_key": "k", "model": "m"}
+    async with server, proxy(upstream_config([model])) as client:
+        text, terminate = await ask(client)
+    assert text == "" and terminate["error"]["type"] == "upstream_unavailable"
+
+
 async def test_unreachable_upstream_is_an_error_terminate() -> None:
     model = {"name": "gpt", "adapter": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "k", "model": "m"}
     async with proxy(upstream_config([model])) as client:
