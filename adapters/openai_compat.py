@@ -188,7 +188,8 @@ class OpenAICompatAdapter:
         causes = _causes(exc)
         if any(isinstance(cause, TimeoutError) for cause in causes):  # checked first: an OSError too
             return UpstreamTimeout("the upstream did not answer in time")
-        if len(causes) == 1 or any(isinstance(cause, (OSError, httpx2.ConnectError)) for cause in causes):
+        bare = len(causes) == 1  # an APIConnectionError with no cause: the SDK could not send at all
+        if bare or any(isinstance(cause, (OSError, httpx2.ConnectError)) for cause in causes):
             return UpstreamUnavailable("cannot connect to the upstream")
         return UpstreamTruncated("the upstream connection broke before the answer was complete")
 
@@ -234,7 +235,7 @@ async def _drain(body: AsyncIterator[bytes]) -> None:
         try:
             async for _ in body:
                 pass
-        except (httpx2.HTTPError, httpx2.StreamError, aiohttp.ClientError):
+        except (*TRANSPORT_ERRORS, httpx2.HTTPError, httpx2.StreamError):
             pass  # the answer is complete; the connection is simply not reused
 
 
