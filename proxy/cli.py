@@ -52,7 +52,7 @@ def _positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["mock-upstream"]:
-        from adapters.mock_upstream import main as mock_upstream_main
+        from mock_upstream import main as mock_upstream_main
 
         return mock_upstream_main(argv[1:])
     args = parse_args(argv)

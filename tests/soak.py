@@ -33,7 +33,7 @@ import anyio
 import httpx2
 import yaml
 
-from adapters.mock_upstream import Recorder, create_mock_upstream_app
+from mock_upstream import Recorder, create_mock_upstream_app
 from tests.conftest import serve
 from tests.sse_parse import parse_stream
 from tests.test_concurrency_and_shutdown import free_port, wait_healthy

@@ -15,7 +15,7 @@ import httpx2
 import openai
 import pytest
 
-from adapters.mock_upstream import DEFAULT_REPLY, Recorder, create_mock_upstream_app
+from mock_upstream import DEFAULT_REPLY, Recorder, create_mock_upstream_app
 from tests.conftest import serve
 
 AUTH = {"authorization": "Bearer test"}
@@ -265,7 +265,7 @@ async def test_model_suffix_faults_and_headers_override_them(upstream, client) -
 
 def test_cli_prints_its_url_and_serves() -> None:
     root = Path(__file__).resolve().parents[1]
-    code = "import sys; from adapters.mock_upstream import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from mock_upstream import main; sys.exit(main(sys.argv[1:]))"
     argv = [sys.executable, "-c", code, "--port", "0", "--reply", "cli reply"]
     with subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, text=True) as proc:
         try:

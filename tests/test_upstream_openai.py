@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.mock_upstream import Recorder, create_mock_upstream_app
+from mock_upstream import Recorder, create_mock_upstream_app
 from tests.conftest import assert_one_terminate_last, chat_body, payloads, proxy, read_stream, serve
 from tests.test_sse import AWKWARD
 from tests.upstream_fixtures import Upstream, mock_upstream, upstream_config

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.mock_upstream import DEFAULT_REPLY, Recorder, create_mock_upstream_app
+from mock_upstream import DEFAULT_REPLY, Recorder, create_mock_upstream_app
 from proxy.config import Config
 from tests.conftest import make_config, serve
 

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from adapters.mock import DEFAULT_REPLY, split_reply
-from adapters.mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
+from mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
 from proxy.config import load_config
 from tests.browser.support import WAIT_MS, needs_chromium, running, upstream
 from tests.conftest import make_config, serve

@@ -1,6 +1,6 @@
 """A fast mock of OpenAI's streaming chat-completions API, with faults chosen per request.
 
-Run ``python -m adapters.mock_upstream --port 9000`` (or ``llm-sse-proxy mock-upstream``) and point any
+Run ``python -m mock_upstream --port 9000`` (or ``llm-sse-proxy mock-upstream``) and point any
 OpenAI client at ``http://127.0.0.1:9000/v1`` with any API key. Tests serve ``create_mock_upstream_app(recorder)``
 over real HTTP; the ``Recorder`` says what it saw. Endpoints: ``POST /v1/chat/completions`` (streamed when
 ``"stream": true``, else one JSON reply; 401 without ``Authorization: Bearer ...``) and ``GET /v1/models``.
@@ -45,7 +45,7 @@ import json
 import time
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -56,6 +56,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from mock_upstream.recorder import Attempt, Recorder
 
 DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
 MODELS = ("mock-gpt", "mock-gpt-mini")
@@ -71,48 +73,6 @@ _MALFORMED = b"data: {not json\n\n"
 _MIDSTREAM_ERROR = (b'data: {"error":{"message":"The server had an error while processing your request '
                     b'(mock error_after).","type":"server_error","param":null,"code":null}}\n\n')
 _TRANSPORT = "mock_upstream.transport"  # scope key: uvicorn's transport, for drop_after
-
-
-@dataclass
-class Attempt:
-    model: str  # as sent, suffix included
-    body: dict
-    headers: dict[str, str]
-    started: float = field(default_factory=time.monotonic)
-    chunks_sent: int = 0  # content chunks only
-    closed_at: float | None = None
-    finished: bool = False  # [DONE] (or the JSON reply) went out normally
-    fault: str | None = None  # the fault that fired, e.g. "fail:503" or "drop_after"
-    status: int = 200
-    key: str = ""
-
-
-class Recorder:
-    """What the upstream saw. Shared with tests; only the server's event loop writes to it."""
-
-    def __init__(self) -> None:
-        self.attempts: list[Attempt] = []
-        self._tries: dict[str, int] = {}
-
-    def count(self, model: str | None = None) -> int:
-        return sum(1 for a in self.attempts if model is None or a.model == model)
-
-    async def wait_closed(self, attempt_index: int = -1, timeout: float = 2.0) -> float:
-        # Polls instead of waiting on an Event so it also works when the server runs in another thread
-        # or loop; the returned time is the one recorded at the close, so polling adds no error to it.
-        deadline = time.monotonic() + timeout
-        while (closed := self._closed_at(attempt_index)) is None:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"attempt {attempt_index} not closed within {timeout} s")
-            await anyio.sleep(0.002)
-        return closed
-
-    def _closed_at(self, index: int) -> float | None:
-        return self.attempts[index].closed_at if -len(self.attempts) <= index < len(self.attempts) else None
-
-    def _try(self, key: str) -> int:
-        self._tries[key] = n = self._tries.get(key, 0) + 1
-        return n
 
 
 @dataclass

@@ -1,0 +1,3 @@
+from mock_upstream.server import main
+
+raise SystemExit(main())
