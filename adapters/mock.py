@@ -65,7 +65,7 @@ class MockAdapter:
     def _reply(self, request: ChatRequest) -> str:
         if not self.options.echo:
             return self.options.reply
-        users = [m.content for m in request.messages if m.role == "user"]
+        users = [m.text for m in request.messages if m.role == "user"]
         return users[-1] if users else self.options.reply
 
     def _failure(self) -> Exception:
@@ -80,7 +80,7 @@ def split_reply(text: str, size: int) -> list[str]:
 
 
 def _usage(request: ChatRequest, completion_chunks: int) -> Usage:
-    prompt = sum(len(m.content.split()) for m in request.messages)
+    prompt = sum(len(m.text.split()) for m in request.messages)
     return Usage(prompt_tokens=prompt, completion_tokens=completion_chunks)
 
 

@@ -238,7 +238,7 @@ async def debug_runtime(request: Request) -> Response:
 
 
 def _last_user_message(parsed: ParsedChat) -> str:
-    users = [m.content for m in parsed.request.messages if m.role == "user"]
+    users = [m.text for m in parsed.request.messages if m.role == "user"]
     return users[-1][:2000] if users else ""
 
 

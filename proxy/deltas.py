@@ -6,19 +6,65 @@ Neither side sees the other's format.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 from pydantic import BaseModel
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image by URL (`https:` or a `data:` URL), as OpenAI's `image_url` content part carries it."""
+
+    url: str
+    detail: str | None = None
+
+
+ContentPart: TypeAlias = TextPart | ImagePart
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A complete call the model made; `arguments` is the JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; `parameters` is its JSON Schema."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One turn. `content` is plain text or a sequence of parts; an assistant turn may carry
+    `tool_calls`, and a `tool` turn answers the call named by `tool_call_id`."""
+
     role: Role
-    content: str
+    content: str | tuple[ContentPart, ...]
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The text of the turn: the content, or its text parts joined."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +76,16 @@ class ChatRequest:
     top_p: float | None = None
     max_tokens: int | None = None
     stop: Sequence[str] | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None  # "auto" | "none" | "required" | {"name": ...}
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int | None = None  # included in completion_tokens, when the upstream reports it
+    cached_tokens: int | None = None  # included in prompt_tokens, when the upstream reports it
 
     @property
     def total_tokens(self) -> int:
@@ -50,6 +100,32 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's thinking (or its reasoning summary). Never signatures or encrypted blobs."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalDelta:
+    """A piece of a refusal the model streams instead of an answer (OpenAI's `delta.refusal`)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of the tool call at `index`: its first piece carries `id` and `name`, and `arguments`
+    arrive as pieces of JSON text to be concatenated. An upstream that sends whole calls yields one
+    piece with everything. The proxy assembles the pieces; adapters do not."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """The upstream's own end marker: the answer is complete."""
 
@@ -57,11 +133,11 @@ class Finish:
     usage: Usage | None = field(default=None)
 
 
-Delta: TypeAlias = TextDelta | Finish
+Delta: TypeAlias = TextDelta | ReasoningDelta | RefusalDelta | ToolCallDelta | Finish
 
 
 class Adapter(Protocol):
-    """One upstream. `stream` yields text deltas, then exactly one Finish.
+    """One upstream. `stream` yields deltas (text, reasoning, refusal, tool-call pieces), then exactly one Finish.
 
     It raises `proxy.errors.UpstreamError` subclasses; it must not end without a Finish.
     """

@@ -100,7 +100,7 @@ def check_size(request: ChatRequest, limits: LimitsConfig) -> None:
     """Refuse prompts over the message-count or character limits (413)."""
     if len(request.messages) > limits.max_messages:
         raise PayloadTooLarge(f"messages: more than {limits.max_messages} messages")
-    if sum(len(m.content) for m in request.messages) > limits.max_chars:
+    if sum(len(m.text) for m in request.messages) > limits.max_chars:
         raise PayloadTooLarge(f"messages: more than {limits.max_chars} characters in all")
 
 
