@@ -53,6 +53,8 @@ def parse_chat_body(body: bytes) -> ParsedChat:
     except (ValidationError, RecursionError) as exc:
         raise BadRequest(_describe(exc)) from None
     stop = [chat.stop] if isinstance(chat.stop, str) else chat.stop
+    _check_unicode([(f"messages.{i}.content", m.content) for i, m in enumerate(chat.messages)]
+                   + [("stop", s) for s in stop or ()] + [("model", chat.model or "")])
     request = ChatRequest(
         messages=tuple(Message(m.role, m.content) for m in chat.messages),
         temperature=chat.temperature,
@@ -73,6 +75,16 @@ def parse_stream_query(query: Mapping[str, str], default_prompt: str) -> ParsedC
     if model is not None and len(model) > 200:
         raise BadRequest("model: the name is too long")
     return ParsedChat(ChatRequest(messages=tuple(messages)), model)
+
+
+def _check_unicode(fields: list[tuple[str, str]]) -> None:
+    """JSON's `\\ud800` escapes decode to lone surrogates, which no upstream request can encode (issue 16)."""
+    for name, value in fields:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"{name}: a lone UTF-16 surrogate (an escape like \\ud800 without its pair) is not text"
+                             ) from None
 
 
 def _describe(exc: Exception) -> str:
