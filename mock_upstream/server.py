@@ -34,6 +34,8 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
   and the role chunk go out at once).
 - ``chunk_chars=N``: code points per content chunk.
 - ``gzip=1``: the body gzip-compressed (``content-encoding: gzip``), flushed after every event.
+- Hostile and odd bodies (a BOM, a 200 that is not an event stream, gzip bombs, broken framing...): see
+  ``mock_upstream/faults.py``.
 
 A ``*_after`` fault with K beyond the reply's length fires after the last content chunk.
 """
@@ -57,6 +59,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from mock_upstream import faults
 from mock_upstream.recorder import Attempt, Recorder
 
 DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
@@ -64,7 +67,7 @@ MODELS = ("mock-gpt", "mock-gpt-mini")
 AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
                 "big_after", "endless_after", "unended_after", "fieldless_after")
 OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
-                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip"))
+                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip")) | faults.OPTIONS
 _FIELDLESS = b'data: {"id":"chatcmpl-fieldless","object":"chat.completion.chunk"}\n\n'
 _ENDLESS_HEAD = b'data: {"choices":[{"index":0,"delta":{"content":"'
 _ENDLESS_BYTES = 256 << 20
@@ -283,7 +286,7 @@ def _scripted_failure(plan: _Plan, opts: dict[str, str], n: int, bearer: str) ->
     err = opts.get("error_type")
     message = f"Mock failure {n} of {plan.fail} for key {plan.key!r}."
     if opts.get("echo_key"):
-        message = f"Incorrect API key provided: {bearer}. You can find your API key in your account settings."
+        message = f"Incorrect API key provided: {faults.key_echo(bearer, opts['echo_key'])}. You can find your API key in your account settings."
     return _error(plan.status, message, err, err, headers)
 
 
@@ -327,11 +330,16 @@ async def chat_completions(request: Request) -> Response:
         attempt.finished, attempt.closed_at = True, time.monotonic()
         return JSONResponse(_completion(model, "".join(pieces), finish, usage))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if (page := faults.not_an_event_stream(opts, _completion(model, "".join(pieces), finish, usage))) is not None:
+        attempt.finished, attempt.closed_at, attempt.fault = True, time.monotonic(), "not_sse"
+        return page
     events = _Events(model, pieces, finish, usage if include_usage else None)
-    stream = _body(attempt, events, plan, request.scope.get(_TRANSPORT))
+    faults.alter_events(events, opts)
+    transport = request.scope.get(_TRANSPORT)
+    stream = faults.wrap(_body(attempt, events, plan, transport), opts, attempt, transport)
     headers = {"cache-control": "no-cache"}
     if opts.get("gzip") == "1":
-        stream, headers["content-encoding"] = _gzipped(stream), "gzip"
+        stream, headers["content-encoding"] = faults.wrap_encoded(_gzipped(stream), opts, attempt), "gzip"
     return _ClosingStream(stream, media_type="text/event-stream", headers=headers)
 
 
