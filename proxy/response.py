@@ -11,6 +11,10 @@ uvicorn's transport, plus the kernel's): memory per stream stays bounded. The sa
 watches for that: a write still pending after `send_timeout` seconds ends the stream as a disconnect
 ("send_timeout"), which cancels the producer (and so closes the upstream) and aborts the connection.
 `_write` only records when its write started, so the watch costs nothing per event.
+
+The terminate event ends the response: the client has its answer, and `on_done` frees the stream's
+slot, even while the producer still cleans up (an upstream that leaves its body open after its end
+marker is drained for a moment, to reuse its connection).
 """
 
 from __future__ import annotations
@@ -101,6 +105,8 @@ class SSEResponse:
         self._events = 0
         self._last_write = 0.0
         self._write_started: float | None = None  # set while a write is pending
+        self._ended = False  # the terminate and the end of the body have been sent
+        self._reported = False
         self._clock: Callable[[], float] = time.monotonic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,6 +114,11 @@ class SSEResponse:
         try:
             ending = await self._respond(scope, receive, send)
         finally:
+            self._report(ending)
+
+    def _report(self, ending: str | None) -> None:
+        if not self._reported:
+            self._reported = True
             if self.on_done is not None:
                 self.on_done(ending)
 
@@ -132,6 +143,8 @@ class SSEResponse:
                 nonlocal ending
                 while (await receive())["type"] != "http.disconnect":
                     pass
+                if self._ended:
+                    return  # the server says so once the response is complete: the producer may finish
                 ending = "cancelled"
                 tasks.cancel_scope.cancel()
 
@@ -141,7 +154,7 @@ class SSEResponse:
             tasks.cancel_scope.cancel()
         if ending == "send_timeout":
             await _abort(scope, receive)
-        elif ending != "cancelled":
+        elif ending != "cancelled" and not self._ended:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         return ending
 
@@ -150,18 +163,23 @@ class SSEResponse:
         with anyio.CancelScope() as work, self.shutdown.ending(work) if self.shutdown else nullcontext():
             await self.produce(self.emit)
             return True
-        await self.emit(terminate_payload("shutdown"))
+        if not self._ended:
+            await self.emit(terminate_payload("shutdown"))
         return False
 
     async def emit(self, payload: dict[str, Any]) -> None:
         """Send one event; the producer awaits it, so a slow client slows the producer."""
         self._events += 1
         await self._write(encode_event(self._events, payload))
+        if payload.get("action") == "terminate":  # always the last event
+            self._report(None)
+            await self._write(b"", more_body=False)
+            self._ended = True
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes, more_body: bool = True) -> None:
         assert self._send is not None
         self._write_started = started = self._clock()
-        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        await self._send({"type": "http.response.body", "body": data, "more_body": more_body})
         self._write_started = None
         self._last_write = started
 
@@ -170,6 +188,8 @@ class SSEResponse:
         now = self._clock()
         while True:
             await anyio.sleep_until(self._next_check(now))
+            if self._ended:
+                return
             now = self._clock()
             started = self._write_started
             if started is not None:
