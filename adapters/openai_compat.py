@@ -8,7 +8,6 @@ more CPU than the relay itself, and because it ends silently on a close without 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, NamedTuple
@@ -20,7 +19,10 @@ import openai
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from adapters import decompress
+from adapters.connection_guard import ending_body_with_connection
 from adapters.event_stream import MAX_EVENT, EventStreamDecoder
+from adapters.redaction import Redactor
 from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
 from proxy.errors import (
     UpstreamError,
@@ -33,6 +35,10 @@ from proxy.errors import (
 
 RETRYABLE_STATUS = {408, 409, 429}
 DRAIN_SECONDS = 1.0
+# In-band error codes (or types) that mean the request itself is refused: asking again would fail again.
+REJECTION_CODES = frozenset({"context_length_exceeded", "invalid_request_error", "insufficient_quota",
+                             "content_policy_violation", "content_filter", "invalid_prompt"})
+MAX_FINISH_REASON = 64  # finish reasons are short identifiers; anything longer is not one
 
 
 class OpenAIOptions(BaseModel):
@@ -77,7 +83,7 @@ def parse_chunk(data: str) -> Chunk:
     if not isinstance(delta, dict):
         raise UpstreamMalformed("the upstream sent a choice without a delta")
     text = delta.get("content")
-    return Chunk(text if isinstance(text, str) else None, choice.get("finish_reason"), usage)
+    return Chunk(text if isinstance(text, str) else None, _finish_reason(choice.get("finish_reason")), usage)
 
 
 def _loads(data: str) -> Any:
@@ -93,8 +99,7 @@ class OpenAICompatAdapter:
         self.options = options
         self._secret = options.api_key.get_secret_value()
         # Header and query values can be keys too (Azure's api-key, Gemini's ?key=).
-        self._secrets = sorted({self._secret, *options.default_headers.values(), *options.default_query.values()},
-                               key=len, reverse=True)
+        self._redactor = Redactor([self._secret, *options.default_headers.values(), *options.default_query.values()])
         self.client = openai.AsyncOpenAI(
             base_url=options.base_url,
             api_key=self._secret,
@@ -114,16 +119,16 @@ class OpenAICompatAdapter:
                 "/chat/completions", cast_to=httpx2.Response, body=self._params(request), stream=True, stream_cls=None
             )
             try:
-                # Undecoded bytes when they are the body: aiter_bytes adds a generator step per read, for
-                # a content-encoding that event streams rarely have.
-                body = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
-                async with aclosing(self._deltas(body)) as deltas:
-                    async for delta in deltas:
-                        try:
-                            yield delta
-                        finally:
-                            if isinstance(delta, Finish):
-                                await _drain(body)
+                _check_event_stream(response.headers.get("content-type"))
+                body = _body(response)
+                with ending_body_with_connection(response):
+                    async with aclosing(self._deltas(body)) as deltas:
+                        async for delta in deltas:
+                            try:
+                                yield delta
+                            finally:
+                                if isinstance(delta, Finish):
+                                    await _drain(body)
             finally:
                 await response.aclose()
         except UpstreamError as exc:  # from the body: an in-band error's text comes from the upstream
@@ -152,6 +157,8 @@ class OpenAICompatAdapter:
                     usage = chunk.usage or usage
         except TRANSPORT_ERRORS:  # the answer had begun: whatever broke the connection, it is cut short
             raise UpstreamTruncated("the upstream connection broke before the answer was complete") from None
+        except httpx2.DecodingError:  # a content-encoding httpx2 decodes (br, zstd) was corrupt
+            raise UpstreamMalformed("the upstream sent a body that does not decode") from None
         if finish_reason is None:
             raise UpstreamTruncated("the upstream closed the stream before the answer was complete")
         yield Finish(finish_reason, usage)  # a finish reason but no [DONE]: the answer is whole
@@ -195,17 +202,33 @@ class OpenAICompatAdapter:
 
     def redact(self, text: str) -> str:
         """Upstream errors can quote the key (OpenAI's 401 does, masked): never pass it on."""
-        for secret in self._secrets:
-            if len(secret) >= 8:
-                text = text.replace(secret, "[redacted]")
-        return _KEYLIKE.sub("[redacted]", text)
+        return self._redactor.redact(text)
 
 
 # The vendored aiohttp transport maps most aiohttp errors to httpx2's, not all: a bad status line or an
 # oversized header comes out as aiohttp's own ClientResponseError.
 TRANSPORT_ERRORS = (httpx2.TransportError, aiohttp.ClientError)
 
-_KEYLIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}")
+
+def _check_event_stream(content_type: str | None) -> None:
+    """A 200 that is not an event stream (a JSON completion, a captive portal's page) is a final answer:
+    asking again would bill another completion. A missing content type is given the benefit of the doubt."""
+    if content_type is None:
+        return
+    if content_type.split(";", 1)[0].strip().lower() != "text/event-stream":
+        shown = content_type[:100].encode("ascii", "replace").decode()
+        raise UpstreamMalformed(f"the upstream answered 200 with content-type {shown!r}, not an event stream")
+
+
+def _body(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The body's bytes: raw when not encoded (aiter_bytes adds a generator step per read), gzip and
+    deflate in bounded steps, other encodings through httpx2."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return response.aiter_raw()
+    if decompress.handles(encoding):
+        return decompress.decoded(response.aiter_raw(), encoding)
+    return response.aiter_bytes()
 
 
 def retry_after(headers: httpx2.Headers) -> float | None:
@@ -256,18 +279,45 @@ def _finish(finish_reason: str | None, usage: Usage | None) -> Finish:
     return Finish(finish_reason, usage)
 
 
+def _finish_reason(raw: Any) -> str | None:
+    if raw is None or (isinstance(raw, str) and len(raw) <= MAX_FINISH_REASON):
+        return raw
+    raise UpstreamMalformed("the upstream sent a finish_reason that is not a short string")
+
+
 def _usage(raw: Any) -> Usage | None:
+    """Token counts, or None when absent or not counts (negative, fractional, booleans): the answer itself
+    is still good, and no bookkeeping downstream must see a count it cannot add."""
     if not isinstance(raw, dict):
         return None
     prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-    if isinstance(prompt, int) and isinstance(completion, int):
+    if _is_count(prompt) and _is_count(completion):
         return Usage(prompt, completion)
     return None
 
 
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
 def _in_band_error(error: Any) -> UpstreamError:
     message = _message_of({"error": error}) or "the upstream reported an error mid-stream"
+    if code := _rejection_code(error):  # a refusal of the request: the same request would fail again
+        return UpstreamRejected(f"the upstream rejected the request ({code}): {message}")
     return UpstreamUnavailable(f"the upstream reported an error: {message}")
+
+
+def _rejection_code(error: Any) -> str | None:
+    """The code or type that makes an in-band error a rejection, or a 4xx status given as its code."""
+    if not isinstance(error, dict):
+        return None
+    for key in ("code", "type"):
+        value = error.get(key)
+        if isinstance(value, str) and value in REJECTION_CODES:
+            return value
+        if type(value) is int and 400 <= value < 500 and value not in RETRYABLE_STATUS:
+            return str(value)
+    return None
 
 
 def _error_of(body: Any) -> Any:
