@@ -33,6 +33,7 @@ from proxy.auth import Client
 from proxy.config import Config, ModelConfig
 from proxy.deltas import Adapter, Sleep
 from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, UnsupportedMediaType
+from proxy.http10 import close_delimited
 from proxy.limits import CappedAdapter, check_size
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.relay import Relay, Upstream
@@ -182,6 +183,8 @@ class ProxyApp(Starlette):
             transport = getattr(getattr(send, "__self__", None), "transport", None)
             if transport is not None:
                 scope[ABORT] = functools.partial(reset_connection, transport)
+            if scope.get("http_version") == "1.0":
+                send = close_delimited(send)
             scope[SEND_BODY] = send
         await super().__call__(scope, receive, send)
 
