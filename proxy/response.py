@@ -3,7 +3,7 @@
 It numbers and sends the events a producer emits, sends a keep-alive comment whenever the stream
 has been idle for `ping_interval` (before the first token too), stops the producer at once when
 the client goes away, and on shutdown lets it finish within a grace period before ending it with
-a `shutdown` terminate. Pings run in their own task, so no upstream read is ever interrupted to
+a `shutdown` terminate (or, to a client that stopped reading, a reset, after FAREWELL_SECONDS). Pings run in their own task, so no upstream read is ever interrupted to
 send one (streaming-pitfalls.md 7.5).
 
 A client that stops reading makes `send` wait once the server's buffers are full (about 64 KiB in
@@ -41,6 +41,9 @@ ABORT = "llm_sse_proxy.abort"  # scope key: a callable that aborts the client's 
 # wraps `send` to watch `http.response.start` only (CORS, error handling), yet costs a call per event;
 # none may change an SSE body (never compressed). Without it, events go through the wrapped `send`.
 SEND_BODY = "llm_sse_proxy.send_body"
+
+# The shutdown terminate's write, bounded: uvicorn cancels what is left 2 s after the grace (proxy/cli.py).
+FAREWELL_SECONDS = 1.0
 
 SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -152,27 +155,31 @@ class SSEResponse:
             if not await self._run_until_shutdown():
                 ending = "shutdown"
             tasks.cancel_scope.cancel()
-        if ending == "send_timeout":
+        self._report(ending)  # before an abort's wait: the log line must not depend on the client
+        if ending == "send_timeout" or (ending == "shutdown" and not self._ended):
             await _abort(scope, receive)
         elif ending != "cancelled" and not self._ended:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         return ending
 
     async def _run_until_shutdown(self) -> bool:
-        """True if the producer finished; False if shutdown ended it with a terminate."""
+        """True if the producer finished; False if shutdown ended it (with a terminate, if the client reads)."""
         with anyio.CancelScope() as work, self.shutdown.ending(work) if self.shutdown else nullcontext():
             await self.produce(self.emit)
             return True
         if not self._ended:
-            await self.emit(terminate_payload("shutdown"))
+            # A client that stopped reading must not hold the process past the server's own grace.
+            with anyio.move_on_after(FAREWELL_SECONDS):
+                await self.emit(terminate_payload("shutdown"), ending="shutdown")
         return False
 
-    async def emit(self, payload: dict[str, Any]) -> None:
-        """Send one event; the producer awaits it, so a slow client slows the producer."""
+    async def emit(self, payload: dict[str, Any], ending: str | None = None) -> None:
+        """Send one event; the producer awaits it, so a slow client slows the producer. The terminate
+        ends the response (`ending` is what it reports: None when the producer finished)."""
         self._events += 1
         await self._write(encode_event(self._events, payload))
         if payload.get("action") == "terminate":  # always the last event
-            self._report(None)
+            self._report(ending)
             await self._write(b"", more_body=False)
             self._ended = True
 
