@@ -71,8 +71,10 @@ class EventStreamDecoder:
         name, colon, value = line.partition(b":")
         if colon and value.startswith(b" "):
             value = value[1:]
-        if name == b"data":
-            self._grow(len(value) + 1)  # the event's size as the browser would get it
+        if name == b"data":  # the hot path: inline, not through _grow
+            self._size += len(value) + 1  # the event's size as the browser would get it
+            if self._size > self._max_event:
+                self._grow(0)  # raises
             self._data.append(value)
             return
         self._grow(len(line) + 1)  # comments (keep-alives) and other fields
