@@ -7,24 +7,23 @@ more CPU than the relay itself, and because it ends silently on a close without 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiohttp
 import anyio
 import httpx2
 import openai
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.event_stream import MAX_EVENT, EventStreamDecoder
+from adapters.openai_chunks import parse_chunk
+from adapters.openai_request import chat_params
 from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
 from proxy.errors import (
     UpstreamError,
-    UpstreamMalformed,
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamTruncated,
@@ -45,47 +44,6 @@ class OpenAIOptions(BaseModel):
     default_headers: dict[str, str] = {}  # e.g. Azure's api-key, OpenRouter's HTTP-Referer
     default_query: dict[str, str] = {}  # e.g. Azure's api-version
     max_event_bytes: int = Field(MAX_EVENT, ge=1024)  # a bigger upstream event ends the stream with an error
-
-
-class Chunk(NamedTuple):  # one per upstream chunk: a tuple is built at half a frozen dataclass's cost
-    text: str | None = None
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    done: bool = False
-
-
-def parse_chunk(data: str) -> Chunk:
-    """One `data:` payload of a chat-completions stream. Pure."""
-    if data.startswith("[DONE]"):
-        return Chunk(done=True)
-    try:
-        obj = _loads(data)
-    except ValueError:
-        raise UpstreamMalformed("the upstream sent a chunk that is not JSON") from None
-    if not isinstance(obj, dict):
-        raise UpstreamMalformed("the upstream sent a chunk that is not a JSON object")
-    if obj.get("error"):
-        raise _in_band_error(obj["error"])
-    choices = obj.get("choices")
-    if not isinstance(choices, list):
-        raise UpstreamMalformed("the upstream sent a chunk without choices")
-    usage = _usage(obj.get("usage"))
-    if not choices:
-        return Chunk(usage=usage)
-    choice = choices[0]
-    delta = choice.get("delta") if isinstance(choice, dict) else None
-    if not isinstance(delta, dict):
-        raise UpstreamMalformed("the upstream sent a choice without a delta")
-    text = delta.get("content")
-    return Chunk(text if isinstance(text, str) else None, choice.get("finish_reason"), usage)
-
-
-def _loads(data: str) -> Any:
-    """json.loads, through orjson (3x faster) for all it accepts; it refuses lone surrogate escapes and NaN."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
 
 
 class OpenAICompatAdapter:
@@ -146,6 +104,9 @@ class OpenAICompatAdapter:
                     if chunk.done:
                         yield _finish(finish_reason, usage)
                         return
+                    if chunk.extras:
+                        for extra in chunk.extras:
+                            yield extra
                     if chunk.text:
                         yield TextDelta(chunk.text)
                     finish_reason = chunk.finish_reason or finish_reason
@@ -157,18 +118,9 @@ class OpenAICompatAdapter:
         yield Finish(finish_reason, usage)  # a finish reason but no [DONE]: the answer is whole
 
     def _params(self, request: ChatRequest) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "model": self.options.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "stream": True,
-        }
+        params = chat_params(self.options.model, request)
         if self.options.include_usage:
             params["stream_options"] = {"include_usage": True}
-        for name in ("temperature", "top_p", "max_tokens"):
-            if (value := getattr(request, name)) is not None:
-                params[name] = value
-        if request.stop is not None:
-            params["stop"] = list(request.stop)
         return params
 
     def _status_error(self, exc: openai.APIStatusError) -> UpstreamError:
@@ -254,20 +206,6 @@ def _finish(finish_reason: str | None, usage: Usage | None) -> Finish:
     if finish_reason is None:
         raise UpstreamTruncated("the upstream ended the stream without a finish reason")
     return Finish(finish_reason, usage)
-
-
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-    if isinstance(prompt, int) and isinstance(completion, int):
-        return Usage(prompt, completion)
-    return None
-
-
-def _in_band_error(error: Any) -> UpstreamError:
-    message = _message_of({"error": error}) or "the upstream reported an error mid-stream"
-    return UpstreamUnavailable(f"the upstream reported an error: {message}")
 
 
 def _error_of(body: Any) -> Any:

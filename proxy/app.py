@@ -77,7 +77,7 @@ def create_app(
                 adapter: Adapter = spec.build(model.options, http=http, sleep=sleep)
                 if model.max_tokens_cap is not None:
                     adapter = CappedAdapter(adapter, model.max_tokens_cap)
-                upstreams[model.name] = Upstream(model.name, adapter)
+                upstreams[model.name] = Upstream(model.name, adapter, show_reasoning=model.reasoning == "stream")
             app.state.runtime = Runtime(upstreams)
             yield
 
@@ -110,7 +110,8 @@ def create_app(
             raise NotFound(f"unknown model {name!r}; GET /models lists them")
         check_size(parsed.request, config.limits)
         chain = [runtime.upstreams[n] for n in [name, *config.model(name).fallbacks]]  # type: ignore[union-attr]
-        relay = Relay(chain, parsed.request, retry=config.retry, timeouts=config.timeouts, sleep=sleep)
+        relay = Relay(chain, parsed.request, retry=config.retry, timeouts=config.timeouts, sleep=sleep,
+                      events=parsed.events)
         rid = request_id(request)
         prompt = _last_user_message(parsed) if config.logging.log_prompts else None
         leave = admission.enter(client)  # last: nothing below can fail and leak the slot

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -82,6 +82,7 @@ class ModelConfig(_Section):
     adapter: str
     fallbacks: list[str] = []
     max_tokens_cap: int | None = Field(None, ge=1)  # requests above it are clamped to it
+    reasoning: Literal["stream", "drop"] = "stream"  # drop: its reasoning never reaches a client
     options: Any = None  # the adapter's own options model, validated by its spec
 
 
@@ -102,7 +103,7 @@ class Config(_Section):
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap"}
+_MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap", "reasoning"}
 _SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -200,7 +201,7 @@ def _key_hashes(entry: Any, loc: str, where: str, environ: Mapping[str, str]) ->
 def _as_mock(model: Any) -> Any:
     if not isinstance(model, dict):
         return model
-    return {k: model[k] for k in ("name", "fallbacks", "max_tokens_cap") if k in model} | {"adapter": "mock"}
+    return {k: model[k] for k in ("name", "fallbacks", "max_tokens_cap", "reasoning") if k in model} | {"adapter": "mock"}
 
 
 def _substitute(value: Any, loc: str, where: str, environ: Mapping[str, str]) -> Any:

@@ -15,6 +15,7 @@ ProxyError
     ├── UpstreamTimeout     retryable before the first token
     ├── UpstreamRejected    not retryable (400/401/403/404/422, quota)
     ├── UpstreamMalformed   the upstream sent data that is not its format
+    ├── InvalidToolCall     the model wrote a tool call a client cannot act on (arguments not JSON)
     └── UpstreamTruncated   the upstream ended without its end marker (retryable)
 """
 
@@ -89,6 +90,10 @@ class UpstreamRejected(UpstreamError):
 
 class UpstreamMalformed(UpstreamError):
     type = "malformed_upstream_data"
+
+
+class InvalidToolCall(UpstreamError):
+    type = "invalid_tool_call"
 
 
 class UpstreamTruncated(UpstreamError):

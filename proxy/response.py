@@ -153,10 +153,10 @@ class SSEResponse:
         await self.emit(terminate_payload("shutdown"))
         return False
 
-    async def emit(self, payload: dict[str, Any]) -> None:
-        """Send one event; the producer awaits it, so a slow client slows the producer."""
+    async def emit(self, payload: dict[str, Any], event: str | None = None) -> None:
+        """Send one event (named `event`, if given); the producer awaits it, so a slow client slows it."""
         self._events += 1
-        await self._write(encode_event(self._events, payload))
+        await self._write(encode_event(self._events, payload, event))
 
     async def _write(self, data: bytes) -> None:
         assert self._send is not None
