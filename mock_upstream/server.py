@@ -35,7 +35,8 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
 - ``chunk_chars=N``: code points per content chunk.
 - ``gzip=1``: the body gzip-compressed (``content-encoding: gzip``), flushed after every event.
 
-A ``*_after`` fault with K beyond the reply's length fires after the last content chunk.
+A ``*_after`` fault with K beyond the reply's length fires after the last content chunk. Reasoning,
+tool calls and refusals: see ``mock_upstream.openai_rich``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from mock_upstream.openai_rich import RICH_OPTIONS, RichDeltas, rich_deltas
 from mock_upstream.recorder import Attempt, Recorder
 
 DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
@@ -64,7 +66,7 @@ MODELS = ("mock-gpt", "mock-gpt-mini")
 AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
                 "big_after", "endless_after", "unended_after", "fieldless_after")
 OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
-                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip"))
+                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip") + RICH_OPTIONS)
 _FIELDLESS = b'data: {"id":"chatcmpl-fieldless","object":"chat.completion.chunk"}\n\n'
 _ENDLESS_HEAD = b'data: {"choices":[{"index":0,"delta":{"content":"'
 _ENDLESS_BYTES = 256 << 20
@@ -164,10 +166,21 @@ class _Events:
         self.content = [self.content_chunk(p) for p in pieces]
         self.finish = (head + '{"index":0,"delta":{},"finish_reason":"%s"}]}\n\n' % finish).encode()
         self.usage = (head + '],"usage":' + _dumps(usage) + "}\n\n").encode() if usage else None
+        self.before: list[bytes] = []
+        self.after: list[bytes] = []
 
 
     def content_chunk(self, text: str) -> bytes:
         return (self._head + '{"index":0,"delta":{"content":' + _dumps(text) + "}" + self._tail).encode()
+
+    def add(self, rich: RichDeltas) -> None:
+        self.before = [self.delta_chunk(d) for d in rich.before]
+        self.after = [self.delta_chunk(d) for d in rich.after]
+        if rich.instead is not None:
+            self.content = [self.delta_chunk(d) for d in rich.instead]
+
+    def delta_chunk(self, delta: dict) -> bytes:
+        return (self._head + '{"index":0,"delta":' + _dumps(delta) + self._tail).encode()
 
 
 class _ClosingStream(StreamingResponse):
@@ -200,6 +213,9 @@ async def _drop(transport: Any) -> None:
 async def _body(attempt: Attempt, ev: _Events, plan: _Plan, transport: Any):
     try:
         yield ev.role
+        for piece in ev.before:
+            await anyio.sleep(plan.delay)
+            yield piece
         n = len(ev.content)
         k = min(plan.fault_at, n) if plan.fault else -1
         for i in range(n + 1):
@@ -224,6 +240,8 @@ async def _body(attempt: Attempt, ev: _Events, plan: _Plan, transport: Any):
                 await anyio.sleep(delay)  # also cancelled at once by a disconnect
             yield ev.content[i]
             attempt.chunks_sent += 1
+        for piece in ev.after:
+            yield piece
         yield ev.finish
         if ev.usage:
             yield ev.usage
@@ -311,6 +329,7 @@ async def chat_completions(request: Request) -> Response:
     try:
         model, opts = _options(attempt.model, request.headers)
         plan = _plan(attempt.model, opts)
+        rich = rich_deltas(opts, plan.chunk_chars)
     except ValueError as exc:
         return _reject(attempt, _error(400, f"bad mock option: {exc}"))
     attempt.key = plan.key
@@ -327,7 +346,9 @@ async def chat_completions(request: Request) -> Response:
         attempt.finished, attempt.closed_at = True, time.monotonic()
         return JSONResponse(_completion(model, "".join(pieces), finish, usage))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    events = _Events(model, pieces, finish, usage if include_usage else None)
+    events = _Events(model, pieces, "tool_calls" if rich.after and finish == "stop" else finish,
+                     usage if include_usage else None)
+    events.add(rich)
     stream = _body(attempt, events, plan, request.scope.get(_TRANSPORT))
     headers = {"cache-control": "no-cache"}
     if opts.get("gzip") == "1":
