@@ -9,6 +9,11 @@ const sendButton = $("send");
 const stopButton = $("stop");
 const answer = $("answer");
 const reply = $("reply");
+const thinking = $("thinking");
+const reasoning = $("reasoning");
+const tools = $("tools");
+// The named events this page shows; a request that does not ask for them gets answer text only.
+const EVENTS = ["reasoning", "tool_call", "refusal"];
 const notice = $("notice");
 const stats = $("stats");
 
@@ -24,6 +29,8 @@ const REASON_WORDS = {
   length: "The answer reached its token limit and was cut short.",
   content_filter: "The provider's content filter stopped the answer.",
   shutdown: "The proxy is restarting and ended the answer early. Try again in a moment.",
+  refusal: "The model declined this request.",
+  tool_calls: "The model asked to call the tools above; this demo does not run them.",
 };
 
 let stopCurrent = null; // closes the running stream, if one runs
@@ -60,6 +67,14 @@ function start() {
       reply.append(piece); // a Text node: streamed text is never parsed as HTML
       showStats(run);
     },
+    reasoning(piece) {
+      if (run.over) return;
+      thinking.hidden = false;
+      reasoning.append(piece);
+    },
+    toolCall(call) {
+      if (!run.over) tools.append(toolCallFigure(call));
+    },
     done(terminate) {
       if (run.over) return;
       finish(run, terminate);
@@ -77,6 +92,9 @@ function start() {
     conclude(run, "stopped", "Stopped. The proxy has cancelled the answer upstream.");
   };
   reply.textContent = "";
+  reasoning.textContent = "";
+  thinking.hidden = true;
+  tools.textContent = "";
   notice.textContent = "";
   stats.textContent = "";
   setBusy(true);
@@ -84,7 +102,10 @@ function start() {
 }
 
 function viaEventSource({ prompt, model }, on, hasText) {
-  const source = new EventSource(`stream?${new URLSearchParams({ prompt, model })}`);
+  const source = new EventSource(`stream?${new URLSearchParams({ prompt, model, events: EVENTS.join(",") })}`);
+  source.addEventListener("reasoning", (event) => on.reasoning(JSON.parse(event.data).text));
+  source.addEventListener("refusal", (event) => on.text(JSON.parse(event.data).text));
+  source.addEventListener("tool_call", (event) => on.toolCall(JSON.parse(event.data)));
   source.addEventListener("message", (event) => {
     const payload = JSON.parse(event.data);
     if (payload.action === "terminate") {
@@ -108,15 +129,35 @@ function viaFetch({ prompt, model }, on) {
   const controller = new AbortController();
   streamChat({
     url: "chat",
-    body: { model, messages: [{ role: "user", content: prompt }] },
+    body: { model, messages: [{ role: "user", content: prompt }], events: EVENTS },
     signal: controller.signal,
     onText: on.text,
+    onReasoning: on.reasoning,
+    onRefusal: on.text, // what the model said instead of an answer
+    onToolCall: on.toolCall,
     onDone: on.done,
     onError: (err) => {
       if (err.name !== "AbortError") on.fail(describeFailure(err));
     },
   });
   return () => controller.abort();
+}
+
+// A tool call as its name and its arguments, pretty-printed when they are JSON (they always are: the
+// proxy ends the stream with an error otherwise). Built as text nodes: never parsed as HTML.
+function toolCallFigure({ name, arguments: args }) {
+  const figure = document.createElement("figure");
+  figure.className = "tool-call";
+  const caption = document.createElement("figcaption");
+  caption.textContent = `Tool call: ${name}`;
+  const pre = document.createElement("pre");
+  try {
+    pre.textContent = JSON.stringify(JSON.parse(args), null, 2);
+  } catch {
+    pre.textContent = args;
+  }
+  figure.append(caption, pre);
+  return figure;
 }
 
 function describeFailure(err) {

@@ -13,6 +13,11 @@
 //   });
 //
 // Exactly one of onDone and onError is called, then the returned promise resolves.
+//
+// Reasoning, tool calls and refusals are opt-in named events: ask for them in the body, e.g.
+// `body: { messages, events: ["reasoning", "tool_call"] }`, and pass onReasoning(text),
+// onToolCall({index, id, name, arguments}) (arguments: the JSON text the model wrote), onRefusal(text),
+// or onEvent(type, payload) for any named event (tool_call_delta, say).
 
 /** An error answer from the proxy before any stream started (4xx/5xx with a JSON body). */
 export class ProxyHttpError extends Error {
@@ -89,7 +94,12 @@ export function createParser({ onEvent, onComment = () => {}, onRetry = () => {}
 }
 
 /** POST `body` as JSON to the proxy and stream the reply into the callbacks. */
-export async function streamChat({ url, body, signal, headers = {}, onText = () => {}, onDone = () => {}, onError = () => {} }) {
+export async function streamChat({
+  url, body, signal, headers = {},
+  onText = () => {}, onReasoning = () => {}, onToolCall = () => {}, onRefusal = () => {}, onEvent = () => {},
+  onDone = () => {}, onError = () => {},
+}) {
+  const named = { reasoning: (p) => onReasoning(p.text), tool_call: onToolCall, refusal: (p) => onRefusal(p.text) };
   let finished = false;
   const finish = (callback, value) => {
     if (finished) return;
@@ -104,9 +114,12 @@ export async function streamChat({ url, body, signal, headers = {}, onText = () 
       signal,
     });
     if (!response.ok) return finish(onError, await httpError(response));
-    await readEvents(response.body, (payload) => {
+    await readEvents(response.body, (payload, type) => {
       if (finished) return;
-      if (payload.action === "terminate") finish(onDone, payload);
+      if (type !== "message") {
+        named[type]?.(payload); // answer text is never a named event
+        onEvent(type, payload);
+      } else if (payload.action === "terminate") finish(onDone, payload);
       else if (typeof payload.text === "string") onText(payload.text);
     });
     finish(onError, new Error("the stream ended before the answer was finished"));
@@ -118,7 +131,7 @@ export async function streamChat({ url, body, signal, headers = {}, onText = () 
 async function readEvents(stream, onPayload) {
   // ignoreBOM: keep the BOM for the parser, which drops exactly one, as the spec says.
   const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
-  const parser = createParser({ onEvent: (event) => onPayload(JSON.parse(event.data)) });
+  const parser = createParser({ onEvent: (event) => onPayload(JSON.parse(event.data), event.type) });
   const reader = stream.getReader();
   try {
     for (;;) {

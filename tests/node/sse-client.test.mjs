@@ -164,3 +164,37 @@ test("streamChat: events after the terminate are ignored", async () => {
   assert.deepEqual(seen.texts, []);
   assert.deepEqual(seen.errors, []);
 });
+
+test("streamChat: named events reach onReasoning, onToolCall, onRefusal and onEvent, never onText", async () => {
+  const call = { index: 0, id: "call_1", name: "get_weather", arguments: '{"city":"Paris"}' };
+  const stream = [
+    'id: 1\nevent: reasoning\ndata: {"text":"Let me think."}\n\n',
+    'id: 2\ndata: {"text":"Sunny"}\n\n',
+    'id: 3\nevent: tool_call_delta\ndata: {"index":0,"arguments":"{}"}\n\n',
+    `id: 4\nevent: tool_call\ndata: ${JSON.stringify(call)}\n\n`,
+    'id: 5\nevent: refusal\ndata: {"text":"No."}\n\n',
+    'id: 6\nevent: something_new\ndata: {"text":"not the answer"}\n\n',
+    'id: 7\ndata: {"action":"terminate","reason":"tool_calls"}\n\n',
+  ];
+  const seen = { reasoning: [], calls: [], refusals: [], named: [] };
+  const result = await run(fakeFetch(200, stream), {
+    onReasoning: (t) => seen.reasoning.push(t),
+    onToolCall: (c) => seen.calls.push(c),
+    onRefusal: (t) => seen.refusals.push(t),
+    onEvent: (type) => seen.named.push(type),
+  });
+  assert.deepEqual(result.texts, ["Sunny"]);
+  assert.deepEqual(seen.reasoning, ["Let me think."]);
+  assert.deepEqual(seen.calls, [call]);
+  assert.deepEqual(seen.refusals, ["No."]);
+  assert.deepEqual(seen.named, ["reasoning", "tool_call_delta", "tool_call", "refusal", "something_new"]);
+  assert.deepEqual(result.done, [{ action: "terminate", reason: "tool_calls" }]);
+});
+
+test("streamChat: without the new callbacks, named events are ignored", async () => {
+  const seen = await run(fakeFetch(200, [
+    'event: reasoning\ndata: {"text":"hidden"}\n\ndata: {"text":"shown"}\n\ndata: {"action":"terminate","reason":"stop"}\n\n',
+  ]));
+  assert.deepEqual(seen.texts, ["shown"]);
+  assert.equal(seen.done.length, 1);
+});
