@@ -4,15 +4,19 @@ and the OpenAI adapter against the mock upstream, over real HTTP both ways."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import assert_one_terminate_last, chat_body, make_config, proxy, read_stream
-from tests.upstream_fixtures import mock_upstream, upstream_config
+from tests.conftest import assert_one_terminate_last, chat_body, make_config, proxy, read_stream, serve
+from tests.test_openai_fixtures import FIXTURES, replaying
+from tests.upstream_fixtures import API_KEY, mock_upstream, upstream_config
 
 pytestmark = pytest.mark.anyio
 
+README = Path(__file__).parents[1] / "README.md"
 EVERY_EVENT = ["reasoning", "refusal", "tool_call", "tool_call_delta"]
 RICH_MOCK = {"name": "rich", "adapter": "mock", "reply": "Hello there", "chunk_chars": 6, "chunk_delay_ms": 0,
              "thinking": "Think first.", "tool_calls": [{"name": "get_weather", "arguments": '{"city":"Paris"}'}]}
@@ -206,3 +210,27 @@ async def test_messages_a_model_cannot_take_are_clear_400s(message: dict, proble
     async with proxy(make_config([RICH_MOCK])) as client:
         response = await client.post("/chat", json={"messages": [message]})
     assert response.status_code == 400 and problem in response.json()["error"]["message"], response.json()
+
+
+README_EXAMPLE = re.compile(r"<!-- example: (?P<name>[\w-]+) -->\n```\n(?P<bytes>.*?)```", re.DOTALL)
+
+
+async def test_the_readme_examples_are_the_bytes_the_proxy_sends() -> None:
+    examples = {m["name"]: m["bytes"].encode() for m in README_EXAMPLE.finditer(README.read_text(encoding="utf-8"))}
+    tools = {"name": "mock-tools", "adapter": "mock", "chunk_chars": 100, "chunk_delay_ms": 0,
+             "thinking": "The user wants the weather. ", "reply": "Let me check.",
+             "tool_calls": [{"name": "get_weather", "arguments": '{"city":"Paris"}'}]}
+    refuser = {"name": "refuser", "adapter": "mock", "chunk_chars": 100, "chunk_delay_ms": 0,
+               "refusal": "I can't help with that."}
+    async with proxy(make_config([tools, refuser])) as client:
+        asked = chat_body("Weather in Paris?", events=["reasoning", "tool_call", "tool_call_delta"])
+        async with client.stream("POST", "/chat", json=asked) as response:
+            rich = await response.aread()
+        async with client.stream("POST", "/chat", json=chat_body("x", model="refuser", events=["refusal"])) as response:
+            refused = await response.aread()
+    async with serve(replaying((FIXTURES / "deepseek-reasoning-tool-call.sse").read_bytes())) as url:
+        model = {"name": "deepseek", "adapter": "openai", "base_url": f"{url}/v1", "api_key": API_KEY, "model": "m"}
+        async with proxy(upstream_config([model])) as client:
+            async with client.stream("POST", "/chat", json=chat_body("hi", events=["tool_call"])) as response:
+                details = await response.aread()
+    assert examples == {"rich-events": rich, "refusal": refused, "usage-details": details}
