@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.event_stream import MAX_EVENT, EventStreamDecoder
 from adapters.openai_chunks import parse_chunk
-from adapters.openai_request import chat_params
+from adapters.openai_params import chat_params
 from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
 from proxy.errors import (
     UpstreamError,
