@@ -21,7 +21,7 @@ VENV_PYTHON = Path(sys.executable)
 LITELLM_VENV = BENCH / ".litellm-venv"
 LITELLM_VERSION = "1.106.2"
 LITELLM_KEY = "sk-bench-local-not-a-secret"
-MODELS = ("n100-i0", "n100-i20", "n50-i20", "n120-i1000", "n30-i10000")
+MODELS = ("n100-i0", "n1-i0", "n100-i20", "n50-i20", "n120-i1000", "n30-i10000")
 
 
 @dataclass
