@@ -1,6 +1,6 @@
 """Any server that speaks OpenAI's chat-completions streaming API (wire-formats.md §1).
 
-The official SDK prepares the request once per model (adapters/openai_request.py: URL, auth, headers) and
+The official SDK prepares the request once per model (adapters/openai_endpoint.py: URL, auth, headers) and
 raises the HTTP status errors; the body is read as raw bytes and decoded here, because the SDK's typed
 per-chunk parsing costs about ten times more CPU than the relay itself, and because it ends silently on a
 close without `[DONE]`.
@@ -22,7 +22,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.event_stream import MAX_EVENT, EventStreamDecoder
-from adapters.openai_request import ChatCompletions
+from adapters.openai_endpoint import ChatCompletions
 from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
 from proxy.errors import (
     UpstreamError,
