@@ -7,8 +7,9 @@ import math
 import sys
 from pathlib import Path
 
-ORDER = ["direct", "floor", "llm-sse-proxy", "litellm"]
-COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "litellm": "#d62728"}
+ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-granian", "litellm"]
+COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "llm-sse-proxy-granian": "#9467bd",
+          "litellm": "#d62728"}
 
 
 def write(results: dict, out: Path) -> None:
@@ -68,11 +69,12 @@ def _spread(r: dict, digits: int = 2) -> str:
 
 def ratio_table(results: dict) -> str:
     """The headline: ratios taken within each interleaved round; median and (min–max) over the rounds."""
-    rows = ["| figure | llm-sse-proxy / floor (≤ 1: at or below the floor) | LiteLLM / llm-sse-proxy (x less CPU) |",
-            "|---|---|---|"]
+    rows = ["| figure | llm-sse-proxy / floor (≤ 1: at or below the floor) | LiteLLM / llm-sse-proxy (x less CPU) "
+            "| the proxy under granian / under uvicorn |", "|---|---|---|---|"]
     for key, label in _LEVELS:
         rows.append(f"| {label} | {_spread(_ratio(results, 'proxy/floor', key))} "
-                    f"| {_spread(_ratio(results, 'litellm/proxy', key), 1)} |")
+                    f"| {_spread(_ratio(results, 'litellm/proxy', key), 1)} "
+                    f"| {_spread(_ratio(results, 'granian/uvicorn', key))} |")
     return "\n".join(rows)
 
 

@@ -1,7 +1,7 @@
 """`make bench`: the same streams through each path, side by side, on loopback, bounded in time.
 
 Paths: direct (the client reads the mock itself), floor (bench/floor.py), llm-sse-proxy (the real CLI,
-adapter `openai`), and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it cannot be
+adapter `openai`), the same app under granian instead of uvicorn, and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it cannot be
 installed). Servers run on core 0; the mock upstream, the client and this script on core 1.
 Writes bench/results/results.json, results.md and PNG charts (~9 minutes). `--quick` is a ~4 minute smoke run.
 """
@@ -57,7 +57,8 @@ LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
-    parser.add_argument("--paths", default="direct,floor,llm-sse-proxy,litellm", help="comma-separated subset")
+    parser.add_argument("--paths", default="direct,floor,llm-sse-proxy,llm-sse-proxy-granian,litellm",
+                        help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
     parser.add_argument("--phases", default="cpu,ttft,capacity,memory", help="comma-separated subset, for work on one")
     parser.add_argument("--out", default=str(paths.BENCH / "results"))
@@ -117,6 +118,8 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
             found.append(paths.floor(mock_port))
         elif name == "llm-sse-proxy":
             found.append(paths.proxy(mock_port, workdir))
+        elif name == "llm-sse-proxy-granian":
+            found.append(paths.granian(mock_port, workdir))
         elif name == "litellm":
             say(f"installing litellm[proxy]=={paths.LITELLM_VERSION} into bench/.litellm-venv (once)")
             problem = paths.install_litellm(out / "raw" / "litellm-install.log")
@@ -193,7 +196,8 @@ def cpu_summary(runs: dict[str, list[dict]]) -> dict:
 def cpu_ratios(runs: dict[str, dict]) -> dict:
     """The headline: the proxy's CPU over the floor's, and LiteLLM's over the proxy's, round by round."""
     return {"proxy/floor": interleave.ratios(runs, "llm-sse-proxy", "floor", _figure),
-            "litellm/proxy": interleave.ratios(runs, "litellm", "llm-sse-proxy", _figure)}
+            "litellm/proxy": interleave.ratios(runs, "litellm", "llm-sse-proxy", _figure),
+            "granian/uvicorn": interleave.ratios(runs, "llm-sse-proxy-granian", "llm-sse-proxy", _figure)}
 
 
 def run_client(spec: PathSpec, model: str, chunks: int, *, concurrency: int, streams: int = 1_000_000,
