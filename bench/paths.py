@@ -21,7 +21,7 @@ VENV_PYTHON = Path(sys.executable)
 LITELLM_VENV = BENCH / ".litellm-venv"
 LITELLM_VERSION = "1.106.2"
 LITELLM_KEY = "sk-bench-local-not-a-secret"
-MODELS = ("n100-i0", "n100-i20", "n50-i20", "n120-i1000", "n30-i10000")
+MODELS = ("n100-i0", "n1-i0", "n100-i20", "n50-i20", "n120-i1000", "n30-i10000")
 
 
 @dataclass
@@ -73,6 +73,18 @@ def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-
     if workers > 1:
         argv += ["--workers", str(workers)]
     return PathSpec(name, port, "/chat", schema=True, argv=argv)
+
+
+def granian(mock_port: int, workdir: Path) -> PathSpec:
+    """The same proxy app and config under granian (Rust, ASGI) instead of uvicorn, one worker, one
+    runtime thread, uvloop: the server layer alone changes (bench/granian_app.py)."""
+    config = proxy(mock_port, workdir, name="llm-sse-proxy-granian-config")
+    port = procs.free_port()
+    argv = [str(VENV_PYTHON.parent / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--runtime-mode", "st", "--runtime-threads", "1", "--loop", "uvloop", "--no-ws",
+            "--log-level", "warning", "granian_app:app"]
+    env = {"LLMSSE_CONFIG": str(workdir / f"{config.name}.yaml"), "PYTHONPATH": f"{BENCH}{os.pathsep}{ROOT}"}
+    return PathSpec("llm-sse-proxy-granian", port, "/chat", schema=True, argv=argv, env=env)
 
 
 def litellm(mock_port: int, workdir: Path) -> PathSpec:
