@@ -47,16 +47,18 @@ def parse_chunk(data: str) -> Chunk:
     if not choices:
         return Chunk(usage=usage)
     choice = choices[0]
-    if not isinstance(choice, dict):
-        raise UpstreamMalformed("the upstream sent a choice that is not a JSON object")
-    delta = choice.get("delta")
-    if delta is None:  # Azure's content-filter annotation: no text, at most the reason that ends it
+    delta = choice.get("delta") if type(choice) is dict else None
+    if type(delta) is dict:
+        text = delta.get("content")
+        if type(text) is str and len(delta) == 1:  # the plain-text chunk: nothing else to look at
+            return Chunk(text, choice.get("finish_reason"), usage)
+        return _rich(choice, delta, text, usage)
+    if delta is None and type(choice) is dict:  # Azure's content-filter annotation: at most the reason that ends it
         return Chunk(None, choice.get("finish_reason"), usage)
-    if not isinstance(delta, dict):
-        raise UpstreamMalformed("the upstream sent a delta that is not a JSON object")
-    text = delta.get("content")
-    if len(delta) == 1 and type(text) is str:  # the plain-text chunk: nothing else to look at
-        return Chunk(text, choice.get("finish_reason"), usage)
+    raise UpstreamMalformed("the upstream sent a choice that is not a JSON object with a delta object")
+
+
+def _rich(choice: dict[str, Any], delta: dict[str, Any], text: Any, usage: Usage | None) -> Chunk:
     extras = _extras(delta)
     if type(text) is list:
         text, thinking = _parts(text)
