@@ -157,27 +157,21 @@ def _dumps(obj: Any) -> str:
 class _Events:
     """Every SSE event of one stream, pre-encoded, so the send loop does no JSON work."""
 
-    def __init__(self, model: str, pieces: list[str], finish: str, usage: dict | None) -> None:
+    def __init__(self, model: str, pieces: list[str], finish: str, usage: dict | None, rich: RichDeltas) -> None:
         head = 'data: {"id":"chatcmpl-%s","object":"chat.completion.chunk","created":%d,"model":%s,"choices":[' % (
             uuid.uuid4().hex[:24], int(time.time()), _dumps(model))
         tail = ',"finish_reason":null}]}\n\n'
         self.role = (head + '{"index":0,"delta":{"role":"assistant","content":""}' + tail).encode()
         self._head, self._tail = head, tail
         self.content = [self.content_chunk(p) for p in pieces]
+        if rich.instead is not None:
+            self.content = [self.delta_chunk(d) for d in rich.instead]
+        self.before, self.after = [self.delta_chunk(d) for d in rich.before], [self.delta_chunk(d) for d in rich.after]
         self.finish = (head + '{"index":0,"delta":{},"finish_reason":"%s"}]}\n\n' % finish).encode()
         self.usage = (head + '],"usage":' + _dumps(usage) + "}\n\n").encode() if usage else None
-        self.before: list[bytes] = []
-        self.after: list[bytes] = []
-
 
     def content_chunk(self, text: str) -> bytes:
         return (self._head + '{"index":0,"delta":{"content":' + _dumps(text) + "}" + self._tail).encode()
-
-    def add(self, rich: RichDeltas) -> None:
-        self.before = [self.delta_chunk(d) for d in rich.before]
-        self.after = [self.delta_chunk(d) for d in rich.after]
-        if rich.instead is not None:
-            self.content = [self.delta_chunk(d) for d in rich.instead]
 
     def delta_chunk(self, delta: dict) -> bytes:
         return (self._head + '{"index":0,"delta":' + _dumps(delta) + self._tail).encode()
@@ -346,9 +340,8 @@ async def chat_completions(request: Request) -> Response:
         attempt.finished, attempt.closed_at = True, time.monotonic()
         return JSONResponse(_completion(model, "".join(pieces), finish, usage))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    events = _Events(model, pieces, "tool_calls" if rich.after and finish == "stop" else finish,
-                     usage if include_usage else None)
-    events.add(rich)
+    finish = "tool_calls" if rich.after and finish == "stop" else finish
+    events = _Events(model, pieces, finish, usage if include_usage else None, rich)
     stream = _body(attempt, events, plan, request.scope.get(_TRANSPORT))
     headers = {"cache-control": "no-cache"}
     if opts.get("gzip") == "1":

@@ -108,6 +108,23 @@ async def test_openai_upstream_reasoning_and_tool_calls() -> None:
     assert terminate["usage"]["reasoning_tokens"] == 0  # the mock reports it; a request that asked sees it
 
 
+async def test_openrouter_style_reasoning_and_tool_call_pieces() -> None:
+    async with mock_upstream(reply="ok") as up:
+        model = up.model("gpt", "gpt+reasoning=2+reasoning_field=reasoning+tool_calls=1+chunk_chars=20")
+        async with proxy(upstream_config([model])) as client:
+            _, parsed = await read_stream(client, "POST", "/chat",
+                                          json=chat_body("hi", events=["reasoning", "tool_call_delta"]))
+    items = typed(parsed)
+    assert up.recorder.attempts[0].fault is None
+    assert [kind for kind, _ in items] == ["reasoning", "reasoning", "message", *["tool_call_delta"] * 3, "message"]
+    assert [p for kind, p in items if kind == "tool_call_delta"] == [
+        {"index": 0, "id": "call_mock0", "name": "get_weather", "arguments": ""},
+        {"index": 0, "arguments": '{"city": "Paris", "u'},
+        {"index": 0, "arguments": 'nit": "celsius"}'},
+    ]
+    assert items[-1][1]["tool_calls"][0]["arguments"] == '{"city": "Paris", "unit": "celsius"}'
+
+
 async def test_tool_call_arguments_that_are_not_json_end_the_stream_with_an_error() -> None:
     async with mock_upstream(reply="ok") as up:
         model = up.model("gpt", "gpt+tool_calls=1+bad_tool_args=1")
