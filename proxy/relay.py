@@ -188,9 +188,9 @@ class Relay:
             deadline.pause()
             if isinstance(delta, TextDelta):
                 if extras.open_call:
-                    await self._send(extras.close_calls(), upstream, emit)
+                    await self._send(extras.close_calls(), upstream, emit, deadline)
                 if not self.committed:
-                    self._commit(upstream)
+                    self._commit(upstream, deadline)
                 while True:  # a run of text: the hot path, no more work per chunk than before issue 11
                     await emit(text_payload(delta.text))
                     self.outcome.chunks += 1
@@ -200,24 +200,25 @@ class Relay:
                         break
                     deadline.pause()
                 continue
-            await self._send(extras.named(delta), upstream, emit)
+            await self._send(extras.named(delta), upstream, emit, deadline)
             deadline.arm(idle, silent)  # every upstream delta is activity, sent to the client or not
             delta = await _next(deltas)
         deadline.pause()
-        await self._send(extras.close_calls(), upstream, emit)
+        if extras.open_call:
+            await self._send(extras.close_calls(), upstream, emit, deadline)
         await self._finish(emit, delta, extras, upstream)
 
-    async def _send(self, events: list[Named], upstream: Upstream, emit: Emit) -> None:
+    async def _send(self, events: list[Named], upstream: Upstream, emit: Emit, deadline: ReadDeadline) -> None:
         for name, payload in events:
             if not self.committed:
-                self._commit(upstream)
+                self._commit(upstream, deadline)
             await emit(payload, name)
 
-    def _commit(self, upstream: Upstream) -> None:
+    def _commit(self, upstream: Upstream, deadline: ReadDeadline) -> None:
         """The first event goes to the client: from now on nothing is retried."""
         self.committed = True
         self.outcome.model = upstream.name
-        self.outcome.ttft = anyio.current_time() - self._started
+        self.outcome.ttft = deadline.now() - self._started
 
     async def _finish(self, emit: Emit, finish: Finish, extras: Extras, upstream: Upstream) -> None:
         self.outcome.model = upstream.name
