@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +25,33 @@ MiB = 1024 * 1024
 HANG = 10  # seconds: far above every timeout configured here, so only a missing limit reaches it
 
 
+@dataclass
+class Running:
+    port: int
+    process: subprocess.Popen[str]
+    stderr: list[str] = field(default_factory=list)  # filled when the process has exited
+
+
 @contextmanager
-def proxy_process(tmp_path: Path, server: dict[str, Any] | None = None, **top: Any) -> Iterator[tuple[int, list[str]]]:
-    """`llm-sse-proxy` on a free port with the mock model; yields the port, and its stderr lines on exit."""
+def proxy_process(tmp_path: Path, server: dict[str, Any] | None = None, **top: Any) -> Iterator[Running]:
+    """`llm-sse-proxy` on a free port with the mock model; its stderr lines are there once it exits."""
     port = free_port()
+    models = top.pop("models", [{"name": "mock", "adapter": "mock", "chunk_delay_ms": 0}])
     config = {"server": {"port": port, "debug_endpoints": True, **(server or {})}, "default_model": "mock",
-              "models": [{"name": "mock", "adapter": "mock", "chunk_delay_ms": 0}], **top}
+              "models": models, **top}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     process = subprocess.Popen([sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stderr: list[str] = []
+    running = Running(port, process)
     try:
         wait_healthy(port, process)
-        yield port, stderr
+        yield running
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         try:
-            stderr += process.communicate(timeout=10)[1].splitlines()
+            running.stderr += process.communicate(timeout=10)[1].splitlines()
         except subprocess.TimeoutExpired:
             process.kill()
             raise
@@ -116,7 +126,8 @@ def endless_url(total: int) -> Iterator[bytes]:
 
 @pytest.mark.parametrize("attack", [small_headers, one_endless_header, endless_url])
 def test_a_16_mib_request_head_gets_431_and_the_memory_stays_flat(tmp_path: Path, attack: Any) -> None:
-    with proxy_process(tmp_path) as (port, _):
+    with proxy_process(tmp_path) as running:
+        port = running.port
         before = rss(port)
         with connect(port) as sock:
             sent = send_until_refused(sock, attack(16 * MiB))
@@ -131,19 +142,22 @@ def test_a_16_mib_request_head_gets_431_and_the_memory_stays_flat(tmp_path: Path
 
 def test_a_head_at_the_limit_is_served(tmp_path: Path) -> None:
     headers = {f"x-h{i}": "v" * 100 for i in range(90)}  # 90 lines and ~10 KiB: under both caps
-    with proxy_process(tmp_path) as (port, _):
+    with proxy_process(tmp_path) as running:
+        port = running.port
         response = httpx2.get(f"http://127.0.0.1:{port}/healthz", headers=headers, timeout=5)
     assert response.status_code == 200
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_head_timeout(tmp_path: Path) -> None:
-    with proxy_process(tmp_path, {"head_timeout": 0.5}) as (port, _):
+    with proxy_process(tmp_path, {"head_timeout": 0.5}) as running:
+        port = running.port
         with connect(port) as sock:
             assert read_until_closed(sock) == b""  # closed without an answer: a preconnect expects none
 
 
 def test_half_a_request_head_gets_408_after_head_timeout(tmp_path: Path) -> None:
-    with proxy_process(tmp_path, {"head_timeout": 0.5}) as (port, _):
+    with proxy_process(tmp_path, {"head_timeout": 0.5}) as running:
+        port = running.port
         with connect(port) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ")
             answer = read_until_closed(sock)
@@ -153,7 +167,8 @@ def test_half_a_request_head_gets_408_after_head_timeout(tmp_path: Path) -> None
 
 def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_head_timeout(tmp_path: Path) -> None:
     # The timeout is for the whole head, not for silence: a trickle does not keep the connection.
-    with proxy_process(tmp_path, {"head_timeout": 0.5}) as (port, _):
+    with proxy_process(tmp_path, {"head_timeout": 0.5}) as running:
+        port = running.port
         with connect(port) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\n")
             sent = send_until_refused(sock, trickle(b"x-slow: " + b"y" * 200, interval=0.05))
@@ -169,18 +184,20 @@ def trickle(data: bytes, interval: float) -> Iterator[bytes]:
 
 
 def test_a_body_that_stalls_gets_408_after_body_timeout_and_no_traceback(tmp_path: Path) -> None:
-    with proxy_process(tmp_path, {"body_timeout": 0.5}) as (port, stderr):
+    with proxy_process(tmp_path, {"body_timeout": 0.5}) as running:
+        port = running.port
         with connect(port) as sock:
             sock.sendall(b"POST /chat HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
                          b"content-length: 100\r\n\r\n{\"messages\": ")
             answer = read_until_closed(sock)
     assert status_and_error(answer) == (408, {"type": "request_timeout",
                                               "message": "the request body did not arrive within 0.5 s"})
-    assert not [line for line in stderr if "Traceback" in line or "ERROR" in line], stderr
+    assert not [line for line in running.stderr if "Traceback" in line or "ERROR" in line], running.stderr
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_timeout(tmp_path: Path) -> None:
-    with proxy_process(tmp_path, {"keep_alive_timeout": 0.5}) as (port, _):
+    with proxy_process(tmp_path, {"keep_alive_timeout": 0.5}) as running:
+        port = running.port
         with connect(port) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
             sock.settimeout(4)  # uvicorn's own default would keep it 5 s
@@ -189,7 +206,8 @@ def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_timeout(tmp_pa
 
 
 def test_connections_over_max_connections_get_503_at_once_and_the_proxy_recovers(tmp_path: Path) -> None:
-    with proxy_process(tmp_path, {"max_connections": 5, "head_timeout": 60}) as (port, _):
+    with proxy_process(tmp_path, {"max_connections": 5, "head_timeout": 60}) as running:
+        port = running.port
         idle = [connect(port) for _ in range(4)]
         # The server accepts in order: once a request on a fifth connection is answered, all five are counted.
         fifth = connect(port)
@@ -226,7 +244,8 @@ def retry_healthz(port: int) -> int:
 def test_x_forwarded_for_is_believed_only_from_the_configured_proxies(
     tmp_path: Path, server: dict[str, Any], statuses: list[int]
 ) -> None:
-    with proxy_process(tmp_path, server, limits={"burst": 2, "requests_per_minute": 1}) as (port, _):
+    with proxy_process(tmp_path, server, limits={"burst": 2, "requests_per_minute": 1}) as running:
+        port = running.port
         got = [httpx2.post(f"http://127.0.0.1:{port}/token", headers={"x-forwarded-for": f"203.0.113.{i}"},
                            timeout=5).status_code for i in range(3)]
     assert got == statuses
