@@ -119,6 +119,9 @@ class Config(_Section):
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The shell's forms: ${VAR}, ${VAR:-default} (unset or empty), ${VAR-default} (unset). Keys and
+# secrets take the plain form only, so no default can put one in the file.
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
 _MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap"}
 _SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -222,12 +225,20 @@ def _as_mock(model: Any) -> Any:
 
 def _substitute(value: Any, loc: str, where: str, environ: Mapping[str, str]) -> Any:
     if isinstance(value, str):
+        if "${" in _REFERENCE.sub("", value):
+            raise ConfigError(f"{where}: {loc.lstrip('.')}: write ${{VAR}}, ${{VAR:-default}} or ${{VAR-default}}; "
+                              "no other ${...} form is read")
+
         def lookup(match: re.Match[str]) -> str:
-            name = match.group(1)
+            name, operator, default = match.groups()
+            if operator == ":-" and not environ.get(name):
+                return default
+            if operator == "-" and name not in environ:
+                return default
             if name not in environ:
                 raise ConfigError(f"{where}: {loc.lstrip('.')}: environment variable {name} is not set")
             return environ[name]
-        return _VAR.sub(lookup, value)
+        return _REFERENCE.sub(lookup, value)
     if isinstance(value, dict):
         return {k: _substitute(v, f"{loc}.{k}", where, environ) for k, v in value.items()}
     if isinstance(value, list):

@@ -78,6 +78,39 @@ def test_environment_substitution(tmp_path: Path) -> None:
     assert config.models[0].options.reply == "from env!"
 
 
+@pytest.mark.parametrize(
+    ("reply", "environ", "expected"),
+    [
+        ("${REPLY_TEXT:-fallback}", {"REPLY_TEXT": "env"}, "env"),
+        ("${REPLY_TEXT:-fallback}", {}, "fallback"),
+        ("${REPLY_TEXT:-fallback}", {"REPLY_TEXT": ""}, "fallback"),  # the shell's ":-": unset or empty
+        ("${REPLY_TEXT-fallback}", {"REPLY_TEXT": ""}, ""),  # and "-": unset only
+        ("${REPLY_TEXT-fallback}", {}, "fallback"),
+        ("${REPLY_TEXT:-}", {}, ""),
+        ("a ${REPLY_TEXT:-b} ${OTHER:-c} d", {"OTHER": "o"}, "a b o d"),
+        ("${REPLY_TEXT}", {"REPLY_TEXT": "${NOT_READ_AGAIN}"}, "${NOT_READ_AGAIN}"),  # values are not re-read
+    ],
+)
+def test_environment_defaults_like_the_shell(tmp_path: Path, reply: str, environ: dict[str, str], expected: str) -> None:
+    config = load_config(write(tmp_path, GOOD + f"    reply: '{reply}'\n"), environ=environ)
+    assert config.models[0].options.reply == expected
+
+
+@pytest.mark.parametrize("reply", ["${REPLY_TEXT:?required}", "${REPLY_TEXT:=x}", "${ REPLY_TEXT }", "${1X}", "${REPLY"])
+def test_other_shell_forms_are_refused_not_kept_as_text(tmp_path: Path, reply: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, GOOD + f"    reply: '{reply}'\n"), environ={"REPLY_TEXT": "env"})
+    assert "models[0] (mock).reply: write ${VAR}, ${VAR:-default} or ${VAR-default}" in str(caught.value)
+
+
+def test_a_key_cannot_hide_in_a_default(tmp_path: Path) -> None:
+    text = GOOD + "auth:\n  keys: ['${PROXY_KEYS:-a-key-written-in-the-file}']\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert "auth.keys[0]: write a ${VAR} reference" in str(caught.value)
+    assert "a-key-written" not in str(caught.value)
+
+
 def test_mock_flag_replaces_every_adapter_and_needs_no_secrets(tmp_path: Path) -> None:
     text = GOOD + "  - name: other\n    adapter: nope\n    api_key: ${NOT_SET_ANYWHERE}\n    fallbacks: [mock]\n"
     config = load_config(write(tmp_path, text), environ={}, mock=True)
