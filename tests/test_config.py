@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from proxy.config import ConfigError, load_config
+from proxy.config import ConfigError, ServerConfig, load_config, parse_config
 
 GOOD = """
 default_model: mock
@@ -132,3 +133,10 @@ def test_help_describes_the_commands() -> None:
     assert result.returncode == 0
     for word in ("--config", "--mock", "--port", "mock-upstream", "/stream"):
         assert word in result.stdout
+
+
+def test_the_readmes_configuration_example_is_valid_and_shows_the_server_defaults() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("## Configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(yaml.safe_load(example), where="README", environ={})
+    assert config.server == ServerConfig()
