@@ -166,7 +166,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _body_timed_out(self) -> None:
         self._timer = None
         cycle = self.cycle
-        if cycle.response_started:
+        if cycle is None or cycle.response_started:
             self.transport.close()
             return
         self._answer(self.answers.body_timeout)

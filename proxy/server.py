@@ -62,6 +62,7 @@ def uvicorn_config(app: object, config: Config, log_level: str) -> uvicorn.Confi
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         http=limited_protocol(ConnectionLimits.from_config(config)),
+        ws="none",  # no WebSocket routes: an upgrade request is served as an ordinary request
         log_level=log_level,
         access_log=False,
         timeout_keep_alive=server.keep_alive_timeout,  # type: ignore[arg-type]  # a float works: call_later
