@@ -33,15 +33,17 @@ class Running:
 
 
 @contextmanager
-def proxy_process(tmp_path: Path, server: dict[str, Any] | None = None, **top: Any) -> Iterator[Running]:
-    """`llm-sse-proxy` on a free port with the mock model; its stderr lines are there once it exits."""
+def proxy_process(tmp_path: Path, server: dict[str, Any] | None = None, *, prefix: tuple[str, ...] = (),
+                  **top: Any) -> Iterator[Running]:
+    """`llm-sse-proxy` on a free port with the mock model; its stderr lines are there once it exits.
+    `prefix` runs it under another command that then executes it (`prlimit`)."""
     port = free_port()
     models = top.pop("models", [{"name": "mock", "adapter": "mock", "chunk_delay_ms": 0}])
     config = {"server": {"port": port, "debug_endpoints": True, **(server or {})}, "default_model": "mock",
               "models": models, **top}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning"],
+    process = subprocess.Popen([*prefix, sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     running = Running(port, process)
     try:
@@ -249,3 +251,23 @@ def test_x_forwarded_for_is_believed_only_from_the_configured_proxies(
         got = [httpx2.post(f"http://127.0.0.1:{port}/token", headers={"x-forwarded-for": f"203.0.113.{i}"},
                            timeout=5).status_code for i in range(3)]
     assert got == statuses
+
+
+@pytest.mark.parametrize(("hard", "soft_after", "warned"), [(4096, 300 + 100 + 64, False), (128, 128, True)])
+def test_the_open_file_limit_is_raised_to_fit_the_connection_cap_or_the_proxy_warns(
+    tmp_path: Path, hard: int, soft_after: int, warned: bool
+) -> None:
+    # Each stream holds two descriptors, its client and its upstream: 300 connections + 100 streams + spares.
+    limit = ("prlimit", f"--nofile=128:{hard}")
+    with proxy_process(tmp_path, {"max_connections": 300}, prefix=limit, limits={"max_streams": 100}) as running:
+        soft = open_file_limit(running.process.pid)
+    assert soft == soft_after
+    warning = "the open-file limit (128) is below server.max_connections + limits.max_streams + 64 (464)"
+    assert any(warning in line for line in running.stderr) == warned, running.stderr
+
+
+def open_file_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-file limit in /proc")
