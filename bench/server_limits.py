@@ -38,9 +38,9 @@ def main() -> int:
     parser.add_argument("--flood", type=int, default=3000)
     parser.add_argument("--watch", type=float, default=30.0)
     parser.add_argument("--server-nofile", type=int, help="the proxy's open-file limit (prlimit), e.g. 256")
-    parser.add_argument("--phases", default="head,idle,flood")
+    parser.add_argument("--phases", default="head-lines,head-one,idle,flood")
     args = parser.parse_args()
-    phases = {"head": head_attack, "idle": idle_connections, "flood": flood}
+    phases = {"head-lines": head_lines, "head-one": head_one, "idle": idle_connections, "flood": flood}
     for name in args.phases.split(","):
         with proxy(args.tree, args.server_nofile) as (process, port):
             phases[name](process, port, args)
@@ -92,31 +92,39 @@ def memory(pid: int) -> dict[str, int]:
     return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
 
 
-def head_attack(process: subprocess.Popen[bytes], port: int, args: argparse.Namespace) -> None:
+def head_lines(process: subprocess.Popen[bytes], port: int, args: argparse.Namespace) -> None:
+    head_attack(process, port, args, "small headers", b"a: b\r\n" * 10_000)
+
+
+def head_one(process: subprocess.Popen[bytes], port: int, args: argparse.Namespace) -> None:
+    head_attack(process, port, args, "one endless header", b"x-big: " + b"y" * 60_000, b"y" * 60_000)
+
+
+def head_attack(process: subprocess.Popen[bytes], port: int, args: argparse.Namespace, name: str, first: bytes,
+                block: bytes | None = None) -> None:
     total = args.head_mib * 1024 * 1024
-    for name, first, block in [("small headers", b"a: b\r\n" * 10_000, b"a: b\r\n" * 10_000),
-                               ("one endless header", b"x-big: ", b"y" * 60_000)]:
-        before = memory(process.pid)
-        started = time.monotonic()
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
-            sent = 0
-            try:
-                sock.sendall(first)
-                sent += len(first)
-                while sent < total:
-                    sock.sendall(block)
-                    sent += len(block)
-                sock.settimeout(5)
-                answer = sock.recv(200).split(b"\r\n", 1)[0].decode() or "(closed)"
-            except (ConnectionResetError, BrokenPipeError):
-                answer = "(reset after the answer below)"
-            except TimeoutError:
-                answer = "(no answer within 5 s: still waiting for the end of the head)"
-            after = memory(process.pid)
-        print(f"head, {name}: sent {sent / 2**20:.2f} MiB of {args.head_mib} MiB in "
-              f"{time.monotonic() - started:.2f} s; answer {answer!r}; RSS {before['VmRSS'] / 1024:.1f} -> "
-              f"{after['VmRSS'] / 1024:.1f} MiB, peak {after['VmHWM'] / 1024:.1f} MiB")
+    block = block or first
+    before = memory(process.pid)
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        sent = 0
+        try:
+            sock.sendall(first)
+            sent += len(first)
+            while sent < total:
+                sock.sendall(block)
+                sent += len(block)
+            sock.settimeout(5)
+            answer = sock.recv(200).split(b"\r\n", 1)[0].decode() or "(closed)"
+        except (ConnectionResetError, BrokenPipeError):
+            answer = "(reset: the server answered and closed; tests/test_server_limits.py reads the 431)"
+        except TimeoutError:
+            answer = "(no answer within 5 s: still waiting for the end of the head)"
+        after = memory(process.pid)
+    print(f"head, {name}: sent {sent / 2**20:.2f} MiB of {args.head_mib} MiB in "
+          f"{time.monotonic() - started:.2f} s; answer {answer!r}; RSS {before['VmRSS'] / 1024:.1f} -> "
+          f"{after['VmRSS'] / 1024:.1f} MiB, peak {after['VmHWM'] / 1024:.1f} MiB")
 
 
 def still_open(socks: list[socket.socket]) -> int:
