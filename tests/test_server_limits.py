@@ -150,6 +150,34 @@ def test_a_head_at_the_limit_is_served(tmp_path: Path) -> None:
     assert response.status_code == 200
 
 
+def test_requests_on_one_keep_alive_connection_each_get_the_whole_head_budget(tmp_path: Path) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 500) for i in range(90))
+    with proxy_process(tmp_path) as running:
+        with connect(running.port) as sock:
+            answers = []
+            for _ in range(3):  # ~46 KiB each: over the cap together, under it one by one
+                sock.sendall(head + b"\r\n")
+                answers.append(read_response(sock))
+    assert [answer.split(b" ", 2)[1] for answer in answers] == [b"200"] * 3
+
+
+def read_response(sock: socket.socket) -> bytes:
+    received = b""
+    while not received.endswith(b'{"status":"ok"}'):
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    return received
+
+
+def test_a_request_that_is_not_http_gets_a_json_400(tmp_path: Path) -> None:
+    with proxy_process(tmp_path) as running:
+        with connect(running.port) as sock:
+            sock.sendall(b"HELLO THERE\r\n\r\n")
+            answer = read_until_closed(sock)
+    assert status_and_error(answer) == (400, {"type": "invalid_request", "message": "the request is not valid HTTP/1.1"})
+
+
 def test_a_connection_that_sends_nothing_is_closed_after_head_timeout(tmp_path: Path) -> None:
     with proxy_process(tmp_path, {"head_timeout": 0.5}) as running:
         port = running.port
