@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -47,30 +49,27 @@ def main() -> int:
     return 0
 
 
-class proxy:
-    def __init__(self, tree: Path, nofile: int | None) -> None:
-        self.tree = tree
-        self.limit = ["prlimit", f"--nofile={nofile}:{nofile}"] if nofile else []
-
-    def __enter__(self) -> tuple[subprocess.Popen[bytes], int]:
-        self.port = free_port()
-        self.dir = tempfile.TemporaryDirectory(prefix="server-limits-")
-        config = Path(self.dir.name) / "config.yaml"
-        config.write_text(CONFIG % self.port)
-        env = {**os.environ, "PYTHONPATH": str(self.tree)}
-        self.process = subprocess.Popen([*self.limit, sys.executable, "-m", "proxy", "--config", str(config), "--log-level", "error"],
-                                        cwd=self.tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while not healthy(self.port):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise SystemExit("the proxy did not start")
-            time.sleep(0.1)
-        return self.process, self.port
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.kill()
-        self.process.wait()
-        self.dir.cleanup()
+@contextmanager
+def proxy(tree: Path, nofile: int | None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The CLI from `tree` on a free port; `nofile` runs it under `prlimit`."""
+    port = free_port()
+    limit = ["prlimit", f"--nofile={nofile}:{nofile}"] if nofile else []
+    with tempfile.TemporaryDirectory(prefix="server-limits-") as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(CONFIG % port)
+        argv = [*limit, sys.executable, "-m", "proxy", "--config", str(config), "--log-level", "error"]
+        process = subprocess.Popen(argv, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while not healthy(port):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit("the proxy did not start")
+                time.sleep(0.1)
+            yield process, port
+        finally:
+            process.kill()
+            process.wait()
 
 
 def free_port() -> int:

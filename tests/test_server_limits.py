@@ -43,8 +43,8 @@ def proxy_process(tmp_path: Path, server: dict[str, Any] | None = None, *, prefi
               "models": models, **top}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    process = subprocess.Popen([*prefix, sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    argv = [*prefix, sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     running = Running(port, process)
     try:
         wait_healthy(port, process)
@@ -175,7 +175,8 @@ def test_a_request_that_is_not_http_gets_a_json_400(tmp_path: Path) -> None:
         with connect(running.port) as sock:
             sock.sendall(b"HELLO THERE\r\n\r\n")
             answer = read_until_closed(sock)
-    assert status_and_error(answer) == (400, {"type": "invalid_request", "message": "the request is not valid HTTP/1.1"})
+    assert status_and_error(answer) == (400, {"type": "invalid_request",
+                                              "message": "the request is not valid HTTP/1.1"})
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_head_timeout(tmp_path: Path) -> None:
