@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -32,7 +32,7 @@ from proxy.admission import Admission
 from proxy.auth import Client
 from proxy.config import Config, ModelConfig
 from proxy.deltas import Adapter, Sleep
-from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, UnsupportedMediaType
+from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, RequestTimeout, UnsupportedMediaType
 from proxy.limits import CappedAdapter, check_size
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.relay import Relay, Upstream
@@ -214,11 +214,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client left, or server.body_timeout ended the connection
+        raise RequestTimeout("the request body did not arrive in full") from None
     return b"".join(chunks)
 
 

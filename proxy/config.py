@@ -6,6 +6,7 @@ This is the only module that reads the environment: `${VAR}` in any string takes
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from adapters import REGISTRY
 
@@ -35,6 +36,22 @@ class ServerConfig(_Section):
     shutdown_grace: float = Field(5.0, ge=0)
     send_timeout: float = Field(30.0, gt=0)  # a client that reads nothing for this long is cut off
     debug_endpoints: bool = False  # GET /debug/runtime: task and fd counts, for the soak test only
+    # Below the app (proxy/server.py): what a connection may cost before it is a request.
+    max_header_bytes: int = Field(65_536, ge=1024, le=1_048_576)  # request line + headers; over it: 431
+    max_headers: int = Field(100, ge=10, le=10_000)  # header lines; over it: 431
+    head_timeout: float = Field(10.0, gt=0)  # from connect (or a request's first byte) to its last header
+    body_timeout: float = Field(30.0, gt=0)  # from the last header to the body's last byte
+    keep_alive_timeout: float = Field(5.0, gt=0)  # an idle connection between requests is closed after this
+    max_connections: int | None = Field(None, ge=1)  # open connections; None: limits.max_streams + 1024
+    forwarded_allow_ips: list[str] = []  # proxies whose X-Forwarded-For/-Proto are believed; none by default
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if entry != "*":
+                ipaddress.ip_network(entry, strict=False)  # its ValueError names the bad entry
+        return entries
 
 
 class AuthConfig(_Section):
@@ -102,6 +119,9 @@ class Config(_Section):
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The shell's forms: ${VAR}, ${VAR:-default} (unset or empty), ${VAR-default} (unset). Keys and
+# secrets take the plain form only, so no default can put one in the file.
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
 _MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap"}
 _SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -205,12 +225,20 @@ def _as_mock(model: Any) -> Any:
 
 def _substitute(value: Any, loc: str, where: str, environ: Mapping[str, str]) -> Any:
     if isinstance(value, str):
+        if "${" in _REFERENCE.sub("", value):
+            raise ConfigError(f"{where}: {loc.lstrip('.')}: write ${{VAR}}, ${{VAR:-default}} or ${{VAR-default}}; "
+                              "no other ${...} form is read")
+
         def lookup(match: re.Match[str]) -> str:
-            name = match.group(1)
+            name, operator, default = match.groups()
+            if operator == ":-" and not environ.get(name):
+                return default
+            if operator == "-" and name not in environ:
+                return default
             if name not in environ:
                 raise ConfigError(f"{where}: {loc.lstrip('.')}: environment variable {name} is not set")
             return environ[name]
-        return _VAR.sub(lookup, value)
+        return _REFERENCE.sub(lookup, value)
     if isinstance(value, dict):
         return {k: _substitute(v, f"{loc}.{k}", where, environ) for k, v in value.items()}
     if isinstance(value, list):
