@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     fit_file_limit(config)
     try:
         if args.workers > 1:
+            if config.resume.enabled and config.resume.store == "memory":
+                # A reconnect may land on another worker, which does not have the stream: it gets 204.
+                print("llm-sse-proxy: WARNING: resume.store is memory, so a stream can only be resumed on the worker "
+                      "that started it; with --workers use resume.store: redis", file=sys.stderr)
             # Shared by the workers; each builds its own app.
             return run_workers(functools.partial(serve_worker, args), sock, args.workers)
         serve(config, args, [sock])

@@ -11,10 +11,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from adapters import REGISTRY
 
@@ -94,6 +94,26 @@ class TimeoutsConfig(_Section):
     total: float = Field(600.0, gt=0)
 
 
+class ResumeConfig(_Section):
+    """Resumable streams (issue 10): each event has `id: <stream id>:<seq>`, and generation outlives
+    the connection by `grace` seconds so a client can come back with Last-Event-ID."""
+
+    enabled: bool = True  # false: today's stream, cancelled within 1 s of a disconnect
+    store: Literal["memory", "redis"] = "memory"
+    redis_url: SecretStr | None = None  # redis://[:password@]host:port/db; a SecretStr, as it may hold a password
+    grace: float = Field(30.0, gt=0)  # seconds generation goes on with no reader, before it is cancelled
+    retention: float = Field(300.0, ge=0)  # seconds a finished stream can still be replayed
+    max_events_per_stream: int = Field(20_000, ge=2)  # past the caps, the oldest events are dropped
+    max_bytes_per_stream: int = Field(2 * 1024 * 1024, ge=1024)
+    memory_budget: int = Field(256 * 1024 * 1024, ge=1024)  # all streams' events; past it new streams get 503
+
+    @model_validator(mode="after")
+    def _redis_needs_a_url(self) -> ResumeConfig:
+        if self.store == "redis" and self.redis_url is None:
+            raise ValueError("store: redis needs redis_url (for example ${REDIS_URL})")
+        return self
+
+
 class ModelConfig(_Section):
     name: str = Field(min_length=1)
     adapter: str
@@ -113,6 +133,7 @@ class Config(_Section):
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    resume: ResumeConfig = ResumeConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
