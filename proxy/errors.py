@@ -6,6 +6,7 @@ ProxyError
 │   ├── Unauthorized        401
 │   ├── NotFound            404
 │   ├── MethodNotAllowed    405
+│   ├── RequestTimeout      408: the body never arrived in full (timed out, or the client left)
 │   ├── PayloadTooLarge     413
 │   ├── UnsupportedMediaType 415
 │   ├── TooManyRequests     429 + Retry-After: this client is over its rate or stream limit
@@ -58,6 +59,11 @@ class NotFound(RequestError):
 class MethodNotAllowed(RequestError):
     status = 405
     type = "method_not_allowed"
+
+
+class RequestTimeout(RequestError):
+    status = 408
+    type = "request_timeout"
 
 
 class PayloadTooLarge(RequestError):

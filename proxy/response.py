@@ -64,6 +64,16 @@ class Shutdown:
             self._deadline = loop.time() + self.grace
             loop.call_at(self._deadline, self._end_all)
 
+    def end_now(self) -> None:
+        """A forced stop (a second Ctrl-C): end every stream now, each still with its terminate."""
+        self.begin()
+        self._deadline = asyncio.get_running_loop().time()
+        self._end_all()
+
+    @property
+    def begun(self) -> bool:
+        return self._deadline is not None
+
     @contextmanager
     def ending(self, producer: anyio.CancelScope) -> Iterator[None]:
         """Cancel `producer` at the deadline (at once if it has passed) while the block runs."""
@@ -107,6 +117,10 @@ class SSEResponse:
         ending: str | None = None
         try:
             ending = await self._respond(scope, receive, send)
+        except BaseException:
+            if self.shutdown is not None and self.shutdown.begun:
+                ending = "shutdown"  # the server stopping cut it off, not the client
+            raise
         finally:
             if self.on_done is not None:
                 self.on_done(ending)

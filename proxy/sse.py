@@ -24,8 +24,11 @@ PING = b": ping\n\n"
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
-def encode_event(event_id: int, payload: Mapping[str, Any], event: str | None = None) -> bytes:
-    """One complete SSE event: `id:`, the `event:` name if any, and a single `data:` line of JSON."""
+def encode_event(event_id: int | bytes, payload: Mapping[str, Any], event: str | None = None) -> bytes:
+    """One complete SSE event: `id:`, the `event:` name if any, and a single `data:` line of JSON.
+
+    The id is a number, or the bytes of a resumable stream's `<sid>:<seq>` (proxy/resume/ids.py).
+    """
     try:
         # The bytes of json.dumps(ensure_ascii=False, compact) (tests/test_sse.py checks), ~10x faster.
         data = orjson.dumps(payload)
@@ -36,8 +39,12 @@ def encode_event(event_id: int, payload: Mapping[str, Any], event: str | None = 
     if b"\xe2\x80\xa8" in data or b"\xe2\x80\xa9" in data:
         data = data.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
     if event is None:
-        return b"id: %d\ndata: %s\n\n" % (event_id, data)
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event.encode(), data)
+        if isinstance(event_id, int):
+            return b"id: %d\ndata: %s\n\n" % (event_id, data)
+        return b"id: %s\ndata: %s\n\n" % (event_id, data)
+    if isinstance(event_id, int):
+        return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event.encode(), data)
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id, event.encode(), data)
 
 
 def text_payload(text: str) -> dict[str, Any]:
