@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import assert_one_terminate_last, chat_body, make_config, proxy, read_stream, serve
+from tests.conftest import RESUME_OFF, assert_one_terminate_last, chat_body, make_config, proxy, read_stream, serve
 from tests.test_openai_fixtures import FIXTURES, replaying
 from tests.upstream_fixtures import API_KEY, mock_upstream, upstream_config
 
@@ -22,12 +22,18 @@ RICH_MOCK = {"name": "rich", "adapter": "mock", "reply": "Hello there", "chunk_c
              "thinking": "Think first.", "tool_calls": [{"name": "get_weather", "arguments": '{"city":"Paris"}'}]}
 
 
+def seq_ids(raw: bytes) -> bytes:
+    """A resumable stream's ids (`<stream id>:<seq>`, issue 10) as the plain stream's (`<seq>`)."""
+    return re.sub(rb"^id: [A-Za-z0-9_-]+:(\d+)$", rb"id: \1", raw, flags=re.MULTILINE)
+
+
 def typed(parsed: Any) -> list[tuple[str, dict[str, Any]]]:
     return [(event.type, json.loads(event.data)) for event in parsed.events]
 
 
-async def test_a_request_that_does_not_ask_gets_exactly_the_old_bytes() -> None:
-    async with proxy(make_config([RICH_MOCK])) as client:
+@pytest.mark.parametrize("resume", [False, True])
+async def test_a_request_that_does_not_ask_gets_exactly_the_old_bytes(resume: bool) -> None:
+    async with proxy(make_config([RICH_MOCK], **({} if resume else RESUME_OFF))) as client:
         async with client.stream("POST", "/chat", json=chat_body("hi")) as response:
             raw = await response.aread()
         async with client.stream("GET", "/stream", params={"prompt": "hi"}) as response:
@@ -36,7 +42,11 @@ async def test_a_request_that_does_not_ask_gets_exactly_the_old_bytes() -> None:
                 b'id: 2\ndata: {"text":"there"}\n\n'
                 b'id: 3\ndata: {"action":"terminate","reason":"tool_calls","model":"rich",'
                 b'"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n')
-    assert raw == expected and raw_get == expected
+    if resume:  # the same events but for the stream id in each event id (and GET's preamble for EventSource)
+        assert raw != expected and seq_ids(raw) == expected
+        assert seq_ids(raw_get).endswith(expected)
+    else:
+        assert raw == expected and raw_get == expected
 
 
 async def test_every_event_in_order_when_asked() -> None:
@@ -56,7 +66,8 @@ async def test_every_event_in_order_when_asked() -> None:
         ("message", {"action": "terminate", "reason": "tool_calls", "model": "rich",
                      "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}, "tool_calls": [call]}),
     ]
-    assert [event.id for event in parsed.events] == [str(i) for i in range(1, 11)]  # one sequence for all kinds
+    # One sequence for all kinds, in a resumable stream's ids too (so a reconnect resumes named events alike).
+    assert [event.id.rsplit(":", 1)[1] for event in parsed.events] == [str(i) for i in range(1, 11)]
 
 
 async def test_get_asks_with_a_query_parameter() -> None:
@@ -239,7 +250,7 @@ async def test_the_readme_examples_are_the_bytes_the_proxy_sends() -> None:
              "tool_calls": [{"name": "get_weather", "arguments": '{"city":"Paris"}'}]}
     refuser = {"name": "refuser", "adapter": "mock", "chunk_chars": 100, "chunk_delay_ms": 0,
                "refusal": "I can't help with that."}
-    async with proxy(make_config([tools, refuser])) as client:
+    async with proxy(make_config([tools, refuser], **RESUME_OFF)) as client:
         asked = chat_body("Weather in Paris?", events=["reasoning", "tool_call", "tool_call_delta"])
         async with client.stream("POST", "/chat", json=asked) as response:
             rich = await response.aread()
@@ -247,7 +258,7 @@ async def test_the_readme_examples_are_the_bytes_the_proxy_sends() -> None:
             refused = await response.aread()
     async with serve(replaying((FIXTURES / "deepseek-reasoning-tool-call.sse").read_bytes())) as url:
         model = {"name": "deepseek", "adapter": "openai", "base_url": f"{url}/v1", "api_key": API_KEY, "model": "m"}
-        async with proxy(upstream_config([model])) as client:
+        async with proxy(upstream_config([model], **RESUME_OFF)) as client:
             async with client.stream("POST", "/chat", json=chat_body("hi", events=["tool_call"])) as response:
                 details = await response.aread()
     assert examples == {"rich-events": rich, "refusal": refused, "usage-details": details}

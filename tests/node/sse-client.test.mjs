@@ -197,6 +197,7 @@ test("streamChat: without the new callbacks, named events are ignored", async ()
   ]));
   assert.deepEqual(seen.texts, ["shown"]);
   assert.equal(seen.done.length, 1);
+});
 
 // A resumable stream: the first body is cut by a network error; the reconnect replays from the cursor.
 function resumableFetch(first, rest, { failReconnects = 0 } = {}) {
