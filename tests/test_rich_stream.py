@@ -262,3 +262,13 @@ async def test_the_readme_examples_are_the_bytes_the_proxy_sends() -> None:
             async with client.stream("POST", "/chat", json=chat_body("hi", events=["tool_call"])) as response:
                 details = await response.aread()
     assert examples == {"rich-events": rich, "refusal": refused, "usage-details": details}
+
+
+async def test_a_resumed_stream_replays_named_events_in_their_place() -> None:
+    # Issue 10's resumable streams: a reconnect from the middle gets the rest, named events included, once.
+    async with proxy(make_config([RICH_MOCK])) as client:
+        response, whole = await read_stream(client, "POST", "/chat", json=chat_body("hi", events=EVERY_EVENT))
+        sid = response.headers["x-stream-id"]
+        _, rest = await read_stream(client, "GET", f"/streams/{sid}", headers={"last-event-id": whole.events[0].id})
+    assert [(e.id, e.type, e.data) for e in rest.events] == [(e.id, e.type, e.data) for e in whole.events[1:]]
+    assert whole.events[0].type == "reasoning" and {e.type for e in rest.events} >= {"reasoning", "tool_call"}
