@@ -7,32 +7,28 @@ more CPU than the relay itself, and because it ends silently on a close without 
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, NamedTuple
 
-import aiohttp
-import anyio
 import httpx2
 import openai
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.event_stream import MAX_EVENT, EventStreamDecoder
-from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
-from proxy.errors import (
-    UpstreamError,
-    UpstreamMalformed,
-    UpstreamRejected,
-    UpstreamTimeout,
-    UpstreamTruncated,
-    UpstreamUnavailable,
+from adapters.upstream_http import (
+    TRANSPORT_ERRORS,
+    Redactor,
+    connection_error,
+    drain,
+    error_message,
+    loads,
+    raw_body,
+    retry_after,
+    status_error,
 )
-
-RETRYABLE_STATUS = {408, 409, 429}
-DRAIN_SECONDS = 1.0
+from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
+from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamTruncated, UpstreamUnavailable
 
 
 class OpenAIOptions(BaseModel):
@@ -59,7 +55,7 @@ def parse_chunk(data: str) -> Chunk:
     if data.startswith("[DONE]"):
         return Chunk(done=True)
     try:
-        obj = _loads(data)
+        obj = loads(data)
     except ValueError:
         raise UpstreamMalformed("the upstream sent a chunk that is not JSON") from None
     if not isinstance(obj, dict):
@@ -80,24 +76,15 @@ def parse_chunk(data: str) -> Chunk:
     return Chunk(text if isinstance(text, str) else None, choice.get("finish_reason"), usage)
 
 
-def _loads(data: str) -> Any:
-    """json.loads, through orjson (3x faster) for all it accepts; it refuses lone surrogate escapes and NaN."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
-
-
 class OpenAICompatAdapter:
     def __init__(self, options: OpenAIOptions, *, http: httpx2.AsyncClient) -> None:
         self.options = options
-        self._secret = options.api_key.get_secret_value()
+        secret = options.api_key.get_secret_value()
         # Header and query values can be keys too (Azure's api-key, Gemini's ?key=).
-        self._secrets = sorted({self._secret, *options.default_headers.values(), *options.default_query.values()},
-                               key=len, reverse=True)
+        self.redact = Redactor([secret, *options.default_headers.values(), *options.default_query.values()])
         self.client = openai.AsyncOpenAI(
             base_url=options.base_url,
-            api_key=self._secret,
+            api_key=secret,
             http_client=http,
             timeout=http.timeout,
             max_retries=0,  # the proxy has one retry policy (tenacity, in proxy/relay.py)
@@ -114,16 +101,14 @@ class OpenAICompatAdapter:
                 "/chat/completions", cast_to=httpx2.Response, body=self._params(request), stream=True, stream_cls=None
             )
             try:
-                # Undecoded bytes when they are the body: aiter_bytes adds a generator step per read, for
-                # a content-encoding that event streams rarely have.
-                body = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
+                body = raw_body(response)
                 async with aclosing(self._deltas(body)) as deltas:
                     async for delta in deltas:
                         try:
                             yield delta
                         finally:
                             if isinstance(delta, Finish):
-                                await _drain(body)
+                                await drain(body)
             finally:
                 await response.aclose()
         except UpstreamError as exc:  # from the body: an in-band error's text comes from the upstream
@@ -132,7 +117,7 @@ class OpenAICompatAdapter:
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except (openai.APIConnectionError, *TRANSPORT_ERRORS) as exc:  # APITimeoutError included
-            raise self._connection_error(exc) from None
+            raise connection_error(exc) from None
         except openai.OpenAIError as exc:  # the SDK's other errors: their text may quote the request
             raise UpstreamRejected(f"the upstream client failed: {type(exc).__name__}") from None
 
@@ -173,81 +158,10 @@ class OpenAICompatAdapter:
 
     def _status_error(self, exc: openai.APIStatusError) -> UpstreamError:
         status = exc.status_code
-        message = self.redact(f"the upstream answered {status}: {_message_of(exc.body) or exc.message}")
-        if _error_code(exc.body) == "insufficient_quota":
-            return UpstreamRejected(message)  # a billing state, not a passing limit
-        if status in RETRYABLE_STATUS or status >= 500:
-            return UpstreamUnavailable(message, retry_after=retry_after(exc.response.headers))
-        return UpstreamRejected(message)
-
-    def _connection_error(self, exc: Exception) -> UpstreamError:
-        """Classify a failure before the response by its causes, not the wrapper's class: the aiohttp
-        transport wraps a refused connection as httpx2.ConnectTimeout (and the SDK, in turn, as
-        APITimeoutError). A socket error (refused, reset, DNS, TLS) means the upstream could not be
-        reached; a broken reply (a bad status line, a close before the headers) that it broke."""
-        causes = _causes(exc)
-        if any(isinstance(cause, TimeoutError) for cause in causes):  # checked first: an OSError too
-            return UpstreamTimeout("the upstream did not answer in time")
-        bare = len(causes) == 1  # an APIConnectionError with no cause: the SDK could not send at all
-        if bare or any(isinstance(cause, (OSError, httpx2.ConnectError)) for cause in causes):
-            return UpstreamUnavailable("cannot connect to the upstream")
-        return UpstreamTruncated("the upstream connection broke before the answer was complete")
-
-    def redact(self, text: str) -> str:
-        """Upstream errors can quote the key (OpenAI's 401 does, masked): never pass it on."""
-        for secret in self._secrets:
-            if len(secret) >= 8:
-                text = text.replace(secret, "[redacted]")
-        return _KEYLIKE.sub("[redacted]", text)
-
-
-# The vendored aiohttp transport maps most aiohttp errors to httpx2's, not all: a bad status line or an
-# oversized header comes out as aiohttp's own ClientResponseError.
-TRANSPORT_ERRORS = (httpx2.TransportError, aiohttp.ClientError)
-
-_KEYLIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}")
-
-
-def retry_after(headers: httpx2.Headers) -> float | None:
-    """Seconds from `retry-after-ms`, else `retry-after` (seconds); None when absent or odd."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue  # an HTTP-date: rare from LLM APIs; fall back to our own backoff
-        if seconds >= 0:
-            return seconds
-    return None
-
-
-async def _drain(body: AsyncIterator[bytes]) -> None:
-    """Read the rest of the body after the answer (normally just the chunked end, already received).
-
-    A connection whose body was not read to its end cannot go back to the pool: without this, every
-    stream opened a new upstream connection (a TCP handshake, and a TIME_WAIT socket). It runs after the
-    Finish was yielded, so the terminate event is never delayed; an upstream that keeps the body open
-    after [DONE] costs at most DRAIN_SECONDS, then its connection is dropped as before.
-    """
-    with anyio.move_on_after(DRAIN_SECONDS):
-        try:
-            async for _ in body:
-                pass
-        except (*TRANSPORT_ERRORS, httpx2.HTTPError, httpx2.StreamError):
-            pass  # the answer is complete; the connection is simply not reused
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and its explicit causes (`raise ... from`), which the SDK, the transport and aiohttp all set;
-    not `__context__`, which is whatever was being handled at the time."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__
-    return chain
+        message = self.redact(error_message(exc.body) or exc.message)
+        if _error_code(exc.body) == "insufficient_quota":  # a billing state, not a passing limit
+            return UpstreamRejected(f"the upstream answered {status}: {message}")
+        return status_error(status, message, retry_after(exc.response.headers))
 
 
 def _finish(finish_reason: str | None, usage: Usage | None) -> Finish:
@@ -266,19 +180,13 @@ def _usage(raw: Any) -> Usage | None:
 
 
 def _in_band_error(error: Any) -> UpstreamError:
-    message = _message_of({"error": error}) or "the upstream reported an error mid-stream"
+    message = error_message({"error": error}) or "the upstream reported an error mid-stream"
     return UpstreamUnavailable(f"the upstream reported an error: {message}")
 
 
 def _error_of(body: Any) -> Any:
     """The error inside an OpenAI-style body `{"error": {...}}`, or the body itself when it is bare."""
     return body.get("error", body) if isinstance(body, dict) else None
-
-
-def _message_of(body: Any) -> str | None:
-    error = _error_of(body)
-    message = error.get("message") if isinstance(error, dict) else error
-    return message if isinstance(message, str) else None
 
 
 def _error_code(body: Any) -> str | None:
