@@ -15,7 +15,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mock_upstream.dialect import REASONING, TOOL_ARGUMENTS, Ask, Dialect, Script, serve, sse, user_text
+from mock_upstream.dialect import (
+    REASONING,
+    TOOL_ARGUMENTS,
+    Ask,
+    Dialect,
+    Script,
+    retry_headers,
+    serve,
+    sse,
+    user_text,
+)
 from mock_upstream.server import _Plan
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -44,10 +54,7 @@ def key(request: Request) -> str | None:
 def error(status: int, message: str, opts: dict[str, str]) -> JSONResponse:
     kind = opts.get("error_type") or ERROR_TYPES.get(status, "api_error")
     body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_mock"}
-    headers = {"retry-after": opts["retry_after"]} if "retry_after" in opts else None
-    if "retry_after_ms" in opts:
-        headers = {**(headers or {}), "retry-after-ms": opts["retry_after_ms"]}
-    return JSONResponse(body, status, headers=headers)
+    return JSONResponse(body, status, headers=retry_headers(opts))
 
 
 def script(ask: Ask, plan: _Plan) -> Script:

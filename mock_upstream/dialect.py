@@ -167,6 +167,12 @@ def _json(raw: bytes) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
+def retry_headers(opts: dict[str, str]) -> dict[str, str]:
+    """`retry_after` / `retry_after_ms` as the headers Anthropic and OpenAI send."""
+    names = (("retry-after", "retry_after"), ("retry-after-ms", "retry_after_ms"))
+    return {header: opts[option] for header, option in names if option in opts}
+
+
 def sse(data: Any, event: str | None = None) -> bytes:
     """One SSE event of compact JSON."""
     line = "data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n\n"

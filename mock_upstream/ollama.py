@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mock_upstream.dialect import REASONING, TOOL_ARGUMENTS, Ask, Dialect, Script, serve, user_text
+from mock_upstream.dialect import REASONING, TOOL_ARGUMENTS, Ask, Dialect, Script, retry_headers, serve, user_text
 from mock_upstream.server import _Plan
 
 CREATED_AT = "2026-01-01T00:00:00.000000Z"
@@ -38,8 +38,7 @@ def key(request: Request) -> str | None:
 
 
 def error(status: int, message: str, opts: dict[str, str]) -> JSONResponse:
-    headers = {"retry-after": opts["retry_after"]} if "retry_after" in opts else None
-    return JSONResponse({"error": message}, status, headers=headers)
+    return JSONResponse({"error": message}, status, headers=retry_headers(opts))
 
 
 def script(ask: Ask, plan: _Plan) -> Script:

@@ -24,8 +24,13 @@ class Upstream:
     recorder: Recorder
 
     def model(self, name: str, upstream_model: str, dialect: str = "openai", **options: Any) -> dict[str, Any]:
-        return {"name": name, "adapter": dialect, "base_url": self.url + _PATHS[dialect], "api_key": API_KEY,
-                "model": upstream_model, **options}
+        return model_at(self.url, dialect, name, upstream_model, **options)
+
+
+def model_at(url: str, dialect: str, name: str = "gpt", upstream_model: str = "m", **options: Any) -> dict[str, Any]:
+    """A model of `dialect` whose upstream is the server at `url` (the dialect's path added)."""
+    return {"name": name, "adapter": dialect, "base_url": url + _PATHS[dialect], "api_key": API_KEY,
+            "model": upstream_model, **options}
 
 
 @asynccontextmanager
