@@ -10,7 +10,7 @@ run at Anthropic, so their blocks are not tool calls for the client and are skip
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import httpx2
@@ -103,7 +103,7 @@ class MessageState:
         self.stop_reason: str | None = None
         self.usage: dict[str, Any] = {}
 
-    def read(self, data: str) -> Iterator[Delta]:
+    def read(self, data: str) -> Iterable[Delta]:
         """The deltas of one event's JSON. Pure but for this message's state."""
         try:
             event = loads(data)
@@ -113,6 +113,9 @@ class MessageState:
             raise UpstreamMalformed("the upstream sent an event that is not a JSON object")
         kind = event.get("type")
         if kind == "content_block_delta":
+            delta = event.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta":  # the hot path: answer text
+                return (TextDelta(text),) if (text := delta.get("text")) else ()
             return self._delta(event)
         if kind == "content_block_start":
             return self._start(event)
@@ -121,10 +124,10 @@ class MessageState:
         elif kind == "message_start":
             self._message_start(event)
         elif kind == "message_stop":
-            return iter((self._finish(),))
+            return (self._finish(),)
         elif kind == "error":
             raise in_band_error(event.get("error"))
-        return iter(())  # ping, content_block_stop, and event types added later
+        return ()  # ping, content_block_stop, and event types added later
 
     def _start(self, event: dict[str, Any]) -> Iterator[Delta]:
         index, block = event.get("index"), event.get("content_block")

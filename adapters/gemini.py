@@ -12,7 +12,7 @@ sentinel: the chunk with `finishReason` is the last, and a close before it is a 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -84,16 +84,17 @@ class GeminiAdapter:
 
 
 class AnswerState:
-    """One streamed answer: how many tool calls so far, and the latest usage."""
+    """One streamed answer: how many tool calls so far, and the latest usage (converted at the end)."""
 
     __slots__ = ("calls", "usage")
 
     def __init__(self) -> None:
         self.calls = 0
-        self.usage: Usage | None = None
+        self.usage: Any = None  # the last usageMetadata seen
 
-    def read(self, data: str) -> Iterator[Delta]:
-        """The deltas of one chunk's JSON. Pure but for this answer's state."""
+    def read(self, data: str) -> list[Delta]:
+        """The deltas of one chunk's JSON. Pure but for this answer's state; lists, not generators: this
+        runs once per chunk."""
         try:
             chunk = loads(data)
         except ValueError:
@@ -102,35 +103,37 @@ class AnswerState:
             raise UpstreamMalformed("the upstream sent a chunk that is not a JSON object")
         if "error" in chunk and not chunk.get("candidates"):
             raise in_band_error(chunk)
-        self.usage = usage_of(chunk.get("usageMetadata")) or self.usage
+        if (usage := chunk.get("usageMetadata")) is not None:
+            self.usage = usage
         candidates = chunk.get("candidates")
         if not candidates:
             return self._blocked(chunk)
         candidate = candidates[0]
         if not isinstance(candidate, dict):
             raise UpstreamMalformed("the upstream sent a candidate that is not a JSON object")
-        return self._candidate(candidate)
-
-    def _candidate(self, candidate: dict[str, Any]) -> Iterator[Delta]:
         content = candidate.get("content")
-        for part in content.get("parts") or () if isinstance(content, dict) else ():
-            yield from self._part(part)
+        deltas = self._parts(content.get("parts")) if isinstance(content, dict) else []
         if reason := candidate.get("finishReason"):
-            yield Finish(self._reason(reason), self.usage)
+            deltas.append(Finish(self._reason(reason), usage_of(self.usage)))
+        return deltas
 
-    def _part(self, part: dict[str, Any]) -> Iterator[Delta]:
-        if text := part.get("text"):
-            yield ReasoningDelta(text) if part.get("thought") else TextDelta(text)
-        elif isinstance(call := part.get("functionCall"), dict):
-            index, self.calls = self.calls, self.calls + 1
-            arguments = orjson.dumps(call.get("args") or {}).decode()
-            yield ToolCallDelta(index, id=call.get("id") or f"call_{index}", name=call.get("name"), arguments=arguments)
+    def _parts(self, parts: Any) -> list[Delta]:
+        deltas: list[Delta] = []
+        for part in parts or ():
+            if text := part.get("text"):
+                deltas.append(ReasoningDelta(text) if part.get("thought") else TextDelta(text))
+            elif isinstance(call := part.get("functionCall"), dict):
+                index, self.calls = self.calls, self.calls + 1
+                arguments = orjson.dumps(call.get("args") or {}).decode()
+                deltas.append(ToolCallDelta(index, call.get("id") or f"call_{index}", call.get("name"), arguments))
+        return deltas
 
-    def _blocked(self, chunk: dict[str, Any]) -> Iterator[Delta]:
+    def _blocked(self, chunk: dict[str, Any]) -> list[Delta]:
         """No candidates: a usage-only chunk, or a prompt blocked before any answer."""
         feedback = chunk.get("promptFeedback")
         if isinstance(feedback, dict) and feedback.get("blockReason"):
-            yield Finish("content_filter", self.usage)
+            return [Finish("content_filter", usage_of(self.usage))]
+        return []
 
     def _reason(self, reason: str) -> str:
         if reason == "STOP" and self.calls:
