@@ -1,9 +1,25 @@
-"""Per-request and per-chunk client CPU: the anthropic SDK's post() vs a plain httpx2 request, same client.
-Both read the raw body and decode it with our EventStreamDecoder; against the mock upstream in a subprocess."""
-import asyncio, subprocess, sys, time, re
-import anthropic, httpx2
-from adapters.http_client import HttpClients
-from adapters.event_stream import EventStreamDecoder
+"""Why adapters/anthropic.py does not use the official SDK: client CPU per request, the anthropic SDK's
+`post()` against a plain httpx2 request on the same client (the proxy's, httpx2 on aiohttp). Both read
+the raw body and decode it with our EventStreamDecoder, as the OpenAI adapter does with its SDK; the
+upstream is the mock (its OpenAI dialect: only the bytes matter here), in a subprocess. Interleaved.
+
+The SDK is not a dependency; to rerun: .venv/bin/pip install 'anthropic[aiohttp]' (2.x runs on httpx2),
+then .venv/bin/python bench/anthropic_sdk_cost.py (about a minute).
+"""
+import asyncio
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import anthropic  # noqa: E402
+import httpx2  # noqa: E402
+
+from adapters.event_stream import EventStreamDecoder  # noqa: E402
+from adapters.http_client import HttpClients  # noqa: E402
 
 N, ROUNDS = 200, 5
 
@@ -49,6 +65,7 @@ async def main():
                 print(f"events/stream={n:4d} {name:5s} median {v[len(v)//2]:8.1f} us CPU per request (min {v[0]:.1f}, max {v[-1]:.1f})")
         await http.aclose()
     finally:
-        p.terminate(); p.wait()
+        p.terminate()
+        p.wait()
 
 asyncio.run(main())
