@@ -93,12 +93,11 @@ class AnthropicAdapter:
 
 
 class MessageState:
-    """One streamed message: what each content block is, the stop reason, the usage so far."""
+    """One streamed message: which content blocks are client tool calls, the stop reason, the usage so far."""
 
-    __slots__ = ("blocks", "tool_calls", "stop_reason", "usage")
+    __slots__ = ("tool_calls", "stop_reason", "usage")
 
     def __init__(self) -> None:
-        self.blocks: dict[int, str] = {}  # content-block index -> block type
         self.tool_calls: dict[int, int] = {}  # content-block index -> tool-call index
         self.stop_reason: str | None = None
         self.usage: dict[str, Any] = {}
@@ -133,7 +132,7 @@ class MessageState:
         index, block = event.get("index"), event.get("content_block")
         if not isinstance(index, int) or not isinstance(block, dict):
             raise UpstreamMalformed("the upstream sent a content block without an index")
-        kind = self.blocks[index] = block.get("type", "")
+        kind = block.get("type")
         if kind == "tool_use":
             position = self.tool_calls[index] = len(self.tool_calls)
             yield ToolCallDelta(position, id=block.get("id"), name=block.get("name"))
