@@ -42,7 +42,7 @@ class OllamaOptions(BaseModel):
     base_url: str = Field("http://127.0.0.1:11434", pattern=r"^https?://")  # without /api
     api_key: SecretStr | None = None  # Ollama's cloud, or a server behind an authenticating proxy
     model: str = Field(min_length=1)
-    think: bool | Literal["low", "medium", "high"] | None = None  # None: the model's default
+    think: bool | Literal["low", "medium", "high", "max"] | None = None  # None: the model's default
     keep_alive: str | None = None  # e.g. "30m": how long the server keeps the model loaded
     default_headers: dict[str, str] = {}
     max_line_bytes: int = Field(MAX_LINE, ge=1024)  # a longer line ends the stream with an error
@@ -137,7 +137,8 @@ def usage_of(chunk: dict[str, Any]) -> Usage | None:
 
 def request_body(request: ChatRequest, options: OllamaOptions) -> dict[str, Any]:
     """The /api/chat body for a chat request. Pure."""
-    body: dict[str, Any] = {"model": options.model, "messages": [_message(m) for m in request.messages],
+    names = {call.id: call.name for m in request.messages for call in m.tool_calls}  # a tool result names its tool
+    body: dict[str, Any] = {"model": options.model, "messages": [_message(m, names) for m in request.messages],
                             "stream": True}
     if options.think is not None:
         body["think"] = options.think
@@ -152,9 +153,11 @@ def request_body(request: ChatRequest, options: OllamaOptions) -> dict[str, Any]
     return body  # no tool_choice: Ollama has none; the model decides
 
 
-def _message(message: Message) -> dict[str, Any]:
+def _message(message: Message, names: dict[str, str]) -> dict[str, Any]:
     role = "system" if message.role == "developer" else message.role
     out: dict[str, Any] = {"role": role, "content": message.text}
+    if message.role == "tool" and message.tool_call_id in names:
+        out["tool_name"] = names[message.tool_call_id]
     if not isinstance(message.content, str) and (images := [_image(p) for p in message.content
                                                               if isinstance(p, ImagePart)]):
         out["images"] = images

@@ -115,6 +115,7 @@ async def test_what_ollama_is_sent() -> None:
     assert [m["role"] for m in body["messages"]] == ["system", "system", "user", "assistant", "tool"]
     assert body["messages"][2] == {"role": "user", "content": "What is in and the weather?", "images": ["iVBORw0KGgo="]}
     assert body["messages"][3]["tool_calls"] == [{"function": {"name": "get_weather", "arguments": {"location": "Paris"}}}]
+    assert body["messages"][4] == {"role": "tool", "content": '{"temp": 21}', "tool_name": "get_weather"}
     assert body["think"] == "high" and body["stream"] is True
     assert body["options"] == {"temperature": 0.5, "num_predict": 100, "stop": ["END"]}
     assert body["tools"] == [{"type": "function", "function": {"name": "get_weather", "description": WEATHER.description,
