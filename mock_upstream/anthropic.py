@@ -64,7 +64,7 @@ def script(ask: Ask, plan: _Plan) -> Script:
              "cache_read_input_tokens": prompt // 2, "output_tokens": 1}
     message = {"id": "msg_mock" + uuid.uuid4().hex[:20], "type": "message", "role": "assistant", "content": [],
                "model": ask.model, "stop_reason": None, "stop_sequence": None, "usage": usage}
-    head, index = [sse({"type": "message_start", "message": message}, "message_start")], 0
+    head, index = [sse({"type": "message_start", "message": message}, "message_start"), sse({"type": "ping"}, "ping")], 0
     if ask.thinking:
         head += _block(index, {"type": "thinking", "thinking": "", "signature": ""},
                        [{"type": "thinking_delta", "thinking": REASONING[:30]},
