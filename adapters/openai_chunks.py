@@ -11,11 +11,9 @@ times the finish reason (`content_filter`) that ends the answer.
 
 from __future__ import annotations
 
-import json
 from typing import Any, NamedTuple
 
-import orjson
-
+from adapters.upstream_http import error_message, loads
 from proxy.deltas import Delta, ReasoningDelta, RefusalDelta, ToolCallDelta, Usage
 from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamUnavailable
 
@@ -33,7 +31,7 @@ def parse_chunk(data: str) -> Chunk:
     if data.startswith("[DONE]"):
         return Chunk(done=True)
     try:
-        obj = _loads(data)
+        obj = loads(data)
     except ValueError:
         raise UpstreamMalformed("the upstream sent a chunk that is not JSON") from None
     if not isinstance(obj, dict):
@@ -116,14 +114,6 @@ def _parts(parts: list[Any]) -> tuple[str | None, str]:
     return "".join(text) or None, "".join(thinking)
 
 
-def _loads(data: str) -> Any:
-    """json.loads, through orjson (3x faster) for all it accepts; it refuses lone surrogate escapes and NaN."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
-
-
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
@@ -142,7 +132,5 @@ def _count(details: Any, name: str) -> int | None:
 
 def _in_band_error(error: Any) -> UpstreamError:
     # `{"error": {"message": ...}}`, or a bare string: the upstream's words, redacted by the adapter.
-    message = error.get("message") if isinstance(error, dict) else error
-    if not isinstance(message, str) or not message:
-        message = "the upstream reported an error mid-stream"
+    message = error_message({"error": error}) or "the upstream reported an error mid-stream"
     return UpstreamUnavailable(f"the upstream reported an error: {message}")
