@@ -2,30 +2,37 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
 .PHONY: run test soak bench clean
 
-$(STAMP): pyproject.toml
+# `run` installs only what running needs; `test` adds the test tools (pytest, Playwright: ~165 MB more).
+RUN_STAMP  := $(VENV)/.run-stamp
+TEST_STAMP := $(VENV)/.test-stamp
+
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
 
-run: $(STAMP)
+$(TEST_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/llm-sse-proxy --config config.yaml $(ARGS)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
 # About 1,000 streams with random disconnects and upstream faults, then an overload; loopback only, ~60 s.
-soak: $(STAMP)
+soak: $(TEST_STAMP)
 	$(BIN)/python -m tests.soak $(ARGS)
 
 # Side by side with the floor and LiteLLM, ~9 minutes (ARGS=--quick: ~4). See bench/run.py and README.md.
 BENCH_STAMP := $(VENV)/.bench-stamp
-$(BENCH_STAMP): $(STAMP)
+$(BENCH_STAMP): $(TEST_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 

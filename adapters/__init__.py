@@ -2,11 +2,14 @@
 
 from proxy.deltas import AdapterSpec
 
-from adapters import mock, openai_compat
+from adapters import anthropic, gemini, mock, ollama, openai_compat
 
 REGISTRY: dict[str, AdapterSpec] = {
     "mock": mock.SPEC,
     "openai": openai_compat.SPEC,
+    "anthropic": anthropic.SPEC,
+    "gemini": gemini.SPEC,
+    "ollama": ollama.SPEC,
 }
 
 __all__ = ["REGISTRY"]

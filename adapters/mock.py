@@ -1,6 +1,8 @@
 """The offline mock: a deterministic reply streamed like a real model, with scripted failures.
 
-It uses no network. It records every request it was asked, so tests and demos can check them.
+It uses no network. It records every request it was asked, so tests and demos can check them. It
+can script what reasoning models and tool-using models stream: `thinking` (reasoning before the
+reply), `tool_calls` (calls after the reply, their arguments in pieces) and `refusal` (instead of it).
 """
 
 from __future__ import annotations
@@ -11,7 +13,18 @@ from typing import Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, Sleep, TextDelta, Usage
+from proxy.deltas import (
+    AdapterSpec,
+    ChatRequest,
+    Delta,
+    Finish,
+    ReasoningDelta,
+    RefusalDelta,
+    Sleep,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from proxy.errors import UpstreamRejected, UpstreamUnavailable
 
 DEFAULT_REPLY = (
@@ -21,10 +34,20 @@ DEFAULT_REPLY = (
 )
 
 
+class MockToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    arguments: str = "{}"  # the JSON text the "model" writes, streamed in pieces as it is (valid or not)
+
+
 class MockOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     reply: str = DEFAULT_REPLY
+    thinking: str = ""  # streamed as reasoning before the reply
+    tool_calls: list[MockToolCall] = []  # streamed after the reply; the finish reason is then tool_calls
+    refusal: str = ""  # streamed instead of the reply
     echo: bool = Field(False, description="reply with the last user message instead")
     chunk_chars: int = Field(6, ge=1)
     chunk_delay_ms: float = Field(30, ge=0)
@@ -49,18 +72,34 @@ class MockAdapter:
             await self.sleep(opts.first_token_delay_ms / 1000)
         if opts.fail_before_first_token:
             raise self._failure()
-        chunks = split_reply(self._reply(request), opts.chunk_chars)
+        pieces = self._pieces(request)
         limit = request.max_tokens
-        for index, chunk in enumerate(chunks):
-            if index == opts.fail_after_chunks:
-                raise self._failure()
-            if limit is not None and index >= limit:
-                yield Finish("length", _usage(request, index))
-                return
+        texts = 0
+        for index, piece in enumerate(pieces):
+            if isinstance(piece, TextDelta):
+                if texts == opts.fail_after_chunks:
+                    raise self._failure()
+                if limit is not None and texts >= limit:
+                    yield Finish("length", _usage(request, texts))
+                    return
+                texts += 1
             if index and opts.chunk_delay_ms:
                 await self.sleep(opts.chunk_delay_ms / 1000)
-            yield TextDelta(chunk)
-        yield Finish(opts.finish_reason, _usage(request, len(chunks)))
+            yield piece
+        reason = "tool_calls" if opts.tool_calls and opts.finish_reason == "stop" else opts.finish_reason
+        yield Finish(reason, _usage(request, texts))
+
+    def _pieces(self, request: ChatRequest) -> list[Delta]:
+        """Everything the "model" streams before its finish, in order."""
+        size = self.options.chunk_chars
+        pieces: list[Delta] = [ReasoningDelta(p) for p in split_reply(self.options.thinking, size)]
+        if self.options.refusal:
+            return pieces + [RefusalDelta(p) for p in split_reply(self.options.refusal, size)]
+        pieces += [TextDelta(p) for p in split_reply(self._reply(request), size)]
+        for index, call in enumerate(self.options.tool_calls):
+            pieces.append(ToolCallDelta(index, f"call_mock_{index}", call.name))
+            pieces += [ToolCallDelta(index, arguments=p) for p in split_reply(call.arguments, size)]
+        return pieces
 
     def _reply(self, request: ChatRequest) -> str:
         if not self.options.echo:

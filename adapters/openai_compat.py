@@ -1,44 +1,42 @@
 """Any server that speaks OpenAI's chat-completions streaming API (wire-formats.md §1).
 
-The official SDK builds the request, authenticates and raises the HTTP status errors; the body is
-read as raw bytes and decoded here, because the SDK's typed per-chunk parsing costs about ten times
-more CPU than the relay itself, and because it ends silently on a close without `[DONE]`.
+The official SDK prepares the request once per model (adapters/openai_endpoint.py: URL, auth, headers) and
+raises the HTTP status errors; the body is read as raw bytes and decoded here (adapters/openai_chunks.py),
+because the SDK's typed per-chunk parsing costs about ten times more CPU than the relay itself, and
+because it ends silently on a close without `[DONE]`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, NamedTuple
+from typing import Any
 
-import aiohttp
-import anyio
 import httpx2
 import openai
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from adapters import decompress
 from adapters.connection_guard import ending_body_with_connection
 from adapters.event_stream import MAX_EVENT, EventStreamDecoder
-from adapters.redaction import Redactor
-from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
-from proxy.errors import (
-    UpstreamError,
-    UpstreamMalformed,
-    UpstreamRejected,
-    UpstreamTimeout,
-    UpstreamTruncated,
-    UpstreamUnavailable,
+from adapters.openai_chunks import parse_chunk
+from adapters.openai_endpoint import ChatCompletions
+from adapters.openai_params import chat_params
+from adapters.upstream_http import (
+    TRANSPORT_ERRORS,
+    Redactor,
+    check_media_type,
+    connection_error,
+    drain,
+    error_message,
+    raw_body,
+    retry_after,
+    status_error,
 )
+from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
+from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamTruncated
 
-RETRYABLE_STATUS = {408, 409, 429}
-DRAIN_SECONDS = 1.0
-# In-band error codes (or types) that mean the request itself is refused: asking again would fail again.
-REJECTION_CODES = frozenset({"context_length_exceeded", "invalid_request_error", "insufficient_quota",
-                             "content_policy_violation", "content_filter", "invalid_prompt"})
-MAX_FINISH_REASON = 64  # finish reasons are short identifiers; anything longer is not one
+
+MAX_FINISH_REASON = 64  # finish reasons are short identifiers: a longer one, or an object, is not one
 
 
 class OpenAIOptions(BaseModel):
@@ -53,74 +51,29 @@ class OpenAIOptions(BaseModel):
     max_event_bytes: int = Field(MAX_EVENT, ge=1024)  # a bigger upstream event ends the stream with an error
 
 
-class Chunk(NamedTuple):  # one per upstream chunk: a tuple is built at half a frozen dataclass's cost
-    text: str | None = None
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    done: bool = False
-
-
-def parse_chunk(data: str) -> Chunk:
-    """One `data:` payload of a chat-completions stream. Pure."""
-    if data.startswith("[DONE]"):
-        return Chunk(done=True)
-    try:
-        obj = _loads(data)
-    except ValueError:
-        raise UpstreamMalformed("the upstream sent a chunk that is not JSON") from None
-    if not isinstance(obj, dict):
-        raise UpstreamMalformed("the upstream sent a chunk that is not a JSON object")
-    if obj.get("error"):
-        raise _in_band_error(obj["error"])
-    choices = obj.get("choices")
-    if not isinstance(choices, list):
-        raise UpstreamMalformed("the upstream sent a chunk without choices")
-    usage = _usage(obj.get("usage"))
-    if not choices:
-        return Chunk(usage=usage)
-    choice = choices[0]
-    delta = choice.get("delta") if isinstance(choice, dict) else None
-    if not isinstance(delta, dict):
-        raise UpstreamMalformed("the upstream sent a choice without a delta")
-    text = delta.get("content")
-    return Chunk(text if isinstance(text, str) else None, _finish_reason(choice.get("finish_reason")), usage)
-
-
-def _loads(data: str) -> Any:
-    """json.loads, through orjson (3x faster) for all it accepts; it refuses lone surrogate escapes and NaN."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
-
-
 class OpenAICompatAdapter:
     def __init__(self, options: OpenAIOptions, *, http: httpx2.AsyncClient) -> None:
         self.options = options
-        self._secret = options.api_key.get_secret_value()
+        secret = options.api_key.get_secret_value()
         # Header and query values can be keys too (Azure's api-key, Gemini's ?key=).
-        self._redactor = Redactor([self._secret, *options.default_headers.values(), *options.default_query.values()])
+        self.redact = Redactor([secret, *options.default_headers.values(), *options.default_query.values()])
         self.client = openai.AsyncOpenAI(
             base_url=options.base_url,
-            api_key=self._secret,
+            api_key=secret,
             http_client=http,
             timeout=http.timeout,
             max_retries=0,  # the proxy has one retry policy (tenacity, in proxy/relay.py)
             default_headers=options.default_headers or None,
             default_query=options.default_query or None,
         )
+        self.chat = ChatCompletions(self.client, http)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         try:
-            # The SDK's generic `post` (documented for custom requests) keeps its base URL, auth, headers
-            # and status errors, but not the typed-params transform of `chat.completions.create`: that
-            # costs ~0.3 ms of CPU per request and message, and has nothing to change in these params.
-            response = await self.client.post(
-                "/chat/completions", cast_to=httpx2.Response, body=self._params(request), stream=True, stream_cls=None
-            )
+            response = await self.chat.post(self._params(request))
             try:
-                _check_event_stream(response.headers.get("content-type"))
-                body = _body(response)
+                check_media_type(response, "text/event-stream")
+                body = raw_body(response)
                 with ending_body_with_connection(response):
                     async with aclosing(self._deltas(body)) as deltas:
                         async for delta in deltas:
@@ -128,7 +81,7 @@ class OpenAICompatAdapter:
                                 yield delta
                             finally:
                                 if isinstance(delta, Finish):
-                                    await _drain(body)
+                                    await drain(body)
             finally:
                 await response.aclose()
         except UpstreamError as exc:  # from the body: an in-band error's text comes from the upstream
@@ -137,7 +90,7 @@ class OpenAICompatAdapter:
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except (openai.APIConnectionError, *TRANSPORT_ERRORS) as exc:  # APITimeoutError included
-            raise self._connection_error(exc) from None
+            raise connection_error(exc) from None
         except openai.OpenAIError as exc:  # the SDK's other errors: their text may quote the request
             raise UpstreamRejected(f"the upstream client failed: {type(exc).__name__}") from None
 
@@ -151,6 +104,9 @@ class OpenAICompatAdapter:
                     if chunk.done:
                         yield _finish(finish_reason, usage)
                         return
+                    if chunk.extras:
+                        for extra in chunk.extras:
+                            yield extra
                     if chunk.text:
                         yield TextDelta(chunk.text)
                     finish_reason = chunk.finish_reason or finish_reason
@@ -161,174 +117,34 @@ class OpenAICompatAdapter:
             raise UpstreamMalformed("the upstream sent a body that does not decode") from None
         if finish_reason is None:
             raise UpstreamTruncated("the upstream closed the stream before the answer was complete")
-        yield Finish(finish_reason, usage)  # a finish reason but no [DONE]: the answer is whole
+        yield _finish(finish_reason, usage)  # a finish reason but no [DONE]: the answer is whole
 
     def _params(self, request: ChatRequest) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "model": self.options.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "stream": True,
-        }
+        params = chat_params(self.options.model, request)
         if self.options.include_usage:
             params["stream_options"] = {"include_usage": True}
-        for name in ("temperature", "top_p", "max_tokens"):
-            if (value := getattr(request, name)) is not None:
-                params[name] = value
-        if request.stop is not None:
-            params["stop"] = list(request.stop)
         return params
 
     def _status_error(self, exc: openai.APIStatusError) -> UpstreamError:
         status = exc.status_code
-        message = self.redact(f"the upstream answered {status}: {_message_of(exc.body) or exc.message}")
-        if _error_code(exc.body) == "insufficient_quota":
-            return UpstreamRejected(message)  # a billing state, not a passing limit
-        if status in RETRYABLE_STATUS or status >= 500:
-            return UpstreamUnavailable(message, retry_after=retry_after(exc.response.headers))
-        return UpstreamRejected(message)
-
-    def _connection_error(self, exc: Exception) -> UpstreamError:
-        """Classify a failure before the response by its causes, not the wrapper's class: the aiohttp
-        transport wraps a refused connection as httpx2.ConnectTimeout (and the SDK, in turn, as
-        APITimeoutError). A socket error (refused, reset, DNS, TLS) means the upstream could not be
-        reached; a broken reply (a bad status line, a close before the headers) that it broke."""
-        causes = _causes(exc)
-        if any(isinstance(cause, TimeoutError) for cause in causes):  # checked first: an OSError too
-            return UpstreamTimeout("the upstream did not answer in time")
-        bare = len(causes) == 1  # an APIConnectionError with no cause: the SDK could not send at all
-        if bare or any(isinstance(cause, (OSError, httpx2.ConnectError)) for cause in causes):
-            return UpstreamUnavailable("cannot connect to the upstream")
-        return UpstreamTruncated("the upstream connection broke before the answer was complete")
-
-    def redact(self, text: str) -> str:
-        """Upstream errors can quote the key (OpenAI's 401 does, masked): never pass it on."""
-        return self._redactor.redact(text)
+        message = self.redact(error_message(exc.body) or exc.message)
+        if _error_code(exc.body) == "insufficient_quota":  # a billing state, not a passing limit
+            return UpstreamRejected(f"the upstream answered {status}: {message}")
+        return status_error(status, message, retry_after(exc.response.headers))
 
 
-# The vendored aiohttp transport maps most aiohttp errors to httpx2's, not all: a bad status line or an
-# oversized header comes out as aiohttp's own ClientResponseError.
-TRANSPORT_ERRORS = (httpx2.TransportError, aiohttp.ClientError)
-
-
-def _check_event_stream(content_type: str | None) -> None:
-    """A 200 that is not an event stream (a JSON completion, a captive portal's page) is a final answer:
-    asking again would bill another completion. A missing content type is given the benefit of the doubt."""
-    if content_type is None:
-        return
-    if content_type.split(";", 1)[0].strip().lower() != "text/event-stream":
-        shown = content_type[:100].encode("ascii", "replace").decode()
-        raise UpstreamMalformed(f"the upstream answered 200 with content-type {shown!r}, not an event stream")
-
-
-def _body(response: httpx2.Response) -> AsyncIterator[bytes]:
-    """The body's bytes: raw when not encoded (aiter_bytes adds a generator step per read), gzip and
-    deflate in bounded steps, other encodings through httpx2."""
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    if encoding in ("", "identity"):
-        return response.aiter_raw()
-    if decompress.handles(encoding):
-        return decompress.decoded(response.aiter_raw(), encoding)
-    return response.aiter_bytes()
-
-
-def retry_after(headers: httpx2.Headers) -> float | None:
-    """Seconds from `retry-after-ms`, else `retry-after` (seconds); None when absent or odd."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue  # an HTTP-date: rare from LLM APIs; fall back to our own backoff
-        if seconds >= 0:
-            return seconds
-    return None
-
-
-async def _drain(body: AsyncIterator[bytes]) -> None:
-    """Read the rest of the body after the answer (normally just the chunked end, already received).
-
-    A connection whose body was not read to its end cannot go back to the pool: without this, every
-    stream opened a new upstream connection (a TCP handshake, and a TIME_WAIT socket). It runs after the
-    Finish was yielded, so the terminate event is never delayed; an upstream that keeps the body open
-    after [DONE] costs at most DRAIN_SECONDS, then its connection is dropped as before.
-    """
-    with anyio.move_on_after(DRAIN_SECONDS):
-        try:
-            async for _ in body:
-                pass
-        except (*TRANSPORT_ERRORS, httpx2.HTTPError, httpx2.StreamError):
-            pass  # the answer is complete; the connection is simply not reused
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and its explicit causes (`raise ... from`), which the SDK, the transport and aiohttp all set;
-    not `__context__`, which is whatever was being handled at the time."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__
-    return chain
-
-
-def _finish(finish_reason: str | None, usage: Usage | None) -> Finish:
+def _finish(finish_reason: Any, usage: Usage | None) -> Finish:
+    """The Finish, once per stream: the finish reason is checked here rather than in every chunk."""
     if finish_reason is None:
         raise UpstreamTruncated("the upstream ended the stream without a finish reason")
+    if type(finish_reason) is not str or len(finish_reason) > MAX_FINISH_REASON:
+        raise UpstreamMalformed("the upstream sent a finish_reason that is not a short string")
     return Finish(finish_reason, usage)
-
-
-def _finish_reason(raw: Any) -> str | None:
-    if raw is None or (isinstance(raw, str) and len(raw) <= MAX_FINISH_REASON):
-        return raw
-    raise UpstreamMalformed("the upstream sent a finish_reason that is not a short string")
-
-
-def _usage(raw: Any) -> Usage | None:
-    """Token counts, or None when absent or not counts (negative, fractional, booleans): the answer itself
-    is still good, and no bookkeeping downstream must see a count it cannot add."""
-    if not isinstance(raw, dict):
-        return None
-    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-    if _is_count(prompt) and _is_count(completion):
-        return Usage(prompt, completion)
-    return None
-
-
-def _is_count(value: Any) -> bool:
-    return type(value) is int and value >= 0
-
-
-def _in_band_error(error: Any) -> UpstreamError:
-    message = _message_of({"error": error}) or "the upstream reported an error mid-stream"
-    if code := _rejection_code(error):  # a refusal of the request: the same request would fail again
-        return UpstreamRejected(f"the upstream rejected the request ({code}): {message}")
-    return UpstreamUnavailable(f"the upstream reported an error: {message}")
-
-
-def _rejection_code(error: Any) -> str | None:
-    """The code or type that makes an in-band error a rejection, or a 4xx status given as its code."""
-    if not isinstance(error, dict):
-        return None
-    for key in ("code", "type"):
-        value = error.get(key)
-        if isinstance(value, str) and value in REJECTION_CODES:
-            return value
-        if type(value) is int and 400 <= value < 500 and value not in RETRYABLE_STATUS:
-            return str(value)
-    return None
 
 
 def _error_of(body: Any) -> Any:
     """The error inside an OpenAI-style body `{"error": {...}}`, or the body itself when it is bare."""
     return body.get("error", body) if isinstance(body, dict) else None
-
-
-def _message_of(body: Any) -> str | None:
-    error = _error_of(body)
-    message = error.get("message") if isinstance(error, dict) else error
-    return message if isinstance(message, str) else None
 
 
 def _error_code(body: Any) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterable
 
 MAX_MESSAGE = 2000  # an upstream's error message is cut to this many characters before it is passed on
 RUN = 12  # shorter runs of a key's characters are not enough to matter, and would redact ordinary words
@@ -20,14 +21,14 @@ _KEYLIKE = re.compile(r"\b(?:sk|gsk|xai)[-_][A-Za-z0-9_\-*.]{4,}")
 
 
 class Redactor:
-    """Built once per adapter from its secrets; `redact` is pure."""
+    """Built once per adapter from its secrets; calling it is pure."""
 
-    def __init__(self, secrets: list[str]) -> None:
+    def __init__(self, secrets: Iterable[str]) -> None:
         forms = {form for secret in secrets if len(secret) >= MIN_SECRET for form in _forms(secret)}
         self._exact = sorted((f for f in forms if len(f) < RUN), key=len, reverse=True)
         self._runs = frozenset(f[i : i + RUN] for f in forms if len(f) >= RUN for i in range(len(f) - RUN + 1))
 
-    def redact(self, text: str) -> str:
+    def __call__(self, text: str) -> str:
         """`text`, cut to MAX_MESSAGE characters, with every secret and key-like run replaced."""
         if len(text) > MAX_MESSAGE:
             text = text[:MAX_MESSAGE] + "..."

@@ -32,6 +32,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0, help="per concurrency level and run")
     parser.add_argument("--concurrency", default="10,100")
+    parser.add_argument("--chunks", type=int, default=run.CHUNKS, help="per stream; 1 shows the per-request cost")
     args = parser.parse_args()
     run.prepare_machine()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -76,7 +77,7 @@ def measure(variants: dict[str, Path | None], levels: list[int], args: argparse.
                         raise SystemExit(f"{name} did not start")
                     run.run_client(spec, "n100-i0", run.CHUNKS, concurrency=10, duration=1)  # warm-up
                     for level in levels:
-                        point = run.cpu_point(spec, server, mock, level, 1_000_000, args.seconds)
+                        point = run.cpu_point(spec, server, mock, level, 1_000_000, args.seconds, chunks=args.chunks)
                         if point["bad"]:
                             raise SystemExit(f"{name}: {point['bad']} broken streams: {point['errors'][:3]}")
                         figures[name, level].append(point["server_cpu_per_chunk_us"])

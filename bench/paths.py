@@ -21,7 +21,7 @@ VENV_PYTHON = Path(sys.executable)
 LITELLM_VENV = BENCH / ".litellm-venv"
 LITELLM_VERSION = "1.106.2"
 LITELLM_KEY = "sk-bench-local-not-a-secret"
-MODELS = ("n100-i0", "n100-i20", "n50-i20", "n120-i1000", "n30-i10000")
+MODELS = ("n100-i0", "n1-i0", "n100-i20", "n50-i20", "n120-i1000", "n30-i10000")
 
 
 @dataclass
@@ -59,7 +59,8 @@ def floor(mock_port: int) -> PathSpec:
     return PathSpec("floor", port, "/chat", schema=True, argv=[*argv, "--port", str(port)])
 
 
-def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-proxy") -> PathSpec:
+def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-proxy",
+          extra: dict | None = None) -> PathSpec:
     port = procs.free_port()
     config = workdir / f"{name}.yaml"
     models = [{"name": m, "adapter": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "api_key": "bench",
@@ -67,12 +68,24 @@ def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-
     # The bench is one client on one address: lift the per-client limits (they are for the open internet).
     limits = {"requests_per_minute": 1e9, "burst": 1_000_000, "streams_per_client": 100_000, "max_streams": 100_000}
     config.write_text(json.dumps({"server": {"host": "127.0.0.1", "port": port}, "default_model": MODELS[0],
-                                  "models": models, "limits": limits}, indent=1))  # JSON is YAML
+                                  "models": models, "limits": limits, **(extra or {})}, indent=1))  # JSON is YAML
     cli = VENV_PYTHON.parent / "llm-sse-proxy"
     argv = [str(cli), "--config", str(config), "--log-level", "warning"]
     if workers > 1:
         argv += ["--workers", str(workers)]
     return PathSpec(name, port, "/chat", schema=True, argv=argv)
+
+
+def granian(mock_port: int, workdir: Path) -> PathSpec:
+    """The same proxy app and config under granian (Rust, ASGI) instead of uvicorn, one worker, one
+    runtime thread, uvloop: the server layer alone changes (bench/granian_app.py)."""
+    config = proxy(mock_port, workdir, name="llm-sse-proxy-granian-config")
+    port = procs.free_port()
+    argv = [str(VENV_PYTHON.parent / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--runtime-mode", "st", "--runtime-threads", "1", "--loop", "uvloop", "--no-ws",
+            "--log-level", "warning", "granian_app:app"]
+    env = {"LLMSSE_CONFIG": str(workdir / f"{config.name}.yaml"), "PYTHONPATH": f"{BENCH}{os.pathsep}{ROOT}"}
+    return PathSpec("llm-sse-proxy-granian", port, "/chat", schema=True, argv=argv, env=env)
 
 
 def litellm(mock_port: int, workdir: Path) -> PathSpec:

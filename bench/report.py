@@ -7,8 +7,9 @@ import math
 import sys
 from pathlib import Path
 
-ORDER = ["direct", "floor", "llm-sse-proxy", "litellm"]
-COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "litellm": "#d62728"}
+ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-granian", "litellm"]
+COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "llm-sse-proxy-granian": "#9467bd",
+          "litellm": "#d62728"}
 
 
 def write(results: dict, out: Path) -> None:
@@ -52,6 +53,31 @@ def _memory(path: dict, streams: int) -> dict:
     return next((m for m in path.get("memory", []) if m["streams"] == streams), {})
 
 
+_LEVELS = (("c1", "CPU/chunk c=1"), ("c10", "CPU/chunk c=10"), ("c100", "CPU/chunk c=100"),
+           ("one-chunk", "CPU/1-chunk stream c=100"))
+
+
+def _ratio(results: dict, pair: str, level: str) -> dict:
+    return results.get("ratios", {}).get(pair, {}).get(level, {})
+
+
+def _spread(r: dict, digits: int = 2) -> str:
+    if not r:
+        return "n/a"
+    return f"{r['median']:.{digits}f} ({r['min']:.{digits}f}–{r['max']:.{digits}f}, {len(r['runs'])} rounds)"
+
+
+def ratio_table(results: dict) -> str:
+    """The headline: ratios taken within each interleaved round; median and (min–max) over the rounds."""
+    rows = ["| figure | llm-sse-proxy / floor (≤ 1: at or below the floor) | LiteLLM / llm-sse-proxy (x less CPU) "
+            "| the proxy under granian / under uvicorn |", "|---|---|---|---|"]
+    for key, label in _LEVELS:
+        rows.append(f"| {label} | {_spread(_ratio(results, 'proxy/floor', key))} "
+                    f"| {_spread(_ratio(results, 'litellm/proxy', key), 1)} "
+                    f"| {_spread(_ratio(results, 'granian/uvicorn', key))} |")
+    return "\n".join(rows)
+
+
 def summary_table(results: dict) -> str:
     rows = ["| path | CPU/chunk c=1 (µs) | c=10 | c=100 | CPU/stream c=100 (ms) | added TTFT c=1 p50/p99 (ms) "
             "| added TTFT c=100 p50/p99 (ms) | capacity, paced streams | RSS 1k streams (MiB) | RSS 10k (MiB) "
@@ -87,16 +113,13 @@ def targets_table(results: dict) -> str:
         rows.append(f"| {target} | {measured} | {'yes' if met else 'no' if met is not None else 'n/a'} |")
 
     for c in (1, 10, 100):
-        mine = _cpu(results, "llm-sse-proxy", c).get("server_cpu_per_chunk_us")
-        floor = _cpu(results, "floor", c).get("server_cpu_per_chunk_us") if "floor" in paths else None
-        row(f"CPU/chunk at or below the floor's (c={c})", f"{_fmt(mine)} µs vs floor {_fmt(floor)} µs",
-            mine <= floor if mine is not None and floor is not None else None)
+        r = _ratio(results, "proxy/floor", f"c{c}")
+        row(f"CPU/chunk at or below the floor's (c={c}), median ratio", _spread(r), r["median"] <= 1 if r else None)
+    r = _ratio(results, "proxy/floor", "one-chunk")
+    row("CPU per 1-chunk stream ≤ 1.2x the floor's (c=100), median ratio", _spread(r), r["median"] <= 1.2 if r else None)
     for c in (1, 10, 100):
-        mine = _cpu(results, "llm-sse-proxy", c).get("server_cpu_per_chunk_us")
-        theirs = _cpu(results, "litellm", c).get("server_cpu_per_chunk_us") if "litellm" in paths else None
-        ratio = theirs / mine if mine and theirs else None
-        row(f"≥40x less CPU/chunk than LiteLLM (c={c})", f"{_fmt(ratio)}x ({_fmt(theirs)} vs {_fmt(mine)} µs)",
-            ratio >= 40 if ratio is not None else None)
+        r = _ratio(results, "litellm/proxy", f"c{c}")
+        row(f"≥40x less CPU/chunk than LiteLLM (c={c}), median ratio", _spread(r, 1), r["median"] >= 40 if r else None)
     ttft = added_ttft(results, "llm-sse-proxy")
     row("added TTFT p50 < 1 ms at c=100", f"{_fmt(ttft.get('c100_p50'), 2)} ms",
         ttft["c100_p50"] < 1 if ttft.get("c100_p50") is not None else None)
@@ -116,7 +139,7 @@ def targets_table(results: dict) -> str:
 
 
 def detail_tables(results: dict) -> str:
-    parts = ["### CPU, zero-delay 100-chunk streams\n",
+    parts = ["### CPU, zero-delay 100-chunk streams (each path's median round; `runs`: every round's figure)\n",
              "| path | c | streams ok/bad | streams/s | server CPU/chunk (µs) | CPU/stream (ms) | TTFT p50/p99 (ms) "
              "| client CPU/chunk (µs) | client+mock CPU on core 1 (cores) | load avg |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -126,6 +149,14 @@ def detail_tables(results: dict) -> str:
                          f"| {p['server_cpu_per_chunk_us']:.1f} | {p['server_cpu_per_stream_ms']:.2f} "
                          f"| {p['ttft_p50_ms']:.2f} / {p['ttft_p99_ms']:.2f} "
                          f"| {p['client_cpu_s'] / max(p['ok'] * 100, 1) * 1e6:.1f} | {p['load_core1']:.2f} | {p['loadavg']} |")
+            parts.append(f"| | | rounds: {' / '.join(f'{x:.1f}' for x in p.get('runs', []))} µs | | | | | | | |")
+    parts += ["\n### CPU per stream, zero-delay 1-chunk streams at c=100 (per-request cost)\n",
+              "| path | streams ok/bad | streams/s | server CPU/stream (ms), median round | every round (ms) |",
+              "|---|---|---|---|---|"]
+    for name in _paths(results):
+        if p := results["paths"][name].get("cpu_one_chunk"):
+            parts.append(f"| {name} | {p['ok']}/{p['bad']} | {p['streams_per_s']:.0f} | {p['server_cpu_per_stream_ms']:.3f} "
+                         f"| {' / '.join(f'{x:.3f}' for x in p.get('runs', []))} |")
     parts += ["\n### Paced streams (50 chunks/s): TTFT at c=100, and the capacity ladder\n",
               "| path | c | streams ok/bad | TTFT p50/p99 (ms) | gap p50/p99 (ms) | added p99 gap (ms) | server core "
               "| core 1 | pass |", "|---|---|---|---|---|---|---|---|---|"]
@@ -176,7 +207,7 @@ def markdown(results: dict) -> str:
         f"Python {meta['python']}; load average {meta['load_before']} before, {meta.get('load_after', '?')} after "
         "(the machine is shared)",
         f"- versions: {versions}; LiteLLM {meta['litellm']} (litellm[proxy] + httptools, 1 worker)",
-        "- method: servers pinned to core 0; the mock upstream, the load client and the runner to core 1. CPU is "
+        "- method: the CPU phase is interleaved (bench/interleave.py); the other phases run path by path. Servers pinned to core 0; the mock upstream, the load client and the runner to core 1. CPU is "
         "the server process tree's own utime+stime (/proc). Each stream: 100 content chunks, a finish chunk, a "
         "usage chunk, [DONE]; every stream is checked whole, every 10th decoded and compared with the text sent.",
         "- added TTFT: the path's TTFT minus direct's at the same percentile; c=1 with zero-delay streams, c=100 with "
@@ -188,7 +219,10 @@ def markdown(results: dict) -> str:
         "of 3 cold starts (LiteLLM: 1), process start to the first event of a streamed answer.",
     ]
     lines += [f"- note: {note}" for note in results.get("notes", [])]
-    lines += ["", "## Summary", "", summary_table(results), "", "## Targets (llm-sse-proxy)", "",
+    lines += ["", "## CPU ratios, interleaved rounds (the headline)", "",
+              "Each round runs every path at every level back to back, in an order rotated each round; a ratio is "
+              "taken within a round, then the rounds give its median and (min–max).", "", ratio_table(results),
+              "", "## Summary (absolute figures; CPU: each path's median round)", "", summary_table(results), "", "## Targets (llm-sse-proxy)", "",
               targets_table(results), "", "## Details", "", detail_tables(results), "",
               "Charts: cpu_per_chunk.png, ttft.png, capacity.png, memory.png, startup.png.", ""]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """`make bench`: the same streams through each path, side by side, on loopback, bounded in time.
 
 Paths: direct (the client reads the mock itself), floor (bench/floor.py), llm-sse-proxy (the real CLI,
-adapter `openai`), and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it cannot be
+adapter `openai`), the same app under granian instead of uvicorn, and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it cannot be
 installed). Servers run on core 0; the mock upstream, the client and this script on core 1.
 Writes bench/results/results.json, results.md and PNG charts (~9 minutes). `--quick` is a ~4 minute smoke run.
 """
@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import interleave  # noqa: E402
 import paths  # noqa: E402
 import procs  # noqa: E402
 from paths import PathSpec  # noqa: E402
@@ -42,11 +43,13 @@ class Plan:
     memory_levels: tuple[tuple[int, int], ...]  # (open streams, ms between chunks)
     workers_seconds: float
     startups: int  # cold starts per path (LiteLLM: one); the median is reported
+    rounds: int  # interleaved rounds of the CPU phase (bench/interleave.py)
+    one_chunk_seconds: float  # per round: 1-chunk streams at c=100, the per-request cost
 
 
-FULL = Plan(((1, 400, 4), (10, 3000, 5), (100, 6000, 6)), 5, 4, (25, 50, 100, 200, 400, 800, 1600, 3200), 2,
-            ((1000, 1000), (9900, 10_000)), 6, 3)
-QUICK = Plan(((1, 100, 1.5), (10, 600, 2), (100, 1500, 2.5)), 2.5, 3, (50, 200, 800), 0, ((1000, 1000),), 3, 1)
+FULL = Plan(((1, 300, 2), (10, 1500, 2.5), (100, 3000, 3)), 5, 4, (25, 50, 100, 200, 400, 800, 1600, 3200), 2,
+            ((1000, 1000), (9900, 10_000)), 6, 3, 5, 2)
+QUICK = Plan(((1, 100, 1), (10, 400, 1), (100, 800, 1.5)), 2.5, 3, (50, 200, 800), 0, ((1000, 1000),), 3, 1, 3, 1)
 HOLD_SECONDS = 60  # to open the slow streams and see each one's first event; what is open then counts
 LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s would need 10 cores
 
@@ -54,7 +57,8 @@ LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
-    parser.add_argument("--paths", default="direct,floor,llm-sse-proxy,litellm", help="comma-separated subset")
+    parser.add_argument("--paths", default="direct,floor,llm-sse-proxy,llm-sse-proxy-granian,litellm",
+                        help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
     parser.add_argument("--phases", default="cpu,ttft,capacity,memory", help="comma-separated subset, for work on one")
     parser.add_argument("--out", default=str(paths.BENCH / "results"))
@@ -73,9 +77,14 @@ def main() -> int:
         try:
             if not procs.wait_listening(mock_port, 10):
                 raise SystemExit("the mock upstream did not start; see bench/results/raw/mock.log")
-            for spec in specs(wanted, mock_port, Path(workdir), out, results["notes"]):
+            found = specs(wanted, mock_port, Path(workdir), out, results["notes"])
+            phases = args.phases.split(",")
+            runs = cpu_rounds(found, mock, plan, out) if "cpu" in phases else {}
+            for spec in found:
                 say(f"== {spec.name}")
-                results["paths"][spec.name] = measure_path(spec, mock, plan, out, args.phases.split(","))
+                results["paths"][spec.name] = measure_path(spec, mock, plan, out, phases)
+                results["paths"][spec.name].update(cpu_summary(runs.get(spec.name, {})))
+            results["ratios"] = cpu_ratios(runs)
             if not args.no_workers and "llm-sse-proxy" in wanted:
                 results["workers"] = measure_workers(mock_port, mock, Path(workdir), plan, out)
             results["meta"]["mock_cpu_per_chunk_us"] = results["paths"].get("direct", {}).get("cpu", [{}])[-1].get(
@@ -109,6 +118,8 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
             found.append(paths.floor(mock_port))
         elif name == "llm-sse-proxy":
             found.append(paths.proxy(mock_port, workdir))
+        elif name == "llm-sse-proxy-granian":
+            found.append(paths.granian(mock_port, workdir))
         elif name == "litellm":
             say(f"installing litellm[proxy]=={paths.LITELLM_VERSION} into bench/.litellm-venv (once)")
             problem = paths.install_litellm(out / "raw" / "litellm-install.log")
@@ -121,7 +132,7 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
 
 
 def measure_path(spec: PathSpec, mock: procs.Proc, plan: Plan, out: Path, phases: list[str]) -> dict:
-    result: dict = {"startup_s": None, "cpu": [], "ttft_paced": None, "capacity": None, "memory": []}
+    result: dict = {"startup_s": None, "ttft_paced": None, "capacity": None, "memory": []}
     server = mock
     if spec.argv:
         timeout = 60 if spec.name == "litellm" else 20
@@ -142,9 +153,7 @@ def measure_path(spec: PathSpec, mock: procs.Proc, plan: Plan, out: Path, phases
             return result
     try:
         heavy = spec.name == "litellm"
-        run_client(spec, "n100-i0", CHUNKS, concurrency=10, streams=50 if heavy else 300, duration=5)  # warm-up
-        for concurrency, streams, seconds in plan.cpu_levels if "cpu" in phases else ():
-            result["cpu"].append(cpu_point(spec, server, mock, concurrency, streams, seconds))
+        warm_up(spec)
         if "ttft" in phases:
             result["ttft_paced"] = ttft_paced(spec, server, mock, plan)
         if "capacity" in phases:
@@ -159,6 +168,36 @@ def measure_path(spec: PathSpec, mock: procs.Proc, plan: Plan, out: Path, phases
         if server is not mock:
             server.stop()
     return result
+
+
+def warm_up(spec: PathSpec) -> None:
+    run_client(spec, "n100-i0", CHUNKS, concurrency=10, streams=50 if spec.name == "litellm" else 300, duration=5)
+
+
+def cpu_rounds(specs: list[PathSpec], mock: procs.Proc, plan: Plan, out: Path) -> dict[str, dict]:
+    """The CPU phase, every path in turn, round after round (bench/interleave.py says why)."""
+    def measure(spec: PathSpec, server: procs.Proc, level: interleave.Level) -> dict:
+        return cpu_point(spec, server, mock, level.concurrency, level.streams, level.seconds, chunks=level.chunks)
+
+    levels = interleave.levels(plan.cpu_levels, plan.one_chunk_seconds)
+    return interleave.rounds(specs, mock, levels, plan.rounds, out, measure, warm_up, say)
+
+
+def _figure(level_key: str) -> str:
+    return "server_cpu_per_stream_ms" if level_key == "one-chunk" else "server_cpu_per_chunk_us"
+
+
+def cpu_summary(runs: dict[str, list[dict]]) -> dict:
+    """A path's median round per level: `cpu` (100-chunk levels) and `cpu_one_chunk`, every round kept."""
+    medians = {key: interleave.median_point(points, _figure(key)) for key, points in runs.items() if points}
+    return {"cpu": [p for key, p in medians.items() if key != "one-chunk"], "cpu_one_chunk": medians.get("one-chunk")}
+
+
+def cpu_ratios(runs: dict[str, dict]) -> dict:
+    """The headline: the proxy's CPU over the floor's, and LiteLLM's over the proxy's, round by round."""
+    return {"proxy/floor": interleave.ratios(runs, "llm-sse-proxy", "floor", _figure),
+            "litellm/proxy": interleave.ratios(runs, "litellm", "llm-sse-proxy", _figure),
+            "granian/uvicorn": interleave.ratios(runs, "llm-sse-proxy-granian", "llm-sse-proxy", _figure)}
 
 
 def run_client(spec: PathSpec, model: str, chunks: int, *, concurrency: int, streams: int = 1_000_000,
@@ -177,19 +216,20 @@ def run_client(spec: PathSpec, model: str, chunks: int, *, concurrency: int, str
 
 
 def cpu_point(spec: PathSpec, server: procs.Proc, mock: procs.Proc, concurrency: int, streams: int,
-              seconds: float) -> dict:
+              seconds: float, chunks: int = CHUNKS) -> dict:
+    """Zero-delay streams of `chunks` chunks: the server's CPU per chunk and per stream."""
     load = procs.load_average()
     server_cpu, mock_cpu = server.cpu(), mock.cpu()
-    r = run_client(spec, "n100-i0", CHUNKS, concurrency=concurrency, streams=streams, duration=seconds)
+    r = run_client(spec, f"n{chunks}-i0", chunks, concurrency=concurrency, streams=streams, duration=seconds)
     server_cpu, mock_cpu = server.cpu() - server_cpu, mock.cpu() - mock_cpu
-    chunks = max(r["ok"] * CHUNKS, 1)
-    point = {"concurrency": concurrency, "ok": r["ok"], "bad": r["bad"], "errors": r["errors"], "wall_s": r["wall"],
+    relayed = max(r["ok"] * chunks, 1)
+    point = {"concurrency": concurrency, "chunks": chunks, "ok": r["ok"], "bad": r["bad"], "errors": r["errors"], "wall_s": r["wall"],
              "streams_per_s": r["ok"] / r["wall"], "server_cpu_s": server_cpu,
-             "server_cpu_per_chunk_us": server_cpu / chunks * 1e6, "server_cpu_per_stream_ms": server_cpu / max(r["ok"], 1) * 1e3,
+             "server_cpu_per_chunk_us": server_cpu / relayed * 1e6, "server_cpu_per_stream_ms": server_cpu / max(r["ok"], 1) * 1e3,
              "client_cpu_s": r["cpu"], "mock_cpu_s": mock_cpu, "load_core1": (r["cpu"] + mock_cpu) / r["wall"],
              "ttft_p50_ms": percentile(r["ttft"], 50) * 1e3, "ttft_p99_ms": percentile(r["ttft"], 99) * 1e3,
              "loadavg": load}
-    say(f"  c={concurrency}: {point['ok']} ok {point['bad']} bad, {point['streams_per_s']:.0f} streams/s, "
+    say(f"  {spec.name} c={concurrency} n={chunks}: {point['ok']} ok {point['bad']} bad, {point['streams_per_s']:.0f} streams/s, "
         f"{point['server_cpu_per_chunk_us']:.1f} us/chunk, ttft p50 {point['ttft_p50_ms']:.2f} ms, "
         f"core-1 load {point['load_core1']:.2f}")
     return point

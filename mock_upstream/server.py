@@ -37,7 +37,8 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
 - Hostile and odd bodies (a BOM, a 200 that is not an event stream, gzip bombs, broken framing...): see
   ``mock_upstream/faults.py``.
 
-A ``*_after`` fault with K beyond the reply's length fires after the last content chunk.
+A ``*_after`` fault with K beyond the reply's length fires after the last content chunk. Reasoning,
+tool calls and refusals: see ``mock_upstream.openai_rich``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mock_upstream import faults
+from mock_upstream.openai_rich import RICH_OPTIONS, RichDeltas, rich_deltas
 from mock_upstream.recorder import Attempt, Recorder
 
 DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
@@ -67,7 +69,8 @@ MODELS = ("mock-gpt", "mock-gpt-mini")
 AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
                 "big_after", "endless_after", "unended_after", "fieldless_after")
 OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
-                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip")) | faults.OPTIONS
+                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip") + RICH_OPTIONS
+                    ) | faults.OPTIONS
 _FIELDLESS = b'data: {"id":"chatcmpl-fieldless","object":"chat.completion.chunk"}\n\n'
 _ENDLESS_HEAD = b'data: {"choices":[{"index":0,"delta":{"content":"'
 _ENDLESS_BYTES = 256 << 20
@@ -158,19 +161,24 @@ def _dumps(obj: Any) -> str:
 class _Events:
     """Every SSE event of one stream, pre-encoded, so the send loop does no JSON work."""
 
-    def __init__(self, model: str, pieces: list[str], finish: str, usage: dict | None) -> None:
+    def __init__(self, model: str, pieces: list[str], finish: str, usage: dict | None, rich: RichDeltas) -> None:
         head = 'data: {"id":"chatcmpl-%s","object":"chat.completion.chunk","created":%d,"model":%s,"choices":[' % (
             uuid.uuid4().hex[:24], int(time.time()), _dumps(model))
         tail = ',"finish_reason":null}]}\n\n'
         self.role = (head + '{"index":0,"delta":{"role":"assistant","content":""}' + tail).encode()
         self._head, self._tail = head, tail
         self.content = [self.content_chunk(p) for p in pieces]
+        if rich.instead is not None:
+            self.content = [self.delta_chunk(d) for d in rich.instead]
+        self.before, self.after = [self.delta_chunk(d) for d in rich.before], [self.delta_chunk(d) for d in rich.after]
         self.finish = (head + '{"index":0,"delta":{},"finish_reason":"%s"}]}\n\n' % finish).encode()
         self.usage = (head + '],"usage":' + _dumps(usage) + "}\n\n").encode() if usage else None
 
-
     def content_chunk(self, text: str) -> bytes:
         return (self._head + '{"index":0,"delta":{"content":' + _dumps(text) + "}" + self._tail).encode()
+
+    def delta_chunk(self, delta: dict) -> bytes:
+        return (self._head + '{"index":0,"delta":' + _dumps(delta) + self._tail).encode()
 
 
 class _ClosingStream(StreamingResponse):
@@ -203,6 +211,9 @@ async def _drop(transport: Any) -> None:
 async def _body(attempt: Attempt, ev: _Events, plan: _Plan, transport: Any):
     try:
         yield ev.role
+        for piece in ev.before:
+            await anyio.sleep(plan.delay)
+            yield piece
         n = len(ev.content)
         k = min(plan.fault_at, n) if plan.fault else -1
         for i in range(n + 1):
@@ -227,6 +238,8 @@ async def _body(attempt: Attempt, ev: _Events, plan: _Plan, transport: Any):
                 await anyio.sleep(delay)  # also cancelled at once by a disconnect
             yield ev.content[i]
             attempt.chunks_sent += 1
+        for piece in ev.after:
+            yield piece
         yield ev.finish
         if ev.usage:
             yield ev.usage
@@ -314,6 +327,7 @@ async def chat_completions(request: Request) -> Response:
     try:
         model, opts = _options(attempt.model, request.headers)
         plan = _plan(attempt.model, opts)
+        rich = rich_deltas(opts, plan.chunk_chars)
     except ValueError as exc:
         return _reject(attempt, _error(400, f"bad mock option: {exc}"))
     attempt.key = plan.key
@@ -333,7 +347,8 @@ async def chat_completions(request: Request) -> Response:
     if (page := faults.not_an_event_stream(opts, _completion(model, "".join(pieces), finish, usage))) is not None:
         attempt.finished, attempt.closed_at, attempt.fault = True, time.monotonic(), "not_sse"
         return page
-    events = _Events(model, pieces, finish, usage if include_usage else None)
+    finish = "tool_calls" if rich.after and finish == "stop" else finish
+    events = _Events(model, pieces, finish, usage if include_usage else None, rich)
     faults.alter_events(events, opts)
     transport = request.scope.get(_TRANSPORT)
     stream = faults.wrap(_body(attempt, events, plan, transport), opts, attempt, transport)
@@ -373,9 +388,12 @@ class _MockApp(Starlette):
 
 
 def create_mock_upstream_app(recorder: Recorder | None = None, *, default_reply: str = DEFAULT_REPLY) -> Starlette:
+    from mock_upstream import anthropic, gemini, ollama  # the native dialects build on this module
+
     app = _MockApp(
         routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-                Route("/v1/models", list_models, methods=["GET"])],
+                Route("/v1/models", list_models, methods=["GET"]),
+                *anthropic.ROUTES, *gemini.ROUTES, *ollama.ROUTES],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.recorder = recorder if recorder is not None else Recorder()

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
-import gc
 import logging
 import socket
 import sys
-from types import FrameType
-
-import uvicorn
+from importlib.metadata import PackageNotFoundError, version
 
 from proxy.app import create_app
 from proxy.config import Config, ConfigError, load_config
 from proxy.response import Shutdown
+from proxy.server import BindError, GracefulServer, bind, fit_file_limit, uvicorn_config
 from proxy.workers import run_workers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -36,11 +33,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--config", default="config.yaml", help="YAML config file (default: %(default)s)")
     parser.add_argument("--host", help="interface to bind (default: server.host in the config)")
-    parser.add_argument("--port", type=int, help="port to bind (default: server.port in the config)")
+    parser.add_argument("--port", type=_port, help="port to bind (default: server.port in the config)")
     parser.add_argument("--mock", action="store_true", help="point every model at the offline mock adapter")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--workers", type=_positive, default=1, help="processes sharing the port (default: %(default)s)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser.parse_args(argv)
+
+
+def _version() -> str:
+    try:
+        return version("llm-sse-proxy")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def _port(text: str) -> int:
+    # The same range as server.port in the config; uvicorn would bind 99999 modulo 65536.
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError("must be a whole number from 0 to 65535")
+    return int(text)
 
 
 def _positive(text: str) -> int:
@@ -64,18 +76,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
-    if args.workers > 1:
-        # Bound once here and shared; each worker builds its own app (the import string is unused).
-        sock = uvicorn_config("proxy.app:create_app", host, port, config, args.log_level).bind_socket()
-        return run_workers(functools.partial(serve_worker, args), sock, args.workers)
-    serve(config, args, host, port)
+    try:
+        sock = bind(host, port)
+    except BindError as exc:
+        print(f"llm-sse-proxy: {exc}", file=sys.stderr)
+        return 1
+    fit_file_limit(config)
+    try:
+        if args.workers > 1:
+            if config.resume.enabled and config.resume.store == "memory":
+                # A reconnect may land on another worker, which does not have the stream: it gets 204.
+                print("llm-sse-proxy: WARNING: resume.store is memory, so a stream can only be resumed on the worker "
+                      "that started it; with --workers use resume.store: redis", file=sys.stderr)
+            # Shared by the workers; each builds its own app.
+            return run_workers(functools.partial(serve_worker, args), sock, args.workers)
+        serve(config, args, [sock])
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C: the server has already stopped; a traceback would only alarm
     return 0
 
 
-def serve(config: Config, args: argparse.Namespace, host: str, port: int, sockets: list[socket.socket] | None = None) -> None:
+def serve(config: Config, args: argparse.Namespace, sockets: list[socket.socket]) -> None:
     shutdown = Shutdown(grace=config.server.shutdown_grace)
     app = create_app(config, shutdown=shutdown)
-    server = GracefulServer(uvicorn_config(app, host, port, config, args.log_level), shutdown)
+    server = GracefulServer(uvicorn_config(app, config, args.log_level), shutdown)
     server.run(sockets)
 
 
@@ -83,7 +107,11 @@ def serve_worker(args: argparse.Namespace, sock: socket.socket) -> None:
     """One `--workers` process: it reads the config itself, then serves on the parent's socket."""
     setup_logging(args.log_level)
     config = load_config(args.config, mock=args.mock)
-    serve(config, args, "", 0, [sock])
+    fit_file_limit(config)
+    try:
+        serve(config, args, [sock])
+    except KeyboardInterrupt:
+        pass  # the terminal's Ctrl-C reaches every worker; the parent reports the exit
 
 
 def setup_logging(level: str) -> None:
@@ -101,42 +129,3 @@ def configure_access_log() -> None:
     access.addHandler(handler)
     access.setLevel(logging.INFO)
     access.propagate = False
-
-
-def uvicorn_config(app: object, host: str, port: int, config: Config, log_level: str) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        # Streams get the grace period to end with a terminate; uvicorn would otherwise wait forever.
-        timeout_graceful_shutdown=config.server.shutdown_grace + 2,
-    )
-
-
-class GracefulServer(uvicorn.Server):
-    """Tells open streams that the server is stopping, so they can end with a terminate."""
-
-    def __init__(self, config: uvicorn.Config, shutdown: Shutdown) -> None:
-        super().__init__(config)
-        self.shutdown_signal = shutdown
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def serve(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
-        self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
-
-    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
-        await super().startup(sockets)
-        # Everything built so far (the imports, the app, its clients) lives as long as the process:
-        # freezing it keeps the collector from rescanning it in every full collection, each a pause for
-        # every open stream (see README, Performance). Collect first, so no start-up garbage is frozen.
-        gc.collect()
-        gc.freeze()
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._loop is not None:
-            # A signal handler must not touch the loop directly; this wakes it safely.
-            self._loop.call_soon_threadsafe(self.shutdown_signal.begin)
-        super().handle_exit(sig, frame)

@@ -6,14 +6,15 @@ This is the only module that reads the environment: `${VAR}` in any string takes
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from adapters import REGISTRY
 
@@ -35,6 +36,22 @@ class ServerConfig(_Section):
     shutdown_grace: float = Field(5.0, ge=0)
     send_timeout: float = Field(30.0, gt=0)  # a client that reads nothing for this long is cut off
     debug_endpoints: bool = False  # GET /debug/runtime: task and fd counts, for the soak test only
+    # Below the app (proxy/server.py): what a connection may cost before it is a request.
+    max_header_bytes: int = Field(65_536, ge=1024, le=1_048_576)  # request line + headers; over it: 431
+    max_headers: int = Field(100, ge=10, le=10_000)  # header lines; over it: 431
+    head_timeout: float = Field(10.0, gt=0)  # from connect (or a request's first byte) to its last header
+    body_timeout: float = Field(30.0, gt=0)  # from the last header to the body's last byte
+    keep_alive_timeout: float = Field(5.0, gt=0)  # an idle connection between requests is closed after this
+    max_connections: int | None = Field(None, ge=1)  # open connections; None: limits.max_streams + 1024
+    forwarded_allow_ips: list[str] = []  # proxies whose X-Forwarded-For/-Proto are believed; none by default
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if entry != "*":
+                ipaddress.ip_network(entry, strict=False)  # its ValueError names the bad entry
+        return entries
 
 
 class AuthConfig(_Section):
@@ -77,11 +94,32 @@ class TimeoutsConfig(_Section):
     total: float = Field(600.0, gt=0)
 
 
+class ResumeConfig(_Section):
+    """Resumable streams (issue 10): each event has `id: <stream id>:<seq>`, and generation outlives
+    the connection by `grace` seconds so a client can come back with Last-Event-ID."""
+
+    enabled: bool = True  # false: today's stream, cancelled within 1 s of a disconnect
+    store: Literal["memory", "redis"] = "memory"
+    redis_url: SecretStr | None = None  # redis://[:password@]host:port/db; a SecretStr, as it may hold a password
+    grace: float = Field(30.0, gt=0)  # seconds generation goes on with no reader, before it is cancelled
+    retention: float = Field(300.0, ge=0)  # seconds a finished stream can still be replayed
+    max_events_per_stream: int = Field(20_000, ge=2)  # past the caps, the oldest events are dropped
+    max_bytes_per_stream: int = Field(2 * 1024 * 1024, ge=1024)
+    memory_budget: int = Field(256 * 1024 * 1024, ge=1024)  # all streams' events; past it new streams get 503
+
+    @model_validator(mode="after")
+    def _redis_needs_a_url(self) -> ResumeConfig:
+        if self.store == "redis" and self.redis_url is None:
+            raise ValueError("store: redis needs redis_url (for example ${REDIS_URL})")
+        return self
+
+
 class ModelConfig(_Section):
     name: str = Field(min_length=1)
     adapter: str
     fallbacks: list[str] = []
     max_tokens_cap: int | None = Field(None, ge=1)  # requests above it are clamped to it
+    reasoning: Literal["stream", "drop"] = "stream"  # drop: its reasoning never reaches a client
     options: Any = None  # the adapter's own options model, validated by its spec
 
 
@@ -96,13 +134,17 @@ class Config(_Section):
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    resume: ResumeConfig = ResumeConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap"}
+# The shell's forms: ${VAR}, ${VAR:-default} (unset or empty), ${VAR-default} (unset). Keys and
+# secrets take the plain form only, so no default can put one in the file.
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
+_MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap", "reasoning"}
 _SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -203,17 +245,25 @@ def _key_hashes(entry: Any, loc: str, where: str, environ: Mapping[str, str]) ->
 def _as_mock(model: Any) -> Any:
     if not isinstance(model, dict):
         return model
-    return {k: model[k] for k in ("name", "fallbacks", "max_tokens_cap") if k in model} | {"adapter": "mock"}
+    return {k: model[k] for k in ("name", "fallbacks", "max_tokens_cap", "reasoning") if k in model} | {"adapter": "mock"}
 
 
 def _substitute(value: Any, loc: str, where: str, environ: Mapping[str, str]) -> Any:
     if isinstance(value, str):
+        if "${" in _REFERENCE.sub("", value):
+            raise ConfigError(f"{where}: {loc.lstrip('.')}: write ${{VAR}}, ${{VAR:-default}} or ${{VAR-default}}; "
+                              "no other ${...} form is read")
+
         def lookup(match: re.Match[str]) -> str:
-            name = match.group(1)
+            name, operator, default = match.groups()
+            if operator == ":-" and not environ.get(name):
+                return default
+            if operator == "-" and name not in environ:
+                return default
             if name not in environ:
                 raise ConfigError(f"{where}: {loc.lstrip('.')}: environment variable {name} is not set")
             return environ[name]
-        return _VAR.sub(lookup, value)
+        return _REFERENCE.sub(lookup, value)
     if isinstance(value, dict):
         return {k: _substitute(v, f"{loc}.{k}", where, environ) for k, v in value.items()}
     if isinstance(value, list):

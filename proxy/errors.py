@@ -6,6 +6,7 @@ ProxyError
 │   ├── Unauthorized        401
 │   ├── NotFound            404
 │   ├── MethodNotAllowed    405
+│   ├── RequestTimeout      408: the body never arrived in full (timed out, or the client left)
 │   ├── PayloadTooLarge     413
 │   ├── UnsupportedMediaType 415
 │   ├── TooManyRequests     429 + Retry-After: this client is over its rate or stream limit
@@ -15,6 +16,7 @@ ProxyError
     ├── UpstreamTimeout     retryable before the first token
     ├── UpstreamRejected    not retryable (400/401/403/404/422, quota)
     ├── UpstreamMalformed   the upstream sent data that is not its format
+    ├── InvalidToolCall     the model wrote a tool call a client cannot act on (arguments not JSON)
     └── UpstreamTruncated   the upstream ended without its end marker (retryable)
 """
 
@@ -59,6 +61,11 @@ class MethodNotAllowed(RequestError):
     type = "method_not_allowed"
 
 
+class RequestTimeout(RequestError):
+    status = 408
+    type = "request_timeout"
+
+
 class PayloadTooLarge(RequestError):
     status = 413
     type = "payload_too_large"
@@ -89,6 +96,10 @@ class UpstreamRejected(UpstreamError):
 
 class UpstreamMalformed(UpstreamError):
     type = "malformed_upstream_data"
+
+
+class InvalidToolCall(UpstreamError):
+    type = "invalid_tool_call"
 
 
 class UpstreamTruncated(UpstreamError):

@@ -27,7 +27,7 @@ class Metrics:
         r = self.registry
         self.active = Gauge("llm_proxy_active_streams", "Streams open now", registry=r)
         self.streams = Counter("llm_proxy_streams", "Streams ended, by model and reason", ["model", "reason"], registry=r)
-        self.ttft = Histogram("llm_proxy_time_to_first_token_seconds", "From request to first text", ["model"],
+        self.ttft = Histogram("llm_proxy_time_to_first_token_seconds", "From request to first event sent", ["model"],
                               buckets=LATENCY_BUCKETS, registry=r)
         self.duration = Histogram("llm_proxy_stream_duration_seconds", "From request to stream end", ["model"],
                                   buckets=DURATION_BUCKETS, registry=r)

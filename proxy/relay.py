@@ -3,6 +3,11 @@
 One policy: before the first event has gone to the client, a retryable upstream error is retried
 (tenacity), then the next fallback model is tried. After it, any failure ends the stream with an
 error terminate, so no text is ever sent twice. Every run emits exactly one terminate, last.
+
+The commit point is the first event actually sent, whatever its kind; the timeouts count upstream
+activity, whatever the client sees (issue 11). So a model that reasons for longer than `first_token`
+is not declared dead, and when its reasoning was not asked for (or is dropped) and it fails before
+its first text, nothing has reached the client: the retry is safe, as before any token.
 """
 
 from __future__ import annotations
@@ -10,10 +15,10 @@ from __future__ import annotations
 import logging
 import math
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -23,19 +28,25 @@ from proxy.config import RetryConfig, TimeoutsConfig
 from proxy.deadline import ReadDeadline
 from proxy.deltas import Adapter, ChatRequest, Delta, Finish, Sleep, TextDelta, Usage
 from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamTruncated
+from proxy.rich_events import Extras, Named
 from proxy.sse import terminate_payload, text_payload
 
 log = logging.getLogger("llm_sse_proxy.relay")
 
-Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+class Emit(Protocol):
+    """Send one event: a default `message` event, or the named `event`."""
+
+    def __call__(self, payload: dict[str, Any], event: str | None = None, /) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """A configured model: its name and its adapter."""
+    """A configured model: its name, its adapter, and whether its reasoning may reach clients."""
 
     name: str
     adapter: Adapter
+    show_reasoning: bool = True
 
 
 @dataclass(slots=True)
@@ -65,9 +76,11 @@ class Relay:
         retry: RetryConfig,
         timeouts: TimeoutsConfig,
         sleep: Sleep = anyio.sleep,
+        events: frozenset[str] = frozenset(),
     ) -> None:
         self.chain = chain
         self.request = request
+        self.events = events  # the named events the client asked for
         self.retry = retry
         self.timeouts = timeouts
         self.sleep = sleep
@@ -169,23 +182,50 @@ class Relay:
     async def _relay(self, deltas: AsyncIterator[Delta], deadline: ReadDeadline, upstream: Upstream, emit: Emit) -> None:
         deadline.arm(self.timeouts.first_token, self._no_first_token)
         delta = await _next(deltas)
+        extras = Extras(self.events, show_reasoning=upstream.show_reasoning)
+        idle, silent = self.timeouts.idle, self._silent
+        while not isinstance(delta, Finish):
+            deadline.pause()
+            if isinstance(delta, TextDelta):
+                if extras.open_call:
+                    await self._send(extras.close_calls(), upstream, emit, deadline)
+                if not self.committed:
+                    self._commit(upstream, deadline)
+                while True:  # a run of text: the hot path, no more work per chunk than before issue 11
+                    await emit(text_payload(delta.text))
+                    self.outcome.chunks += 1
+                    deadline.arm(idle, silent)
+                    delta = await _next(deltas)
+                    if not isinstance(delta, TextDelta):
+                        break
+                    deadline.pause()
+                continue
+            await self._send(extras.named(delta), upstream, emit, deadline)
+            deadline.arm(idle, silent)  # every upstream delta is activity, sent to the client or not
+            delta = await _next(deltas)
+        deadline.pause()
+        if extras.open_call:
+            await self._send(extras.close_calls(), upstream, emit, deadline)
+        await self._finish(emit, delta, extras, upstream)
+
+    async def _send(self, events: list[Named], upstream: Upstream, emit: Emit, deadline: ReadDeadline) -> None:
+        for name, payload in events:
+            if not self.committed:
+                self._commit(upstream, deadline)
+            await emit(payload, name)
+
+    def _commit(self, upstream: Upstream, deadline: ReadDeadline) -> None:
+        """The first event goes to the client: from now on nothing is retried."""
         self.committed = True
         self.outcome.model = upstream.name
         self.outcome.ttft = deadline.now() - self._started
-        idle, silent = self.timeouts.idle, self._silent
-        while isinstance(delta, TextDelta):
-            deadline.pause()
-            await emit(text_payload(delta.text))
-            self.outcome.chunks += 1
-            deadline.arm(idle, silent)
-            delta = await _next(deltas)
-        deadline.pause()
-        await self._finish(emit, delta)
 
-    async def _finish(self, emit: Emit, finish: Finish) -> None:
-        self.outcome.reason = finish.reason
+    async def _finish(self, emit: Emit, finish: Finish, extras: Extras, upstream: Upstream) -> None:
+        self.outcome.model = upstream.name
+        self.outcome.reason = reason = extras.reason(finish.reason)
         self.outcome.usage = finish.usage
-        await emit(terminate_payload(finish.reason, usage=finish.usage, model=self.outcome.model))
+        await emit(terminate_payload(reason, usage=finish.usage, model=upstream.name,
+                                     tool_calls=extras.tool_calls(), usage_details=extras.details))
 
     async def _fail(self, emit: Emit, error_type: str, message: str) -> None:
         self.outcome.reason = "error"

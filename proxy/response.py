@@ -43,7 +43,7 @@ ABORT = "llm_sse_proxy.abort"  # scope key: a callable that aborts the client's 
 # none may change an SSE body (never compressed). Without it, events go through the wrapped `send`.
 SEND_BODY = "llm_sse_proxy.send_body"
 
-# The shutdown terminate's write, bounded: uvicorn cancels what is left 2 s after the grace (proxy/cli.py).
+# The shutdown terminate's write, bounded: uvicorn cancels what is left 2 s after the grace (proxy/server.py).
 FAREWELL_SECONDS = 1.0
 
 SSE_HEADERS = {
@@ -71,6 +71,16 @@ class Shutdown:
             loop = asyncio.get_running_loop()
             self._deadline = loop.time() + self.grace
             loop.call_at(self._deadline, self._end_all)
+
+    def end_now(self) -> None:
+        """A forced stop (a second Ctrl-C): end every stream now, each still with its terminate."""
+        self.begin()
+        self._deadline = asyncio.get_running_loop().time()
+        self._end_all()
+
+    @property
+    def begun(self) -> bool:
+        return self._deadline is not None
 
     @contextmanager
     def ending(self, producer: anyio.CancelScope) -> Iterator[None]:
@@ -117,6 +127,10 @@ class SSEResponse:
         ending: str | None = None
         try:
             ending = await self._respond(scope, receive, send)
+        except BaseException:
+            if self.shutdown is not None and self.shutdown.begun:
+                ending = "shutdown"  # the server stopping cut it off, not the client
+            raise
         finally:
             self._report(ending)
 
@@ -174,11 +188,11 @@ class SSEResponse:
                 await self.emit(terminate_payload("shutdown"), ending="shutdown")
         return False
 
-    async def emit(self, payload: dict[str, Any], ending: str | None = None) -> None:
-        """Send one event; the producer awaits it, so a slow client slows the producer. The terminate
-        ends the response (`ending` is what it reports: None when the producer finished)."""
+    async def emit(self, payload: dict[str, Any], event: str | None = None, ending: str | None = None) -> None:
+        """Send one event (named `event`, if given); the producer awaits it, so a slow client slows it. The
+        terminate ends the response (`ending` is what it reports: None when the producer finished)."""
         self._events += 1
-        await self._write(encode_event(self._events, payload))
+        await self._write(encode_event(self._events, payload, event))
         if payload.get("action") == "terminate":  # always the last event
             self._report(ending)
             await self._write(b"", more_body=False)

@@ -7,36 +7,121 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from proxy.deltas import ChatRequest, Message
+from proxy.deltas import ChatRequest, ContentPart, ImagePart, Message, TextPart, Tool, ToolCall
 from proxy.errors import BadRequest
+from proxy.rich_events import parse_event_names
 
 _Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+_FunctionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 
 
-class _MessageBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-class _ChatBody(BaseModel):
+class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
+
+class _TextPartBody(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class _ImageURL(_Body):
+    url: str = Field(min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class _ImagePartBody(_Body):
+    type: Literal["image_url"]
+    image_url: _ImageURL
+
+
+_Part = Annotated[_TextPartBody | _ImagePartBody, Field(discriminator="type")]
+
+
+class _FunctionCallBody(_Body):
+    name: _FunctionName
+    arguments: str
+
+
+class _ToolCallBody(_Body):
+    """A call the assistant made, sent back in the history (OpenAI's shape)."""
+
+    id: str = Field(min_length=1)
+    type: Literal["function"]
+    function: _FunctionCallBody
+
+
+class _MessageBody(_Body):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[_Part] | None = Field(None, validate_default=False)
+    tool_calls: list[_ToolCallBody] | None = Field(None, min_length=1)
+    tool_call_id: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _fits_its_role(self) -> _MessageBody:
+        # Each message is "<field>: <problem>", so _describe names the field.
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("content: Field required (only an assistant message with tool_calls may omit it)")
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("tool_calls: only an assistant message carries tool_calls")
+        if (self.tool_call_id is not None) != (self.role == "tool"):
+            raise ValueError("tool_call_id: a tool message needs one, and only a tool message has one")
+        if self.role != "user" and isinstance(self.content, list):
+            if any(isinstance(part, _ImagePartBody) for part in self.content):
+                raise ValueError("content: image parts are allowed in user messages only")
+        return self
+
+
+class _FunctionBody(_Body):
+    name: _FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON Schema, passed through as it is
+
+
+class _ToolBody(_Body):
+    type: Literal["function"]
+    function: _FunctionBody
+
+
+class _FunctionChoice(_Body):
+    name: _FunctionName
+
+
+class _NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: _FunctionChoice
+
+
+class _ChatBody(_Body):
     messages: list[_MessageBody] = Field(min_length=1)
     model: _Name | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
+    n: int | None = Field(None, ge=1)
+    tools: list[_ToolBody] | None = Field(None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | _NamedToolChoice | None = None
+    events: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _ChatBody:
+        if self.n is not None and self.n > 1:
+            raise ValueError("n: one stream carries one answer; send n > 1 as separate requests")
+        if self.tool_choice is not None and not self.tools:
+            raise ValueError("tool_choice: needs tools")
+        if isinstance(self.tool_choice, _NamedToolChoice) and self.tools:
+            if self.tool_choice.function.name not in {tool.function.name for tool in self.tools}:
+                raise ValueError("tool_choice: names a function that is not in tools")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedChat:
     request: ChatRequest
     model: str | None
+    events: frozenset[str] = frozenset()  # the named events the client asked for
 
 
 def parse_chat_body(body: bytes) -> ParsedChat:
@@ -56,17 +141,19 @@ def parse_chat_body(body: bytes) -> ParsedChat:
     _check_unicode([(f"messages.{i}.content", m.content) for i, m in enumerate(chat.messages)]
                    + [("stop", s) for s in stop or ()] + [("model", chat.model or "")])
     request = ChatRequest(
-        messages=tuple(Message(m.role, m.content) for m in chat.messages),
+        messages=tuple(_message(m) for m in chat.messages),
         temperature=chat.temperature,
         top_p=chat.top_p,
         max_tokens=chat.max_tokens,
         stop=tuple(stop) if stop is not None else None,
+        tools=tuple(Tool(t.function.name, t.function.description, t.function.parameters) for t in chat.tools or ()),
+        tool_choice=_tool_choice(chat.tool_choice),
     )
-    return ParsedChat(request, chat.model)
+    return ParsedChat(request, chat.model, parse_event_names(chat.events or ()))
 
 
 def parse_stream_query(query: Mapping[str, str], default_prompt: str) -> ParsedChat:
-    """Validate GET /stream's `prompt`, `system` and `model` parameters."""
+    """Validate GET /stream's `prompt`, `system`, `model` and `events` parameters."""
     prompt = query.get("prompt") or default_prompt
     messages = [Message("user", prompt)]
     if system := query.get("system"):
@@ -74,7 +161,32 @@ def parse_stream_query(query: Mapping[str, str], default_prompt: str) -> ParsedC
     model = query.get("model") or None
     if model is not None and len(model) > 200:
         raise BadRequest("model: the name is too long")
-    return ParsedChat(ChatRequest(messages=tuple(messages)), model)
+    events = parse_event_names(query.get("events", "").split(","))
+    return ParsedChat(ChatRequest(messages=tuple(messages)), model, events)
+
+
+def _message(body: _MessageBody) -> Message:
+    content: str | tuple[ContentPart, ...]
+    if body.content is None:
+        content = ""
+    elif isinstance(body.content, str):
+        content = body.content
+    else:
+        content = tuple(_part(part) for part in body.content)
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in body.tool_calls or ())
+    return Message(body.role, content, tool_calls=calls, tool_call_id=body.tool_call_id)
+
+
+def _part(part: _TextPartBody | _ImagePartBody) -> ContentPart:
+    if isinstance(part, _TextPartBody):
+        return TextPart(part.text)
+    return ImagePart(part.image_url.url, part.image_url.detail)
+
+
+def _tool_choice(choice: str | _NamedToolChoice | None) -> str | dict[str, str] | None:
+    if isinstance(choice, _NamedToolChoice):
+        return {"name": choice.function.name}
+    return choice
 
 
 def _check_unicode(fields: list[tuple[str, str]]) -> None:
@@ -91,5 +203,8 @@ def _describe(exc: Exception) -> str:
     if not isinstance(exc, ValidationError):
         return "the body is nested too deeply"
     error: Any = exc.errors(include_input=False)[0]
-    field = ".".join(str(part) for part in error["loc"]) or "body"
-    return f"{field}: {error['msg']}"
+    field = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "value_error":  # our own checks: "<field>: <problem>"
+        message = str(error["ctx"]["error"])
+        return f"{field}.{message}" if field else message
+    return f"{field or 'body'}: {error['msg']}"

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from proxy.config import ConfigError, load_config
+from proxy.config import ConfigError, ServerConfig, load_config, parse_config
 
 GOOD = """
 default_model: mock
@@ -78,6 +79,39 @@ def test_environment_substitution(tmp_path: Path) -> None:
     assert config.models[0].options.reply == "from env!"
 
 
+@pytest.mark.parametrize(
+    ("reply", "environ", "expected"),
+    [
+        ("${REPLY_TEXT:-fallback}", {"REPLY_TEXT": "env"}, "env"),
+        ("${REPLY_TEXT:-fallback}", {}, "fallback"),
+        ("${REPLY_TEXT:-fallback}", {"REPLY_TEXT": ""}, "fallback"),  # the shell's ":-": unset or empty
+        ("${REPLY_TEXT-fallback}", {"REPLY_TEXT": ""}, ""),  # and "-": unset only
+        ("${REPLY_TEXT-fallback}", {}, "fallback"),
+        ("${REPLY_TEXT:-}", {}, ""),
+        ("a ${REPLY_TEXT:-b} ${OTHER:-c} d", {"OTHER": "o"}, "a b o d"),
+        ("${REPLY_TEXT}", {"REPLY_TEXT": "${NOT_READ_AGAIN}"}, "${NOT_READ_AGAIN}"),  # values are not re-read
+    ],
+)
+def test_environment_defaults_like_the_shell(tmp_path: Path, reply: str, environ: dict[str, str], expected: str) -> None:
+    config = load_config(write(tmp_path, GOOD + f"    reply: '{reply}'\n"), environ=environ)
+    assert config.models[0].options.reply == expected
+
+
+@pytest.mark.parametrize("reply", ["${REPLY_TEXT:?required}", "${REPLY_TEXT:=x}", "${ REPLY_TEXT }", "${1X}", "${REPLY"])
+def test_other_shell_forms_are_refused_not_kept_as_text(tmp_path: Path, reply: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, GOOD + f"    reply: '{reply}'\n"), environ={"REPLY_TEXT": "env"})
+    assert "models[0] (mock).reply: write ${VAR}, ${VAR:-default} or ${VAR-default}" in str(caught.value)
+
+
+def test_a_key_cannot_hide_in_a_default(tmp_path: Path) -> None:
+    text = GOOD + "auth:\n  keys: ['${PROXY_KEYS:-a-key-written-in-the-file}']\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert "auth.keys[0]: write a ${VAR} reference" in str(caught.value)
+    assert "a-key-written" not in str(caught.value)
+
+
 def test_mock_flag_replaces_every_adapter_and_needs_no_secrets(tmp_path: Path) -> None:
     text = GOOD + "  - name: other\n    adapter: nope\n    api_key: ${NOT_SET_ANYWHERE}\n    fallbacks: [mock]\n"
     config = load_config(write(tmp_path, text), environ={}, mock=True)
@@ -99,3 +133,10 @@ def test_help_describes_the_commands() -> None:
     assert result.returncode == 0
     for word in ("--config", "--mock", "--port", "mock-upstream", "/stream"):
         assert word in result.stdout
+
+
+def test_the_readmes_configuration_example_is_valid_and_shows_the_server_defaults() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("## Configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(yaml.safe_load(example), where="README", environ={})
+    assert config.server == ServerConfig()

@@ -9,8 +9,8 @@ import anyio
 import httpx2
 import pytest
 
-from tests.conftest import chat_body, proxy
-from tests.upstream_fixtures import mock_upstream, upstream_config
+from tests.conftest import RESUME_OFF, chat_body, proxy
+from tests.upstream_fixtures import DIALECTS, mock_upstream, upstream_config
 
 pytestmark = pytest.mark.anyio
 
@@ -30,6 +30,7 @@ async def leave_after(client: httpx2.AsyncClient, *, events: int = 0, seconds: f
     return time.monotonic()
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize(
     ("fault", "leave"),
     [
@@ -38,9 +39,9 @@ async def leave_after(client: httpx2.AsyncClient, *, events: int = 0, seconds: f
         ("stall_after=2", {"events": 2}),  # a silent upstream
     ],
 )
-async def test_upstream_closes_soon_after_the_client_leaves(fault: str, leave: dict, caplog) -> None:
+async def test_upstream_closes_soon_after_the_client_leaves(fault: str, leave: dict, dialect: str, caplog) -> None:
     caplog.set_level(logging.INFO, logger="llm_sse_proxy")
-    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}")])) as client:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}", dialect)], **RESUME_OFF)) as client:
         left = await leave_after(client, **leave)
         closed = await up.recorder.wait_closed(0, timeout=2.0)
         await wait_for_log(caplog, '"reason":"cancelled"')
@@ -48,10 +49,11 @@ async def test_upstream_closes_soon_after_the_client_leaves(fault: str, leave: d
     assert not up.recorder.attempts[0].finished and up.recorder.count() == 1
 
 
-async def test_leaving_during_a_retry_backoff_stops_the_retries(caplog) -> None:
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_leaving_during_a_retry_backoff_stops_the_retries(dialect: str, caplog) -> None:
     caplog.set_level(logging.INFO, logger="llm_sse_proxy")
     async with mock_upstream() as up:
-        config = upstream_config([up.model("gpt", "gpt+fail=5:503+retry_after=3")])
+        config = upstream_config([up.model("gpt", "gpt+fail=5:503+retry_after=3", dialect)], **RESUME_OFF)
         async with proxy(config) as client:
             await leave_after(client, seconds=0.3)
             await wait_for_log(caplog, '"reason":"cancelled"')

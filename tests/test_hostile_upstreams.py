@@ -10,7 +10,7 @@ import zlib
 import anyio
 import pytest
 
-from adapters import decompress, openai_compat
+from adapters import decompress, upstream_http
 from proxy.errors import UpstreamMalformed
 from tests.conftest import proxy
 from tests.test_upstream_openai import ask
@@ -38,7 +38,7 @@ async def test_a_200_that_is_not_an_event_stream_is_asked_once_and_named(kind: s
         text, terminate = await ask(client)
     assert text == "" and up.recorder.count() == 1  # one billed completion, not three
     assert terminate["error"]["type"] == "malformed_upstream_data"
-    assert content_type in terminate["error"]["message"] and "not an event stream" in terminate["error"]["message"]
+    assert content_type in terminate["error"]["message"] and "not text/event-stream" in terminate["error"]["message"]
 
 
 @pytest.mark.parametrize(("after", "expected_text"), [(0, ""), (3, FIRST_THREE)])
@@ -100,12 +100,15 @@ async def test_negative_usage_is_dropped_and_the_answer_kept(caplog) -> None:
     assert "Exception in ASGI application" not in caplog.text
 
 
-async def test_a_body_left_open_after_done_frees_the_client_and_its_slot_at_the_terminate(monkeypatch) -> None:
+@pytest.mark.parametrize("resume", [True, False])  # a generation in its own task, or the response's producer
+async def test_a_body_left_open_after_done_frees_the_client_and_its_slot_at_the_terminate(monkeypatch, resume) -> None:
     # The adapter drains a body after its end marker, to reuse the connection; make that drain long, so
     # that a response held open until it ends cannot pass the generous bound below.
-    monkeypatch.setattr(openai_compat, "DRAIN_SECONDS", 30.0)
+    monkeypatch.setattr(upstream_http, "DRAIN_SECONDS", 30.0)
     async with mock_upstream() as up:
-        async with proxy(upstream_config([up.model("gpt", "gpt+linger=1")], limits={"streams_per_client": 1})) as client:
+        config = upstream_config([up.model("gpt", "gpt+linger=1")], limits={"streams_per_client": 1},
+                                 resume={"enabled": resume})
+        async with proxy(config) as client:
             with anyio.fail_after(10):
                 first = await ask(client)
                 second = await ask(client)  # the first stream's slot is free as soon as its response has ended

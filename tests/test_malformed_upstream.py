@@ -8,7 +8,7 @@ from adapters.event_stream import EventStreamDecoder
 from proxy.errors import UpstreamMalformed
 from tests.conftest import LOAD_TEST_LIMITS, proxy
 from tests.test_upstream_openai import ask
-from tests.upstream_fixtures import mock_upstream, upstream_config
+from tests.upstream_fixtures import DIALECTS, mock_upstream, upstream_config
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +25,18 @@ FIRST_THREE = "Hello! This is "  # the mock upstream's first three chunks of fiv
     ],
 )
 async def test_bad_chunk_ends_with_an_error_after_the_text_so_far(fault: str, error_type: str) -> None:
-    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}")])) as client:
+    await bad_chunk_ends_with_an_error(fault, error_type, "openai")
+
+
+@pytest.mark.parametrize("dialect", [d for d in DIALECTS if d != "openai"])
+@pytest.mark.parametrize(("fault", "error_type"), [("malformed_after=3", "malformed_upstream_data"),
+                                                   ("error_after=3", "upstream_unavailable")])
+async def test_a_bad_chunk_in_any_dialect_ends_with_an_error(fault: str, error_type: str, dialect: str) -> None:
+    await bad_chunk_ends_with_an_error(fault, error_type, dialect)
+
+
+async def bad_chunk_ends_with_an_error(fault: str, error_type: str, dialect: str) -> None:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}", dialect)])) as client:
         text, terminate = await ask(client)
         await up.recorder.wait_closed(0, timeout=5)
     assert text == FIRST_THREE

@@ -67,9 +67,35 @@ async def test_node_clients_read_exactly_what_the_proxy_sent(npm_packages: str) 
         assert got["terminate"]["reason"] == "stop", where
         assert got["terminate"]["model"] == case["model"], where
         assert got["terminate"]["usage"]["completion_tokens"] == len(deltas), where
-        if "ids" in got:
-            assert got["ids"] == [str(i) for i in range(1, len(deltas) + 2)], where
+        if "ids" in got:  # <stream id>:<seq>, one stream id (resume is on by default)
+            sid = got["ids"][0].rpartition(":")[0]
+            assert got["ids"] == [f"{sid}:{i}" for i in range(1, len(deltas) + 2)], where
     assert sum(len(t) >= 65536 for got in results for t in got["texts"]) == 5  # the 64 KiB deltas came through
+
+
+@pytest.mark.anyio
+async def test_node_clients_read_only_the_answer_when_the_stream_carries_more(npm_packages: str) -> None:
+    """Reasoning and a tool call in the stream: EventSource's message listener and sse-client's onText see the
+    answer only, whether they asked for the named events or not; eventsource-parser, which hands named events to
+    its callback too, never gets them unless it asks (it does not here)."""
+    reply = "The answer, and nothing else."
+    rich = {"name": "rich", "adapter": "mock", "reply": reply, "chunk_chars": CHUNK, "chunk_delay_ms": 0,
+            "thinking": "Not for the page.", "tool_calls": [{"name": "f", "arguments": "{}"}]}
+    events = ["reasoning", "tool_call", "tool_call_delta", "refusal"]
+    table = [{"client": "eventsource", "model": "rich", "text": "hi", "events": events},
+             {"client": "eventsource", "model": "rich", "text": "hi"},
+             {"client": "eventsource-parser", "model": "rich", "text": "hi"},
+             {"client": "sse-client", "model": "rich", "text": "hi", "events": events},
+             {"client": "sse-client", "model": "rich", "text": "hi"}]
+    async with serve(create_app(make_config([rich], limits=LOAD_TEST_LIMITS))) as base:
+        with anyio.fail_after(120):
+            done = await anyio.run_process([npm_packages, str(NODE_DIR / "read_proxy.mjs")],
+                                           input=json.dumps({"base": base, "cases": table}).encode(), check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    for case, got in zip(table, json.loads(done.stdout), strict=True):
+        assert "error" not in got, f"{case}: {got['error']}"
+        assert got["texts"] == split_reply(reply, CHUNK), case
+        assert got["terminate"]["reason"] == "tool_calls", case
 
 
 def test_sse_client_unit_tests_pass() -> None:

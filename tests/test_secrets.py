@@ -18,7 +18,7 @@ import yaml
 
 from tests.conftest import chat_body, proxy, read_stream
 from tests.test_concurrency_and_shutdown import free_port, wait_healthy
-from tests.upstream_fixtures import mock_upstream, upstream_config
+from tests.upstream_fixtures import DIALECTS, mock_upstream, model_at, upstream_config
 
 pytestmark = pytest.mark.anyio
 
@@ -48,18 +48,18 @@ def model(up, name: str, upstream_model: str, key: str = UPSTREAM_CANARY, **extr
     return {**up.model(name, upstream_model, **extra), "api_key": key}
 
 
-async def test_upstream_key_never_leaves_on_any_error_path(caplog) -> None:
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_upstream_key_never_leaves_on_any_error_path(dialect: str, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     capture = Capture()
     async with mock_upstream() as up:
         models = [
-            model(up, "echo401", "gpt+fail=9:401+echo_key=1"),
-            model(up, "sk401", "gpt+fail=9:401+echo_key=1", key=SK_CANARY),
-            model(up, "quota", "gpt+fail=9:429+error_type=insufficient_quota+echo_key=1"),
-            model(up, "flaky", "gpt+fail=9:503+echo_key=1"),
-            {"name": "down", "adapter": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
-             "api_key": UPSTREAM_CANARY, "model": "m"},
-            model(up, "midstream", "gpt+error_after=2"),
+            model(up, "echo401", "gpt+fail=9:401+echo_key=1", dialect=dialect),
+            model(up, "sk401", "gpt+fail=9:401+echo_key=1", key=SK_CANARY, dialect=dialect),
+            model(up, "quota", "gpt+fail=9:429+error_type=insufficient_quota+echo_key=1", dialect=dialect),
+            model(up, "flaky", "gpt+fail=9:503+echo_key=1", dialect=dialect),
+            {**model_at(f"http://127.0.0.1:{free_port()}", dialect, "down"), "api_key": UPSTREAM_CANARY},
+            model(up, "midstream", "gpt+error_after=2", dialect=dialect),
         ]
         async with proxy(upstream_config(models)) as client:
             for m in models:
@@ -68,7 +68,9 @@ async def test_upstream_key_never_leaves_on_any_error_path(caplog) -> None:
                 assert "error" in str(parsed)
             for path in ("/models", "/metrics", "/healthz"):
                 capture.add(await client.get(path))
-    assert up.recorder.attempts[0].headers["authorization"] == f"Bearer {UPSTREAM_CANARY}"  # the canary was sent
+    sent = {"openai": "authorization", "anthropic": "x-api-key", "gemini": "x-goog-api-key", "ollama": "authorization"}
+    assert UPSTREAM_CANARY in up.recorder.attempts[0].headers[sent[dialect]]  # the canary was sent
+    assert all(UPSTREAM_CANARY not in str(a.body) for a in up.recorder.attempts)  # in a header only
     assert_clean(*capture.seen, caplog.text, [r.getMessage() for r in caplog.records])
 
 

@@ -7,7 +7,7 @@ import pytest
 from mock_upstream import Recorder, create_mock_upstream_app
 from tests.conftest import assert_one_terminate_last, chat_body, payloads, proxy, read_stream, serve
 from tests.test_sse import AWKWARD
-from tests.upstream_fixtures import Upstream, mock_upstream, upstream_config
+from tests.upstream_fixtures import DIALECTS, Upstream, mock_upstream, upstream_config
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +53,8 @@ async def test_length_finish_reason() -> None:
     assert terminate["reason"] == "length"
 
 
-async def test_consecutive_streams_reuse_one_upstream_connection() -> None:
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_consecutive_streams_reuse_one_upstream_connection(dialect: str) -> None:
     recorder, client_ports = Recorder(), set()
     upstream_app = create_mock_upstream_app(recorder)
 
@@ -63,7 +64,7 @@ async def test_consecutive_streams_reuse_one_upstream_connection() -> None:
         await upstream_app(scope, receive, send)
 
     async with serve(counting) as url:
-        config = upstream_config([Upstream(url, recorder).model("gpt", "gpt-x")])
+        config = upstream_config([Upstream(url, recorder).model("gpt", "gpt-x", dialect)])
         async with proxy(config) as client:
             for _ in range(3):
                 text, terminate = await ask(client)

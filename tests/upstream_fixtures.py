@@ -13,15 +13,24 @@ from tests.conftest import make_config, serve
 
 API_KEY = "sk-test-canary-4f1b2c3d4e5f"
 
+# Every adapter that speaks HTTP, and where the mock upstream serves its dialect.
+DIALECTS = ("openai", "anthropic", "gemini", "ollama")
+_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama": ""}
+
 
 @dataclass
 class Upstream:
     url: str
     recorder: Recorder
 
-    def model(self, name: str, upstream_model: str, **options: Any) -> dict[str, Any]:
-        return {"name": name, "adapter": "openai", "base_url": f"{self.url}/v1", "api_key": API_KEY,
-                "model": upstream_model, **options}
+    def model(self, name: str, upstream_model: str, dialect: str = "openai", **options: Any) -> dict[str, Any]:
+        return model_at(self.url, dialect, name, upstream_model, **options)
+
+
+def model_at(url: str, dialect: str, name: str = "gpt", upstream_model: str = "m", **options: Any) -> dict[str, Any]:
+    """A model of `dialect` whose upstream is the server at `url` (the dialect's path added)."""
+    return {"name": name, "adapter": dialect, "base_url": url + _PATHS[dialect], "api_key": API_KEY,
+            "model": upstream_model, **options}
 
 
 @asynccontextmanager

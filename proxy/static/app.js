@@ -9,6 +9,11 @@ const sendButton = $("send");
 const stopButton = $("stop");
 const answer = $("answer");
 const reply = $("reply");
+const thinking = $("thinking");
+const reasoning = $("reasoning");
+const tools = $("tools");
+// The named events this page shows; a request that does not ask for them gets answer text only.
+const EVENTS = ["reasoning", "tool_call", "refusal"];
 const notice = $("notice");
 const stats = $("stats");
 
@@ -24,6 +29,8 @@ const REASON_WORDS = {
   length: "The answer reached its token limit and was cut short.",
   content_filter: "The provider's content filter stopped the answer.",
   shutdown: "The proxy is restarting and ended the answer early. Try again in a moment.",
+  refusal: "The model declined this request.",
+  tool_calls: "The model asked to call the tools above; this demo does not run them.",
 };
 
 let stopCurrent = null; // closes the running stream, if one runs
@@ -60,6 +67,14 @@ function start() {
       reply.append(piece); // a Text node: streamed text is never parsed as HTML
       showStats(run);
     },
+    reasoning(piece) {
+      if (run.over) return;
+      thinking.hidden = false;
+      reasoning.append(piece);
+    },
+    toolCall(call) {
+      if (!run.over) tools.append(toolCallFigure(call));
+    },
     done(terminate) {
       if (run.over) return;
       finish(run, terminate);
@@ -77,15 +92,35 @@ function start() {
     conclude(run, "stopped", "Stopped. The proxy has cancelled the answer upstream.");
   };
   reply.textContent = "";
+  reasoning.textContent = "";
+  thinking.hidden = true;
+  tools.textContent = "";
   notice.textContent = "";
   stats.textContent = "";
   setBusy(true);
   answer.dataset.state = "streaming";
 }
 
+// With resumable streams (the proxy's default) every event id is `<stream id>:<seq>`. After a cut,
+// EventSource reconnects by itself with Last-Event-ID and the proxy sends only what was missed.
+const MAX_RECONNECTS = 8; // in a row, without an event in between
+
 function viaEventSource({ prompt, model }, on, hasText) {
-  const source = new EventSource(`stream?${new URLSearchParams({ prompt, model })}`);
+  const source = new EventSource(`stream?${new URLSearchParams({ prompt, model, events: EVENTS.join(",") })}`);
+  let streamId = null;
+  let stopWanted = false; // Stop came before the first event told us the stream's id
+  let reconnects = 0;
+  const seen = (event) => { // every event, named or not: the stream is alive, and its id is known
+    reconnects = 0;
+    streamId ??= streamIdOf(event.lastEventId);
+    if (stopWanted) stopStream(source, streamId);
+    return !stopWanted;
+  };
+  source.addEventListener("reasoning", (event) => seen(event) && on.reasoning(JSON.parse(event.data).text));
+  source.addEventListener("refusal", (event) => seen(event) && on.text(JSON.parse(event.data).text));
+  source.addEventListener("tool_call", (event) => seen(event) && on.toolCall(JSON.parse(event.data)));
   source.addEventListener("message", (event) => {
+    if (!seen(event)) return;
     const payload = JSON.parse(event.data);
     if (payload.action === "terminate") {
       source.close(); // an EventSource left open reconnects, and the model is asked again
@@ -95,28 +130,67 @@ function viaEventSource({ prompt, model }, on, hasText) {
     }
   });
   source.addEventListener("error", () => {
+    // Reconnecting (CONNECTING) after a cut resumes the stream; CLOSED means the proxy refused.
+    reconnects += 1;
+    if (source.readyState === EventSource.CONNECTING && reconnects <= MAX_RECONNECTS) return;
     // EventSource gives no detail: a refused request and a cut connection look alike.
     source.close();
     on.fail(hasText()
       ? "The connection to the proxy was lost before the answer was finished."
       : "The proxy could not be reached, or it refused the request. The fetch transport shows why.");
   });
-  return () => source.close();
+  return () => {
+    if (streamId === null && source.readyState !== EventSource.CLOSED) stopWanted = true;
+    else stopStream(source, streamId);
+  };
+}
+
+function streamIdOf(lastEventId) {
+  const colon = lastEventId.lastIndexOf(":");
+  return colon > 0 ? lastEventId.slice(0, colon) : null;
+}
+
+// A deliberate stop: the proxy cancels the answer upstream now, instead of waiting for us to come back.
+function stopStream(source, streamId) {
+  source.close();
+  if (streamId !== null) {
+    fetch(`streams/${encodeURIComponent(streamId)}/stop`, { method: "POST", keepalive: true }).catch(() => {});
+  }
 }
 
 function viaFetch({ prompt, model }, on) {
   const controller = new AbortController();
   streamChat({
     url: "chat",
-    body: { model, messages: [{ role: "user", content: prompt }] },
+    body: { model, messages: [{ role: "user", content: prompt }], events: EVENTS },
     signal: controller.signal,
     onText: on.text,
+    onReasoning: on.reasoning,
+    onRefusal: on.text, // what the model said instead of an answer
+    onToolCall: on.toolCall,
     onDone: on.done,
     onError: (err) => {
       if (err.name !== "AbortError") on.fail(describeFailure(err));
     },
   });
   return () => controller.abort();
+}
+
+// A tool call as its name and its arguments, pretty-printed when they are JSON (they always are: the
+// proxy ends the stream with an error otherwise). Built as text nodes: never parsed as HTML.
+function toolCallFigure({ name, arguments: args }) {
+  const figure = document.createElement("figure");
+  figure.className = "tool-call";
+  const caption = document.createElement("figcaption");
+  caption.textContent = `Tool call: ${name}`;
+  const pre = document.createElement("pre");
+  try {
+    pre.textContent = JSON.stringify(JSON.parse(args), null, 2);
+  } catch {
+    pre.textContent = args;
+  }
+  figure.append(caption, pre);
+  return figure;
 }
 
 function describeFailure(err) {

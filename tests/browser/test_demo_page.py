@@ -169,3 +169,44 @@ async def test_demo_page_fits_a_phone(browser: Browser) -> None:
         await context.close()
     assert widths == [360, 360], f"the page is wider than a phone (scrollWidth, innerWidth): {widths}"
 
+
+
+@pytest.mark.parametrize("events", ["", "reasoning,tool_call,tool_call_delta,refusal"])
+async def test_article_client_reads_only_the_answer_when_the_stream_carries_reasoning_and_tool_calls(
+    page: Page, events: str
+) -> None:
+    # The article's script, unchanged; only its URL points at this proxy (asking, or not, for every named event).
+    html = ARTICLE_PAGE.read_text(encoding="utf-8")
+    reply = "Only this reaches the page."
+    rich = {"name": "rich", "adapter": "mock", "reply": reply, "chunk_chars": 4, "chunk_delay_ms": 5,
+            "thinking": "Private thoughts.", "tool_calls": [{"name": "get_weather", "arguments": '{"city":"Paris"}'}]}
+    async with running(make_config([rich])) as (proxy_base, _app, _counter):
+        url = f"{proxy_base}/stream" + (f"?events={events}" if events else "")
+        site = Starlette(routes=[Route("/", lambda request: HTMLResponse(html.replace(ARTICLE_URL, url)))])
+        async with serve(site) as site_base:
+            await page.goto(f"{site_base}/")
+            await page.wait_for_function("chatStream.readyState === EventSource.CLOSED")
+            text = await page.text_content("#app")
+    assert text == reply
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_demo_page_shows_thinking_and_tool_calls(page: Page, transport: str) -> None:
+    config = load_config(ROOT / "config.yaml")
+    mock_tools = config.model("mock-tools").options  # type: ignore[union-attr]
+    async with running(config) as (base, _app, _counter):
+        await open_demo(page, base)
+        assert await page.is_hidden("#thinking")
+        await ask(page, "Weather in Paris?", model="mock-tools", transport=transport)
+        assert await settled_state(page) == "done"
+        reply = await page.text_content("#reply")
+        thinking = await page.text_content("#reasoning")
+        thinking_shown = await page.is_visible("#thinking summary")
+        captions = await page.locator(".tool-call figcaption").all_text_contents()
+        arguments = await page.locator(".tool-call pre").all_text_contents()
+        notice = await page.text_content("#notice")
+    assert reply == mock_tools.reply
+    assert thinking == mock_tools.thinking and thinking_shown
+    assert captions == ["Tool call: get_weather"]
+    assert arguments == [json.dumps(json.loads(mock_tools.tool_calls[0].arguments), indent=2)]
+    assert notice == "The model asked to call the tools above; this demo does not run them."

@@ -1,6 +1,7 @@
 // Reads the proxy with clients that no one here wrote, and prints what each one got, as JSON.
 //
-// stdin: {"base": "http://127.0.0.1:PORT", "cases": [{"client", "model", "text"}, ...]}
+// stdin: {"base": "http://127.0.0.1:PORT", "cases": [{"client", "model", "text", "events"?}, ...]}
+// events: the opt-in named events to ask for (a list), for the eventsource and sse-client cases.
 // stdout: [{"texts": [...], "ids": [...], "terminate": {...}} or {"error": "..."}, ...], in order.
 // client: "eventsource" (the WHATWG EventSource for Node, GET /stream),
 //         "eventsource-parser" (fetch POST /chat, parsed by eventsource-parser),
@@ -14,9 +15,10 @@ import { streamChat } from "../../proxy/static/sse-client.js";
 
 const TIME_LIMIT_MS = 60_000;
 
-function viaEventSource(base, { model, text }) {
+function viaEventSource(base, { model, text, events = [] }) {
   return new Promise((resolve) => {
-    const source = new EventSource(`${base}/stream?${new URLSearchParams({ prompt: text, model })}`);
+    const query = { prompt: text, model, ...(events.length ? { events: events.join(",") } : {}) };
+    const source = new EventSource(`${base}/stream?${new URLSearchParams(query)}`);
     const got = { texts: [], ids: [] };
     source.addEventListener("message", (event) => {
       const payload = JSON.parse(event.data);
@@ -53,11 +55,11 @@ async function viaEventSourceParser(base, { model, text }) {
   return response.ok ? got : { error: `HTTP ${response.status}` };
 }
 
-async function viaSseClient(base, { model, text }) {
+async function viaSseClient(base, { model, text, events }) {
   const got = { texts: [] };
   await streamChat({
     url: `${base}/chat`,
-    body: { model, messages: [{ role: "user", content: text }] },
+    body: { model, messages: [{ role: "user", content: text }], ...(events ? { events } : {}) },
     onText: (piece) => got.texts.push(piece),
     onDone: (terminate) => (got.terminate = terminate),
     onError: (err) => (got.error = `${err.name}: ${err.message}`),

@@ -1,0 +1,63 @@
+"""The chat-completions request, prepared once per model and sent with the model's own httpx2 client.
+
+The SDK stays the source of truth: at start-up it builds one request, whose URL (base URL and default
+query) and headers (auth, its own headers and the configured default headers) every request reuses;
+and it turns an error response into its typed `APIStatusError`, and a failed send into
+`APIConnectionError`/`APITimeoutError`, exactly as its own request path does. Per request only the body
+changes. Going through the SDK's request path each time (options, copies, header merging, URL parsing)
+cost about a quarter of a 1-chunk stream's CPU (issue 13's profile; README, Performance).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from typing import Any
+
+import anyio
+import httpx2
+import openai
+import orjson
+from openai._models import FinalRequestOptions
+
+_PER_REQUEST = {b"content-length", b"host"}  # httpx2 sets them from each request's body and URL
+# What the SDK's request path wraps as APIConnectionError (openai/_httpx2.py, request_exceptions); the rest
+# (aiohttp's own errors that the transport does not map) passes through, there as here.
+SEND_ERRORS = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
+
+
+class ChatCompletions:
+    """`post(params)` sends one streamed chat-completions request; the response is the caller's to close."""
+
+    __slots__ = ("_sdk", "_http", "_url", "_headers", "_extensions")
+
+    def __init__(self, sdk: openai.AsyncOpenAI, http: httpx2.AsyncClient) -> None:
+        template = sdk._build_request(FinalRequestOptions.construct(method="post", url="/chat/completions"))
+        self._sdk, self._http = sdk, http
+        self._url = template.url
+        self._headers = [(k, v) for k, v in template.headers.raw if k.lower() not in _PER_REQUEST]
+        self._extensions = template.extensions
+
+    async def post(self, params: dict[str, Any]) -> httpx2.Response:
+        request = httpx2.Request("POST", self._url, headers=self._headers, content=_dumps(params),
+                                 extensions=self._extensions)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx2.TimeoutException as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        except SEND_ERRORS as exc:
+            raise openai.APIConnectionError(request=request) from exc
+        if response.is_error:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            raise self._sdk._make_status_error_from_response(response) from None
+        return response
+
+
+def _dumps(params: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(params)
+    except TypeError:  # a lone surrogate has no UTF-8 form: the JSON escape carries it, as the SDK's encoder does
+        return json.dumps(params, separators=(",", ":")).encode()

@@ -1,0 +1,203 @@
+"""What every adapter that streams over httpx2 shares: the errors it maps, the keys it hides, and the
+request loop of the native adapters (send, check the status, decode the body, drain it, close it).
+
+An adapter brings two things of its own: how to build its request, and a `Decode` that turns the raw
+body into deltas. Neither knows of the other's upstream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any
+
+import aiohttp
+import anyio
+import httpx2
+import orjson
+
+from adapters import decompress
+from adapters.connection_guard import ending_body_with_connection
+from adapters.redaction import Redactor
+from proxy.deltas import Delta, Finish
+from proxy.errors import (
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamTruncated,
+    UpstreamUnavailable,
+)
+
+RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx (Anthropic's 529 "overloaded" included)
+DRAIN_SECONDS = 1.0
+MAX_ERROR_BODY = 64 * 1024  # an error body is read whole to quote it; a bigger one is cut
+
+# The vendored aiohttp transport maps most aiohttp errors to httpx2's, not all: a bad status line or an
+# oversized header comes out as aiohttp's own ClientResponseError.
+TRANSPORT_ERRORS = (httpx2.TransportError, aiohttp.ClientError)
+
+Decode = Callable[[AsyncIterator[bytes]], AsyncIterator[Delta]]
+RetryDelay = Callable[[Any, httpx2.Headers], "float | None"]
+
+
+def loads(data: str | bytes) -> Any:
+    """json.loads, through orjson (3x faster) for all it accepts; it refuses lone surrogate escapes and NaN."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def retry_after(headers: httpx2.Headers) -> float | None:
+    """Seconds from `retry-after-ms`, else `retry-after` (seconds); None when absent or odd."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue  # an HTTP-date: rare from LLM APIs; fall back to our own backoff
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def error_message(body: Any) -> str | None:
+    """The message of an error body in any dialect here: `{"error": {"message": ...}}` (OpenAI, Anthropic,
+    Gemini, which Vertex wraps in a list) or `{"error": "..."}` (Ollama)."""
+    if isinstance(body, list) and body:
+        body = body[0]
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    return message if isinstance(message, str) else None
+
+
+def status_error(status: int, message: str, retry_delay: float | None = None) -> UpstreamError:
+    """An HTTP error status: retryable (408/409/429/5xx) or final."""
+    text = f"the upstream answered {status}: {message}"
+    if status in RETRYABLE_STATUS or status >= 500:
+        return UpstreamUnavailable(text, retry_after=retry_delay)
+    return UpstreamRejected(text)
+
+
+def connection_error(exc: BaseException) -> UpstreamError:
+    """Classify a failure before the response by its causes, not the wrapper's class: the aiohttp
+    transport wraps a refused connection as httpx2.ConnectTimeout (and the SDK, in turn, as
+    APITimeoutError). A socket error (refused, reset, DNS, TLS) means the upstream could not be
+    reached; a broken reply (a bad status line, a close before the headers) that it broke."""
+    chain = causes(exc)
+    if any(isinstance(cause, TimeoutError) for cause in chain):  # checked first: an OSError too
+        return UpstreamTimeout("the upstream did not answer in time")
+    bare = len(chain) == 1  # no cause: the client could not send at all
+    if bare or any(isinstance(cause, (OSError, httpx2.ConnectError)) for cause in chain):
+        return UpstreamUnavailable("cannot connect to the upstream")
+    return UpstreamTruncated("the upstream connection broke before the answer was complete")
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and its explicit causes (`raise ... from`), which the SDK, the transport and aiohttp all set;
+    not `__context__`, which is whatever was being handled at the time."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__
+    return chain
+
+
+async def drain(body: AsyncIterator[bytes]) -> None:
+    """Read the rest of the body after the answer (normally just the chunked end, already received).
+
+    A connection whose body was not read to its end cannot go back to the pool: without this, every
+    stream opened a new upstream connection (a TCP handshake, and a TIME_WAIT socket). It runs after the
+    Finish was yielded, so the terminate event is never delayed; an upstream that keeps the body open
+    after its end marker costs at most DRAIN_SECONDS, then its connection is dropped as before.
+    """
+    with anyio.move_on_after(DRAIN_SECONDS):
+        try:
+            async for _ in body:
+                pass
+        except (*TRANSPORT_ERRORS, httpx2.HTTPError, httpx2.StreamError):
+            pass  # the answer is complete; the connection is simply not reused
+
+
+def raw_body(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The body's bytes: raw when not encoded (aiter_bytes adds a generator step per read), gzip and
+    deflate inflated in bounded steps (adapters/decompress.py), other encodings through httpx2."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return response.aiter_raw()
+    if decompress.handles(encoding):
+        return decompress.decoded(response.aiter_raw(), encoding)
+    return response.aiter_bytes()
+
+
+def check_media_type(response: httpx2.Response, expected: str) -> None:
+    """A 200 that is not the stream asked for (a JSON completion, a captive portal's page) is a final
+    answer: asking again would bill another completion. A missing content type gets the benefit of the doubt."""
+    content_type = response.headers.get("content-type")
+    if content_type is not None and content_type.split(";", 1)[0].strip().lower() != expected:
+        shown = content_type[:100].encode("ascii", "replace").decode()
+        raise UpstreamMalformed(f"the upstream answered 200 with content-type {shown!r}, not {expected}")
+
+
+async def cut_short(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The body, with a broken connection after the headers raised as UpstreamTruncated."""
+    try:
+        async for raw in body:
+            yield raw
+    except TRANSPORT_ERRORS:  # the answer had begun: whatever broke the connection, it is cut short
+        raise UpstreamTruncated("the upstream connection broke before the answer was complete") from None
+    except httpx2.DecodingError:  # a content-encoding httpx2 decodes (br, zstd) was corrupt
+        raise UpstreamMalformed("the upstream sent a body that does not decode") from None
+
+
+async def stream_deltas(
+    http: httpx2.AsyncClient,
+    request: httpx2.Request,
+    decode: Decode,
+    redact: Redactor,
+    retry_delay: RetryDelay | None = None,
+) -> AsyncIterator[Delta]:
+    """Send `request`, and yield the deltas `decode` finds in its body; errors mapped, keys redacted."""
+    try:
+        response = await http.send(request, stream=True)
+        try:
+            if response.status_code >= 400:
+                raise await _status_error(response, retry_delay)
+            body = raw_body(response)
+            with ending_body_with_connection(response):
+                async with aclosing(decode(cut_short(body))) as deltas:
+                    async for delta in deltas:
+                        try:
+                            yield delta
+                        finally:
+                            if isinstance(delta, Finish):
+                                await drain(body)
+        finally:
+            await response.aclose()
+    except UpstreamError as exc:  # its text may quote the upstream, and so a key
+        exc.message = redact(exc.message)
+        raise
+    except TRANSPORT_ERRORS as exc:
+        raise connection_error(exc) from None
+
+
+async def _status_error(response: httpx2.Response, retry_delay: RetryDelay | None) -> UpstreamError:
+    raw = b""
+    async for piece in response.aiter_bytes():
+        raw += piece
+        if len(raw) >= MAX_ERROR_BODY:
+            break
+    try:
+        body = loads(raw)
+    except ValueError:
+        body = None
+    message = error_message(body) or response.reason_phrase or "no error message"
+    delay = retry_after(response.headers)
+    if delay is None and retry_delay is not None:
+        delay = retry_delay(body, response.headers)
+    return status_error(response.status_code, message, delay)
