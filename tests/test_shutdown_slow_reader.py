@@ -44,29 +44,36 @@ def stalled_client(port: int) -> socket.socket:
     return sock
 
 
-async def test_at_shutdown_a_stream_stuck_on_a_slow_reader_is_logged_and_counted(caplog) -> None:
+@pytest.mark.parametrize(("resume", "reason"), [
+    (False, "shutdown"),  # the producer is stuck on the client: shutdown ends it
+    (True, "stop"),  # the generation writes to the store, not to the client: it finished on its own
+])
+async def test_at_shutdown_a_stream_stuck_on_a_slow_reader_is_logged_and_counted(caplog, resume: bool, reason: str) -> None:
     caplog.set_level("INFO", logger="llm_sse_proxy")
     shutdown = Shutdown(grace=0.2)
     async with mock_upstream() as up:
-        async with serve(create_app(upstream_config([slow_model(up)]), shutdown=shutdown)) as url:
+        config = upstream_config([slow_model(up)], resume={"enabled": resume})
+        async with serve(create_app(config, shutdown=shutdown)) as url:
             sock = await anyio.to_thread.run_sync(stalled_client, int(url.rsplit(":", 1)[1]))
             try:
                 await up.recorder.wait_closed(0, timeout=5)  # the upstream has sent it all...
                 await anyio.sleep(0.5)  # ...and the proxy has read it: it is stuck on the client (the test's premise)
                 shutdown.begin()
-                await wait_for_log(caplog, '"reason":"shutdown"', timeout=10)  # well under send_timeout (30 s)
+                await wait_for_log(caplog, f'"reason":"{reason}"', timeout=10)  # well under send_timeout (30 s)
                 async with httpx2.AsyncClient(base_url=url) as client:
                     metrics = (await client.get("/metrics")).text
             finally:
                 sock.close()
-    assert 'llm_proxy_streams_total{model="gpt",reason="shutdown"} 1.0' in metrics
+    assert f'llm_proxy_streams_total{{model="gpt",reason="{reason}"}} 1.0' in metrics
     assert "llm_proxy_active_streams 0.0" in metrics
 
 
 async def test_sigterm_with_a_stream_stuck_on_a_slow_reader_still_writes_its_access_line(tmp_path: Path) -> None:
     async with mock_upstream() as up:
         port = free_port()
-        config = {"server": {"port": port, "shutdown_grace": 0.5}, "default_model": "gpt", "models": [slow_model(up)]}
+        # Without resumable streams: with them, the generation writes to the store, and is never stuck on a client.
+        config = {"server": {"port": port, "shutdown_grace": 0.5}, "default_model": "gpt", "models": [slow_model(up)],
+                  "resume": {"enabled": False}}
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
         process = subprocess.Popen([sys.executable, "-m", "proxy", "--config", str(tmp_path / "config.yaml")],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)

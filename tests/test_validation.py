@@ -44,7 +44,11 @@ USER = [{"role": "user", "content": "hi"}]
         (b'{"messages": [{"role": "system", "content": "\\udfff"}, {"role": "user", "content": "hi"}]}',
          "messages.0.content: a lone"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "stop": "\\ud800"}', "stop: a lone"),
-        (b'{"messages": [{"role": "user", "content": "hi"}], "stop": ["ok", "x\\udbff"]}', "stop: a lone"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "stop": ["ok", "x\\udbff"]}', "stop.1: a lone"),
+        (b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\ud800"}]}]}',
+         "messages.0.content.0.text: a lone"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": '
+         b'{"name": "f", "parameters": {"\\udc00": {}}}}]}', "tools.0.function.parameters: a lone"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "model": "\\ud800"}', "model"),
     ],
 )

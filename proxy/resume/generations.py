@@ -62,6 +62,7 @@ class Writer:
     async def finish(self, payload: dict[str, Any]) -> None:
         """The terminate of a generation its producer did not end itself."""
         if not self.finished and self.failure is None:
+            self.on_finished = lambda: None  # the generation reports its own ending (shutdown, cancelled)
             await self.emit(payload)
 
 
