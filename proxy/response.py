@@ -6,7 +6,7 @@ the client goes away, and on shutdown lets it finish within a grace period befor
 a `shutdown` terminate (or, to a client that stopped reading, a reset, after FAREWELL_SECONDS). Pings run in their own task, so no upstream read is ever interrupted to
 send one (streaming-pitfalls.md 7.5).
 
-A client that stops reading makes `send` wait once the server's buffers are full (about 150 KiB: the
+A client that stops reading makes `send` wait once the server's buffers are full (100-175 KiB: the
 transport's 16 KiB and the socket's, both bounded in `proxy.app.bound_send_buffers`): memory per stream
 stays bounded. The same task that pings
 watches for that: a write still pending after `send_timeout` seconds ends the stream as a disconnect
