@@ -62,14 +62,15 @@ def create_app(
     """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly."""
     http_clients = HttpClients(config.timeouts.connect)
     make_client = http_client_factory or (lambda model: http_clients.new())
-    admission = Admission.from_config(config)
     metrics = Metrics()
+    admission = Admission.from_config(config, on_error=metrics.shared_state_error)
     if admission.auth.enabled and "*" in config.server.cors_origins:
         log.warning("client keys are on but server.cors_origins allows any site; list your sites' origins")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(admission.limits)
             upstreams = {}
             for model in config.models:
                 spec = REGISTRY[model.adapter]
@@ -82,11 +83,11 @@ def create_app(
             yield
 
     async def chat(request: Request) -> Response:
-        client = admission.admit(request)
+        client = await admission.admit(request)
         if not _is_json(request.headers.get("content-type", "")):
             raise UnsupportedMediaType("send the chat as JSON with content-type: application/json")
         body = await read_body(request, config.server.max_body_bytes)
-        return stream(request, client, parse_chat_body(body))
+        return await stream(request, client, parse_chat_body(body))
 
     async def stream_get(request: Request) -> Response:
         if request.method == "HEAD":
@@ -95,15 +96,15 @@ def create_app(
             # A browser reconnecting after a cut stream: replaying the prompt would bill it again
             # and duplicate text. 204 tells EventSource to stop (WHATWG HTML 9.2.3).
             return Response(status_code=204, headers={"x-request-id": request_id(request)})
-        client = admission.admit(request, token=request.query_params.get("token"))
-        return stream(request, client, parse_stream_query(request.query_params, config.default_prompt))
+        client = await admission.admit(request, token=request.query_params.get("token"))
+        return await stream(request, client, parse_stream_query(request.query_params, config.default_prompt))
 
     async def token(request: Request) -> Response:
-        client = admission.admit(request)
+        client = await admission.admit(request)
         body = {"token": admission.issue_token(client), "expires_in": config.auth.token_ttl}
         return JSONResponse(body, headers={"x-request-id": request_id(request), "cache-control": "no-store"})
 
-    def stream(request: Request, client: Client, parsed: ParsedChat) -> Response:
+    async def stream(request: Request, client: Client, parsed: ParsedChat) -> Response:
         name = parsed.model or config.default_model
         runtime: Runtime = request.app.state.runtime
         if name not in runtime.upstreams:
@@ -113,7 +114,7 @@ def create_app(
         relay = Relay(chain, parsed.request, retry=config.retry, timeouts=config.timeouts, sleep=sleep)
         rid = request_id(request)
         prompt = _last_user_message(parsed) if config.logging.log_prompts else None
-        leave = admission.enter(client)  # last: nothing below can fail and leak the slot
+        leave = await admission.enter(client)  # last: nothing below can fail and leak the slot
         metrics.stream_started()
         started = anyio.current_time()
 

@@ -10,10 +10,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from adapters import REGISTRY
 
@@ -77,6 +77,20 @@ class TimeoutsConfig(_Section):
     total: float = Field(600.0, gt=0)
 
 
+class ResumeConfig(_Section):
+    """Issue 10. `redis_url` also moves the rate buckets, stream slots and used stream tokens into Redis,
+    so that every replica pointed at it shares them (proxy/redis_limits.py)."""
+
+    store: Literal["memory", "redis"] = "memory"
+    redis_url: SecretStr | None = None  # redis://[:password@]host:port/db; a SecretStr, as it may hold a password
+
+    @model_validator(mode="after")
+    def _redis_needs_a_url(self) -> ResumeConfig:
+        if self.store == "redis" and self.redis_url is None:
+            raise ValueError("store: redis needs redis_url (for example ${REDIS_URL})")
+        return self
+
+
 class ModelConfig(_Section):
     name: str = Field(min_length=1)
     adapter: str
@@ -96,6 +110,7 @@ class Config(_Section):
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    resume: ResumeConfig = ResumeConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
