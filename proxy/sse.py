@@ -22,8 +22,11 @@ PING = b": ping\n\n"
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
-def encode_event(event_id: int, payload: Mapping[str, Any]) -> bytes:
-    """One complete SSE event: `id:` and a single `data:` line of JSON."""
+def encode_event(event_id: int | bytes, payload: Mapping[str, Any]) -> bytes:
+    """One complete SSE event: `id:` and a single `data:` line of JSON.
+
+    The id is a number, or the bytes of a resumable stream's `<sid>:<seq>` (proxy/resume/ids.py).
+    """
     try:
         # The bytes of json.dumps(ensure_ascii=False, compact) (tests/test_sse.py checks), ~10x faster.
         data = orjson.dumps(payload)
@@ -33,7 +36,9 @@ def encode_event(event_id: int, payload: Mapping[str, Any]) -> bytes:
         data = _dumps_ascii(payload).encode()
     if b"\xe2\x80\xa8" in data or b"\xe2\x80\xa9" in data:
         data = data.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
-    return b"id: %d\ndata: %s\n\n" % (event_id, data)
+    if isinstance(event_id, int):
+        return b"id: %d\ndata: %s\n\n" % (event_id, data)
+    return b"id: %s\ndata: %s\n\n" % (event_id, data)
 
 
 def text_payload(text: str) -> dict[str, Any]:
