@@ -10,7 +10,6 @@ ProxyError
 │   ├── UnsupportedMediaType 415
 │   ├── TooManyRequests     429 + Retry-After: this client is over its rate or stream limit
 │   └── Overloaded          503 + Retry-After: the proxy as a whole is full, shedding load
-│       └── StoreUnavailable 503 + Retry-After: the shared state (Redis) cannot be reached
 └── UpstreamError           inside the stream: terminate with reason "error"
     ├── UpstreamUnavailable retryable (connect errors, 408/409/429/5xx)
     ├── UpstreamTimeout     retryable before the first token
@@ -119,7 +118,3 @@ class TooManyRequests(RequestError):
 class Overloaded(TooManyRequests):
     status = 503
     type = "overloaded"
-
-
-class StoreUnavailable(Overloaded):
-    type = "store_unavailable"

@@ -11,7 +11,8 @@ import anyio
 import pytest
 import redis.asyncio
 
-from proxy.errors import StoreUnavailable, TooManyRequests, Unauthorized
+from proxy.errors import TooManyRequests, Unauthorized
+from proxy.resume.errors import StoreUnavailable
 from proxy.redis_limits import PREFIX, RedisLimits
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
 
