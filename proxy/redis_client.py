@@ -55,5 +55,5 @@ def shared_state(operation: str, on_error: OnError) -> Iterator[None]:
         yield
     except (RedisError, OSError) as exc:
         on_error(operation)
-        log.warning("redis unavailable during %s (%s): refusing with 503", operation, type(exc).__name__)
+        log.warning("redis unavailable during %s (%s)", operation, type(exc).__name__)
         raise StoreUnavailable("the proxy's shared state (Redis) is unavailable; try again shortly") from None
