@@ -132,3 +132,20 @@ async def test_readers_that_leave_free_their_blocked_connections(make_store: Sto
                 await asyncio.sleep(0.02)
     finally:
         await client.aclose()
+
+
+async def test_concurrent_appends_share_round_trips_and_survive_a_script_flush(
+        make_store: StoreFactory, shared_redis: RedisServer) -> None:
+    store = make_store()
+    assert isinstance(store, RedisStore)
+    streams = [await started(store) for _ in range(50)]
+    shared_redis.command("SCRIPT", "FLUSH")  # as after a Redis restart: the scripts must be loaded again
+    before = (store.writer.flushes, store.writer.calls)
+    for seq in (1, 2):
+        lasts = await asyncio.gather(*(store.append(lease, seq, [frame(sid, seq)]) for sid, lease in streams))
+        assert lasts == [seq] * 50
+    flushes, calls = store.writer.flushes - before[0], store.writer.calls - before[1]
+    assert calls >= 100 and flushes < calls / 10, (flushes, calls)  # not one round trip per append
+    sid, lease = streams[0]
+    await store.finish(lease, 3, frame(sid, 3), "stop")
+    assert await collect(store, sid, 0) == [frame(sid, s) for s in (1, 2, 3)]

@@ -28,10 +28,12 @@ from proxy.redis_client import COMMAND_TIMEOUT, OnError, connect, shared_state
 from proxy.resume.errors import CursorAhead, Fenced, ResumeGap, StreamExists, StreamNotFound
 from proxy.resume.ids import format_id
 from proxy.resume.redis_scripts import SCRIPTS
+from proxy.resume.redis_writer import PipelinedWriter
 from proxy.resume.store import Lease, StopCause, StreamMeta, StreamStatus
 from proxy.sse import encode_event, terminate_payload
 
 OWNER_LOST = ("owner_lost", "the replica that was generating this answer stopped; ask again")
+PIPELINED = frozenset({"append", "finish"})  # the per-chunk writes; the rest are rare
 READ_BATCH = 256  # entries per XREAD: a replay is paged, never read in one piece
 
 
@@ -76,6 +78,7 @@ class RedisStore:
         self.redis = connect(url)
         self.blocking = connect(url, max_connections=limits.max_readers, reply_timeout=limits.block + COMMAND_TIMEOUT)
         self._scripts: dict[str, AsyncScript] = {name: self.redis.register_script(s) for name, s in SCRIPTS.items()}
+        self.writer = PipelinedWriter(self.redis)  # appends and finishes of all streams share round trips
         self._stops: dict[str, asyncio.Event] = {}  # streams owned here: request_stop wakes them at once
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -175,6 +178,7 @@ class RedisStore:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for stop in self._stops.values():
             stop.set()
+        await self.writer.aclose()
         await self.blocking.aclose()
         await self.redis.aclose()
 
@@ -216,9 +220,12 @@ class RedisStore:
             self.on_error("presence")  # the next refresh, or the reader's own read, will tell
 
     async def _run(self, name: str, sid: str, args: list[Any]) -> Any:
+        script, keys = self._scripts[name], _Keys.of(sid).all()
         with self._errors(name):
             try:
-                return await self._scripts[name](keys=_Keys.of(sid).all(), args=args)
+                if name in PIPELINED:
+                    return await self.writer.call(script.sha, script.script, keys, args)
+                return await script(keys=keys, args=args)
             except ResponseError as exc:
                 message = str(exc)
                 if message.startswith("FENCED"):
