@@ -11,9 +11,11 @@ import anyio
 import pytest
 import redis.asyncio
 
+from proxy.config import ConfigError
 from proxy.errors import TooManyRequests, Unauthorized
 from proxy.resume.errors import StoreUnavailable
 from proxy.redis_limits import PREFIX, RedisLimits
+from tests.conftest import make_config
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.anyio
@@ -130,3 +132,11 @@ async def test_redis_down_or_hung_is_a_prompt_503_and_a_counted_error(redis_serv
 
 def redis_client(server: RedisServer) -> redis.asyncio.Redis:
     return redis.asyncio.Redis.from_url(server.url)
+
+
+def test_store_redis_needs_a_url_and_the_url_is_a_secret() -> None:
+    with pytest.raises(ConfigError, match=r"resume: .*store: redis needs redis_url"):
+        make_config(resume={"store": "redis"})
+    config = make_config(resume={"store": "redis", "redis_url": "${REDIS_URL}"},
+                         environ={"REDIS_URL": "redis://:hunter2-secret@127.0.0.1:1/0"})
+    assert config.resume.redis_url is not None and "hunter2" not in repr(config)
