@@ -30,13 +30,17 @@ from adapters.http_client import HttpClients
 from proxy import access_log
 from proxy.admission import Admission
 from proxy.auth import Client
-from proxy.config import Config, ModelConfig
+from proxy.config import Config, ConfigError, ModelConfig
 from proxy.deltas import Adapter, Sleep
 from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, UnsupportedMediaType
 from proxy.limits import CappedAdapter, check_size
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.relay import Relay, Upstream
 from proxy.response import ABORT, SEND_BODY, SSE_HEADERS, Shutdown, SSEResponse
+from proxy.resume import routes as resume_routes
+from proxy.resume.backends import BACKENDS as STORE_BACKENDS
+from proxy.resume.generations import Generations
+from proxy.resume.streams import ResumableStreams
 from proxy.validation import ParsedChat, parse_chat_body, parse_stream_query
 
 log = logging.getLogger("llm_sse_proxy")
@@ -50,6 +54,7 @@ class Runtime:
     """What the lifespan opens: one adapter per model, and the clients they share."""
 
     upstreams: dict[str, Upstream]
+    resumable: ResumableStreams | None = None  # None with resume.enabled: false
 
 
 def create_app(
@@ -64,6 +69,8 @@ def create_app(
     make_client = http_client_factory or (lambda model: http_clients.new())
     metrics = Metrics()
     admission = Admission.from_config(config, on_error=metrics.shared_state_error)
+    if config.resume.enabled and config.resume.store not in STORE_BACKENDS:
+        raise ConfigError(f"resume.store: {config.resume.store!r} is not available in this build")
     if admission.auth.enabled and "*" in config.server.cors_origins:
         log.warning("client keys are on but server.cors_origins allows any site; list your sites' origins")
 
@@ -79,10 +86,23 @@ def create_app(
                 if model.max_tokens_cap is not None:
                     adapter = CappedAdapter(adapter, model.max_tokens_cap)
                 upstreams[model.name] = Upstream(model.name, adapter)
-            app.state.runtime = Runtime(upstreams)
+            app.state.runtime = Runtime(upstreams, await open_resumable(stack))
             yield
 
+    async def open_resumable(stack: AsyncExitStack) -> ResumableStreams | None:
+        if not config.resume.enabled:
+            return None
+        store = await stack.enter_async_context(STORE_BACKENDS[config.resume.store](config.resume))
+        generations = Generations(store, shutdown=shutdown)
+        stack.push_async_callback(generations.aclose)  # before the store closes
+        return ResumableStreams(
+            store, generations, admission.auth, admission.limits,
+            ping_interval=config.server.ping_interval, send_timeout=config.server.send_timeout,
+            request_id=request_id)
+
     async def chat(request: Request) -> Response:
+        if "last-event-id" in request.headers:
+            return await reconnect(request)  # a fetch client's retry (fetch-event-source sends it)
         client = await admission.admit(request)
         if not _is_json(request.headers.get("content-type", "")):
             raise UnsupportedMediaType("send the chat as JSON with content-type: application/json")
@@ -93,11 +113,17 @@ def create_app(
         if request.method == "HEAD":
             return Response(headers=SSE_HEADERS)  # a probe must not start (and bill) a generation
         if "last-event-id" in request.headers:
-            # A browser reconnecting after a cut stream: replaying the prompt would bill it again
-            # and duplicate text. 204 tells EventSource to stop (WHATWG HTML 9.2.3).
-            return Response(status_code=204, headers={"x-request-id": request_id(request)})
+            return await reconnect(request)
         client = await admission.admit(request, token=request.query_params.get("token"))
         return await stream(request, client, parse_stream_query(request.query_params, config.default_prompt))
+
+    async def reconnect(request: Request) -> Response:
+        resumable: ResumableStreams | None = request.app.state.runtime.resumable
+        if resumable is not None:
+            return await resumable.reconnect(request)
+        # A client reconnecting after a cut stream: replaying the prompt would bill it again
+        # and duplicate text. 204 tells EventSource to stop (WHATWG HTML 9.2.3).
+        return Response(status_code=204, headers={"x-request-id": request_id(request)})
 
     async def token(request: Request) -> Response:
         client = await admission.admit(request)
@@ -130,6 +156,12 @@ def create_app(
                     request_id=rid, client=client.identity, model=name, outcome=outcome, duration=duration,
                     prompt=prompt))
 
+        if runtime.resumable is not None:
+            try:
+                return await runtime.resumable.start(request, client, relay.run, done)
+            except BaseException:
+                done("error")  # no generation started: free its slot now
+                raise
         return SSEResponse(
             relay.run,
             ping_interval=config.server.ping_interval,
@@ -158,6 +190,8 @@ def create_app(
         Route("/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    if config.resume.enabled:
+        routes += resume_routes.ROUTES
     if config.metrics.enabled:
         routes.append(Route("/metrics", metrics_page, methods=["GET"]))
     if config.server.debug_endpoints:
@@ -205,7 +239,7 @@ def cors(origins: list[str]) -> Middleware:
         allow_origins=origins,
         allow_methods=["GET", "POST"],
         allow_headers=["content-type", "authorization", "last-event-id", "x-request-id"],
-        expose_headers=["retry-after", "x-request-id"],
+        expose_headers=["retry-after", "x-request-id", "x-stream-id"],
         max_age=600,
     )
 

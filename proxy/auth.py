@@ -115,6 +115,22 @@ class Authenticator:
         self.used.spend(verified.nonce, verified.expires, self.clock())
         return verified.kid
 
+    def signed_key(self, token: str) -> str | None:
+        """The key id of a token this proxy signed, used or expired alike; None if the signature is wrong.
+
+        For resuming a stream the token already started (proxy/resume/streams.py), never for a new one.
+        """
+        body, _, signature = token.rpartition(".")
+        parts = body.split(".")
+        presented = signature.encode("utf-8", "surrogateescape")
+        if len(parts) != 3 or not hmac.compare_digest(presented, self._sign(body).encode()):
+            return None
+        return parts[0]
+
+    def fingerprint(self, identity: str) -> str:
+        """A keyed digest of a client identity: what a stream stores to know its owner, never the key."""
+        return self._sign(f"owner:{identity}")
+
     def _sign(self, body: str) -> str:
         mac = hmac.new(self._secret, body.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()

@@ -78,11 +78,18 @@ class TimeoutsConfig(_Section):
 
 
 class ResumeConfig(_Section):
-    """Issue 10. `redis_url` also moves the rate buckets, stream slots and used stream tokens into Redis,
-    so that every replica pointed at it shares them (proxy/redis_limits.py)."""
+    """Resumable streams (issue 10): each event has `id: <stream id>:<seq>`, and generation outlives
+    the connection by `grace` seconds so a client can come back with Last-Event-ID. `redis_url` also
+    moves the rate buckets, stream slots and used stream tokens into Redis (proxy/redis_limits.py)."""
 
+    enabled: bool = True  # false: today's stream, cancelled within 1 s of a disconnect
     store: Literal["memory", "redis"] = "memory"
     redis_url: SecretStr | None = None  # redis://[:password@]host:port/db; a SecretStr, as it may hold a password
+    grace: float = Field(30.0, ge=0)  # seconds generation goes on with no reader, before it is cancelled
+    retention: float = Field(300.0, ge=0)  # seconds a finished stream can still be replayed
+    max_events_per_stream: int = Field(20_000, ge=2)  # past the caps, the oldest events are dropped
+    max_bytes_per_stream: int = Field(2 * 1024 * 1024, ge=1024)
+    memory_budget: int = Field(256 * 1024 * 1024, ge=1024)  # all streams' events; past it new streams get 503
 
     @model_validator(mode="after")
     def _redis_needs_a_url(self) -> ResumeConfig:

@@ -107,6 +107,7 @@ class RedisLimits:
         self._tasks: set[asyncio.Task[None]] = set()
         self._scripts: dict[str, AsyncScript] = {}
         self._renewer: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     async def take(self, client: str) -> None:
         with shared_state("rate", self.on_error):
@@ -152,6 +153,7 @@ class RedisLimits:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._closing.set()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -182,8 +184,15 @@ class RedisLimits:
             log.warning("redis unavailable giving back a stream slot (%s); it expires with its lease", type(exc).__name__)
 
     async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_ms / 3000)
+        # Ends on `_closing` as well as on cancel: on Python 3.11 a cancel that lands as a wait inside
+        # the client completes can be swallowed (asyncio.wait_for, gh-86296).
+        while not self._closing.is_set():
+            try:
+                await asyncio.wait_for(self._closing.wait(), self.lease_ms / 3000)
+            except TimeoutError:
+                pass
+            else:
+                return
             try:
                 await self.renew()
             except (RedisError, OSError) as exc:

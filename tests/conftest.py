@@ -47,6 +47,10 @@ async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 10)
 
 
+# Today's stream, tied to its connection: what the disconnect and byte-exact tests check. With resume
+# on (the default), generation outlives a disconnect by `resume.grace` (tests/test_resume_http.py).
+RESUME_OFF = {"resume": {"enabled": False}}
+
 # For tests that send hundreds of streams from one address: the per-client limits are not under test there.
 LOAD_TEST_LIMITS = {"requests_per_minute": 100_000, "burst": 10_000, "streams_per_client": 10_000}
 

@@ -9,7 +9,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.conftest import chat_body, proxy
+from tests.conftest import RESUME_OFF, chat_body, proxy
 from tests.upstream_fixtures import mock_upstream, upstream_config
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +40,7 @@ async def leave_after(client: httpx2.AsyncClient, *, events: int = 0, seconds: f
 )
 async def test_upstream_closes_soon_after_the_client_leaves(fault: str, leave: dict, caplog) -> None:
     caplog.set_level(logging.INFO, logger="llm_sse_proxy")
-    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}")])) as client:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}")], **RESUME_OFF)) as client:
         left = await leave_after(client, **leave)
         closed = await up.recorder.wait_closed(0, timeout=2.0)
         await wait_for_log(caplog, '"reason":"cancelled"')
@@ -51,7 +51,7 @@ async def test_upstream_closes_soon_after_the_client_leaves(fault: str, leave: d
 async def test_leaving_during_a_retry_backoff_stops_the_retries(caplog) -> None:
     caplog.set_level(logging.INFO, logger="llm_sse_proxy")
     async with mock_upstream() as up:
-        config = upstream_config([up.model("gpt", "gpt+fail=5:503+retry_after=3")])
+        config = upstream_config([up.model("gpt", "gpt+fail=5:503+retry_after=3")], **RESUME_OFF)
         async with proxy(config) as client:
             await leave_after(client, seconds=0.3)
             await wait_for_log(caplog, '"reason":"cancelled"')

@@ -67,8 +67,9 @@ async def test_node_clients_read_exactly_what_the_proxy_sent(npm_packages: str) 
         assert got["terminate"]["reason"] == "stop", where
         assert got["terminate"]["model"] == case["model"], where
         assert got["terminate"]["usage"]["completion_tokens"] == len(deltas), where
-        if "ids" in got:
-            assert got["ids"] == [str(i) for i in range(1, len(deltas) + 2)], where
+        if "ids" in got:  # <stream id>:<seq>, one stream id (resume is on by default)
+            sid = got["ids"][0].rpartition(":")[0]
+            assert got["ids"] == [f"{sid}:{i}" for i in range(1, len(deltas) + 2)], where
     assert sum(len(t) >= 65536 for got in results for t in got["texts"]) == 5  # the 64 KiB deltas came through
 
 

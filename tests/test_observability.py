@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.access_log import request_id
-from tests.conftest import chat_body, make_config, proxy, read_stream
+from tests.conftest import RESUME_OFF, chat_body, make_config, proxy, read_stream
 from tests.test_disconnect import leave_after, wait_for_log
 from tests.upstream_fixtures import mock_upstream, upstream_config
 
@@ -51,7 +51,7 @@ async def test_metrics_count_what_happened(caplog) -> None:
             up.model("ok", "ok"),
             up.model("slow", "s+delay_ms=200"),
         ]
-        async with proxy(upstream_config(models, limits={"max_chars": 50})) as client:
+        async with proxy(upstream_config(models, limits={"max_chars": 50}, **RESUME_OFF)) as client:
             for name in ("flaky", "broken", "ok"):
                 await read_stream(client, "POST", "/chat", json=chat_body(model=name))
             await client.post("/chat", json=chat_body("x" * 51))

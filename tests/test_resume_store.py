@@ -164,6 +164,19 @@ async def test_unknown_ahead_and_trimmed_cursors(make_store: StoreFactory) -> No
     assert await collect(store, sid, 29) == [frame(sid, 30), frame(sid, 31)]
 
 
+async def test_the_cap_keeps_the_frames_an_attached_reader_has_not_got(make_store: StoreFactory) -> None:
+    store = make_store(max_events=10)
+    sid, lease = await started(store, 1)
+    async with aclosing(store.read(sid, 0)) as frames:  # type: ignore[type-var]
+        got = [await frames.__anext__()]  # attached, then slow
+        await store.append(lease, 2, [frame(sid, s) for s in range(2, 31)])
+        await store.finish(lease, 31, frame(sid, 31), "stop")
+        got += [f async for f in frames]
+    assert got == [frame(sid, s) for s in range(1, 32)]
+    status = await store.status(sid)  # the next append trims what the reader has sent meanwhile
+    assert status is not None and status.last_seq == 31
+
+
 async def test_the_byte_cap_trims_the_oldest_frames(make_store: StoreFactory) -> None:
     one = len(frame("x" * 22, 10))
     store = make_store(max_bytes=one * 10)

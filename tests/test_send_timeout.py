@@ -14,7 +14,7 @@ import socket
 import anyio
 import pytest
 
-from tests.conftest import assert_one_terminate_last, make_config, payloads, proxy
+from tests.conftest import RESUME_OFF, assert_one_terminate_last, make_config, payloads, proxy
 from tests.sse_parse import parse_stream
 from tests.test_disconnect import wait_for_log
 from tests.upstream_fixtures import mock_upstream, upstream_config
@@ -59,7 +59,8 @@ async def drain(sock: socket.socket) -> tuple[int, bool]:
 async def test_a_client_that_stops_reading_is_cut_off_and_its_upstream_closed(caplog) -> None:
     caplog.set_level(logging.INFO, logger="llm_sse_proxy")
     async with mock_upstream(reply=BIG_REPLY) as up:
-        config = upstream_config([up.model("gpt", "gpt+chunk_chars=65536+delay_ms=20")], server={"send_timeout": 0.5})
+        config = upstream_config([up.model("gpt", "gpt+chunk_chars=65536+delay_ms=20")], server={"send_timeout": 0.5},
+                                 **RESUME_OFF)
         async with proxy(config) as client:
             sock, _ = await open_raw_stream(str(client.base_url).rstrip("/"))
             await wait_for_log(caplog, '"reason":"send_timeout"', timeout=15)

@@ -9,6 +9,7 @@ import pytest
 
 from proxy.app import create_app
 from tests.conftest import (
+    RESUME_OFF,
     assert_one_terminate_last,
     chat_body,
     make_config,
@@ -26,7 +27,8 @@ ECHO = {"name": "echo", "adapter": "mock", "echo": True, "chunk_chars": 3, "chun
 
 async def test_post_chat_streams_the_reply_then_one_terminate() -> None:
     reply = "Hello from the mock, in chunks."
-    config = make_config([{"name": "mock", "adapter": "mock", "reply": reply, "chunk_chars": 4, "chunk_delay_ms": 0}])
+    model = {"name": "mock", "adapter": "mock", "reply": reply, "chunk_chars": 4, "chunk_delay_ms": 0}
+    config = make_config([model], **RESUME_OFF)  # numbered 1, 2...: with resume, <sid>:1... (test_resume_http.py)
     async with proxy(config) as client:
         response, parsed = await read_stream(client, "POST", "/chat", json=chat_body())
     assert response.status_code == 200

@@ -28,6 +28,15 @@ class MemoryLimits:
     budget: int = 256 * 1024 * 1024  # frame bytes in all streams; past it new streams are refused
 
 
+class _Cursor:
+    """Where an attached reader is: the seq it sent last. The caps never drop a frame it still needs."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+
+
 @dataclass(slots=True, eq=False)
 class _Stream:
     sid: str
@@ -39,7 +48,7 @@ class _Stream:
     state: StreamState = "running"
     reason: str | None = None
     stop_requested: bool = False
-    readers: int = 0
+    readers: set[_Cursor] = field(default_factory=set)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     cause: StopCause | None = None
     control: asyncio.Event = field(default_factory=asyncio.Event)  # set with `cause`
@@ -105,15 +114,15 @@ class MemoryStore:
 
     async def read(self, sid: str, after: int) -> AsyncIterator[bytes]:
         stream = self._readable(sid, after)
-        self._attach(stream)
+        cursor = _Cursor(after)
+        self._attach(stream, cursor)
         try:
             seq = after
             while True:
-                if seq + 1 < stream.first_seq:
-                    raise ResumeGap("this reader fell behind the frames the stream keeps")
                 if seq < stream.last_seq:
                     seq += 1
                     yield stream.frames[seq - stream.first_seq]
+                    cursor.seq = seq
                 elif stream.state == "finished" or self._streams.get(sid) is not stream:
                     return
                 else:
@@ -121,7 +130,7 @@ class MemoryStore:
                     stream.waiters.append(waiter)
                     await waiter
         finally:
-            self._detach(stream)
+            self._detach(stream, cursor)
 
     async def status(self, sid: str) -> StreamStatus | None:
         stream = self._streams.get(sid)
@@ -172,11 +181,13 @@ class MemoryStore:
         stream.wake()
 
     def _trim(self, stream: _Stream) -> None:
-        # Drop a tenth at once, so a stream at its cap does not shift its list on every append.
+        # Drop a tenth at once, so a stream at its cap does not shift its list on every append. A frame an
+        # attached reader has not sent yet stays: that reader is bounded by its send timeout instead.
         keep_events = self.limits.max_events * 9 // 10
         keep_bytes = self.limits.max_bytes * 9 // 10
+        droppable = min((c.seq for c in stream.readers), default=stream.last_seq) - stream.first_seq + 1
         drop, size, count = 0, stream.size, len(stream.frames)
-        while drop < count - 1 and (count - drop > keep_events or size > keep_bytes):
+        while drop < min(count - 1, droppable) and (count - drop > keep_events or size > keep_bytes):
             size -= len(stream.frames[drop])
             drop += 1
         del stream.frames[:drop]
@@ -199,14 +210,14 @@ class MemoryStore:
         self._size -= stream.size
         stream.wake()  # readers see it is gone and end
 
-    def _attach(self, stream: _Stream) -> None:
-        stream.readers += 1
+    def _attach(self, stream: _Stream, cursor: _Cursor) -> None:
+        stream.readers.add(cursor)
         if stream.state == "running":
             self._cancel_timer(stream)
 
-    def _detach(self, stream: _Stream) -> None:
-        stream.readers -= 1
-        if stream.readers == 0 and stream.state == "running" and self._streams.get(stream.sid) is stream:
+    def _detach(self, stream: _Stream, cursor: _Cursor) -> None:
+        stream.readers.discard(cursor)
+        if not stream.readers and stream.state == "running" and self._streams.get(stream.sid) is stream:
             self._start_grace(stream)
 
     def _start_grace(self, stream: _Stream) -> None:

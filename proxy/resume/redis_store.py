@@ -15,21 +15,24 @@ waits at most lease + block for a dead owner, never forever.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
+from proxy.config import ResumeConfig
 from proxy.redis_client import COMMAND_TIMEOUT, OnError, connect, shared_state
 from proxy.resume.errors import CursorAhead, Fenced, ResumeGap, StreamExists, StreamNotFound
 from proxy.resume.ids import format_id
 from proxy.resume.redis_scripts import SCRIPTS
 from proxy.resume.redis_writer import PipelinedWriter
-from proxy.resume.store import Lease, StopCause, StreamMeta, StreamStatus
+from proxy.resume.store import Lease, StopCause, StreamMeta, StreamStatus, StreamStore
 from proxy.sse import encode_event, terminate_payload
 
 OWNER_LOST = ("owner_lost", "the replica that was generating this answer stopped; ask again")
@@ -153,8 +156,8 @@ class RedisStore:
             raise ResumeGap("the events after the cursor are no longer kept")
         if status.state == "finished" and after >= status.last_seq:
             return
-        keys = _Keys.of(sid)
-        presence = self._spawn(self._present(keys))
+        keys, left = _Keys.of(sid), asyncio.Event()
+        presence = self._spawn(self._present(keys, left))
         try:
             cursor = after
             while True:
@@ -169,6 +172,7 @@ class RedisStore:
                     if b"end" in fields:
                         return
         finally:
+            left.set()
             presence.cancel()
             self._spawn(self._mark_present(keys))  # grace counts from the moment the last reader left
 
@@ -208,10 +212,16 @@ class RedisStore:
             await self._run("reap", sid, [seq, _ms(self.limits.retention), frame])
         return True
 
-    async def _present(self, keys: _Keys) -> None:
-        while True:
+    async def _present(self, keys: _Keys, left: asyncio.Event) -> None:
+        # Ends on `left` as well as on cancel: on Python 3.11 a cancel that lands as a wait inside the
+        # client completes can be swallowed (asyncio.wait_for, gh-86296), and this loop must not outlive
+        # its reader, or the stream would never be abandoned.
+        while not left.is_set():
             await self._mark_present(keys)
-            await asyncio.sleep(self.limits.grace / 4)
+            try:
+                await asyncio.wait_for(left.wait(), self.limits.grace / 4)
+            except TimeoutError:
+                continue
 
     async def _mark_present(self, keys: _Keys) -> None:
         try:
@@ -246,6 +256,19 @@ class RedisStore:
         return task
 
 
+@asynccontextmanager
+async def open_redis_store(config: ResumeConfig) -> AsyncIterator[StreamStore]:
+    """The `store: redis` backend (proxy/resume/backends.py); this process is named by host and pid."""
+    assert config.redis_url is not None  # ResumeConfig refuses store: redis without it
+    limits = RedisStoreLimits(grace=config.grace, retention=config.retention,
+                              max_events=config.max_events_per_stream, max_bytes=config.max_bytes_per_stream)
+    store = RedisStore(config.redis_url.get_secret_value(), limits, replica=f"{socket.gethostname()}:{os.getpid()}")
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -254,4 +277,4 @@ def _seq(entry_id: bytes) -> int:
     return int(entry_id.split(b"-", 1)[0])
 
 
-__all__ = ["RedisStore", "RedisStoreLimits"]
+__all__ = ["RedisStore", "RedisStoreLimits", "open_redis_store"]

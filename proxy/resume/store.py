@@ -78,8 +78,10 @@ class StreamStore(Protocol):
         that returns last; a gap (first_seq > last + 1) is a bug and raises ValueError. Returns only
         once the frames are durable in the store: a reader on any replica may then get them (commit,
         then deliver). Raises `Fenced` if the lease was lost or the stream is finished.
-        Past the per-stream caps (events, bytes) the oldest frames are dropped (first_seq grows), so a
-        reader that falls behind gets `ResumeGap`; a live stream is never dropped whole.
+        Past the per-stream caps (events, bytes) the oldest frames are dropped (first_seq grows), except
+        frames an attached reader has not got yet (a slow reader is bounded by its send timeout, not by
+        the cap); a backend that cannot tell gives such a reader `ResumeGap`. A live stream is never
+        dropped whole.
         """
         ...
 
@@ -97,7 +99,8 @@ class StreamStore(Protocol):
 
         Checked at the first `__anext__`: `StreamNotFound` (unknown or expired), `CursorAhead` (`after` >
         last seq), `ResumeGap` (after + 1 < first_seq; also later, if the cap drops frames before this
-        reader got them). It does not check who asks: callers compare `status().owner` first.
+        reader got them, in a backend that cannot hold them for it). It does not check who asks:
+        callers compare `status().owner` first.
         From its first `__anext__` until it is closed or exhausted the iterator is a present reader,
         which holds off "abandoned" (a TTL-based backend refreshes that presence on its own, at least
         every grace / 3, even while the consumer is blocked writing to a slow client). A reader whose

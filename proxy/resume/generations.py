@@ -1,0 +1,138 @@
+"""The generation registry: each resumable stream's producer runs in a task of the process, not of
+the request that started it, and writes its events to the store; readers come and go.
+
+A generation ends when its producer emits the terminate, or is cancelled (its upstream closed) when
+the store says so (`wait_stop`: a stop request, or `grace` seconds with no reader), when the server
+shuts down (`Shutdown`), or when it lost the stream (`Fenced`) or the store failed. Each way but the
+last two writes one terminal event, so every reader ends with exactly one terminate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import nullcontext
+from typing import Any
+
+import anyio
+
+from proxy.resume.errors import Fenced, StoreError, StoreUnavailable
+from proxy.resume.ids import new_sid
+from proxy.resume.store import Lease, StopCause, StreamMeta, StreamStore
+from proxy.response import OnDone, Produce, Shutdown
+from proxy.sse import encode_event, terminate_payload
+
+log = logging.getLogger("llm_sse_proxy.resume")
+
+
+class Writer:
+    """The producer's `emit`: numbers each event `<sid>:<seq>` and commits it to the store."""
+
+    def __init__(self, store: StreamStore, lease: Lease, stop: anyio.CancelScope) -> None:
+        self.store = store
+        self.lease = lease
+        self.seq = 0
+        self.finished = False
+        self.failure: Exception | None = None  # the store error that ended the generation
+        self._prefix = lease.sid.encode() + b":"
+        self._stop = stop
+
+    async def emit(self, payload: dict[str, Any]) -> None:
+        seq = self.seq + 1
+        frame = encode_event(self._prefix + b"%d" % seq, payload)
+        try:
+            if payload.get("action") == "terminate":
+                await self.store.finish(self.lease, seq, frame, payload["reason"])
+                self.finished = True
+            else:
+                await self.store.append(self.lease, seq, (frame,))
+        except (StoreError, StoreUnavailable) as exc:
+            # Not raised into the producer: it would report it as its own failure and emit again.
+            self.failure = exc
+            self._stop.cancel()
+            await anyio.lowlevel.checkpoint()
+            return
+        self.seq = seq
+
+    async def finish(self, payload: dict[str, Any]) -> None:
+        """The terminate of a generation its producer did not end itself."""
+        if not self.finished and self.failure is None:
+            await self.emit(payload)
+
+
+def cancelled_payload(cause: StopCause) -> dict[str, Any]:
+    payload = terminate_payload("cancelled")
+    payload["code"] = cause  # "stopped" (asked to) or "abandoned" (no reader for `grace` seconds)
+    return payload
+
+
+class Generations:
+    """The running generations of this process, each in its own task."""
+
+    def __init__(self, store: StreamStore, *, shutdown: Shutdown | None = None, replica: str = "") -> None:
+        self.store = store
+        self.shutdown = shutdown
+        self.replica = replica
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def start(self, owner: str, produce: Produce, on_done: OnDone | None = None) -> str:
+        """Create a stream for `owner` and run `produce` into it; return its id. Raises StoreUnavailable."""
+        sid = new_sid()
+        lease = await self.store.create(sid, StreamMeta(owner, self.replica))
+        task = asyncio.get_running_loop().create_task(self._run(lease, produce, on_done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return sid
+
+    async def aclose(self) -> None:
+        """Cancel what is left (lifespan shutdown, after `Shutdown` had its chance to end them cleanly)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+    async def _run(self, lease: Lease, produce: Produce, on_done: OnDone | None) -> None:
+        ending: str | None = "cancelled"
+        try:
+            ending = await self._generate(lease, produce)
+        finally:
+            if on_done is not None:
+                on_done(ending)
+
+    async def _generate(self, lease: Lease, produce: Produce) -> str | None:
+        cause: StopCause | None = None
+        async with anyio.create_task_group() as tasks:
+            writer = Writer(self.store, lease, tasks.cancel_scope)
+
+            async def watch() -> None:
+                nonlocal cause
+                try:
+                    cause = await self.store.wait_stop(lease)
+                except (Fenced, StoreUnavailable) as exc:
+                    writer.failure = exc
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(watch)
+            with self.shutdown.ending(tasks.cancel_scope) if self.shutdown else nullcontext():
+                await produce(writer.emit)
+            tasks.cancel_scope.cancel()
+        return await self._end(writer, cause)
+
+    async def _end(self, writer: Writer, cause: StopCause | None) -> str | None:
+        if writer.finished:
+            return None
+        if writer.failure is not None:
+            log.warning("stream %s… ended without its terminate: %s", writer.lease.sid[:6], writer.failure.type)
+            return "error"
+        try:
+            if cause is not None:
+                await writer.finish(cancelled_payload(cause))
+                return "cancelled"
+            await writer.finish(terminate_payload("shutdown"))
+            return "shutdown"
+        finally:
+            if writer.failure is not None:
+                log.warning("stream %s…: its terminate was not stored: %s", writer.lease.sid[:6], writer.failure.type)

@@ -1,0 +1,58 @@
+"""The response of one reader of a resumable stream: the store's frames as they are, plus pings.
+
+The frames were encoded once, by the generation, so every reader sends the same bytes. A reader that
+cannot be served from its cursor (the stream expired, or dropped the events after it meanwhile) gets
+one terminate `error`/`resume_gap` with no id: an empty `id:` would reset the browser's cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+
+from proxy.relay import Emit
+from proxy.response import SSEResponse
+from proxy.resume.errors import CursorAhead, ResumeGap, StreamNotFound
+from proxy.resume.store import StreamStore
+from proxy.sse import terminate_payload
+
+# EventSource waits this long (ms) before it reconnects after a cut; browsers default to about 3 s.
+RETRY = b"retry: 1000\n\n"
+
+
+def unnumbered_terminate(error_type: str, message: str) -> bytes:
+    return b"data: %s\n\n" % orjson.dumps(terminate_payload("error", error=(error_type, message)))
+
+
+class ReaderResponse(SSEResponse):
+    """Streams `store.read(sid, after)`. Not tied to shutdown: the generation's terminate ends it."""
+
+    def __init__(
+        self,
+        store: StreamStore,
+        sid: str,
+        after: int,
+        *,
+        ping_interval: float,
+        send_timeout: float,
+        headers: Mapping[str, str],
+        retry: bool = False,
+    ) -> None:
+        super().__init__(self._pump, ping_interval=ping_interval, send_timeout=send_timeout, headers=headers)
+        self.store = store
+        self.sid = sid
+        self.after = after
+        self.retry = retry
+
+    async def _pump(self, emit: Emit) -> Any:
+        if self.retry:
+            await self._write(RETRY)
+        try:
+            async with aclosing(self.store.read(self.sid, self.after)) as frames:  # type: ignore[type-var]
+                async for frame in frames:
+                    await self._write(frame)
+        except (ResumeGap, CursorAhead, StreamNotFound):
+            await self._write(unnumbered_terminate("resume_gap", "the events after this point are no longer kept"))

@@ -1,0 +1,136 @@
+"""Resumable streams as the HTTP layer sees them: start one, read one from a cursor, stop one.
+
+Only the client that started a stream may read or stop it. The stream keeps an HMAC fingerprint of
+the client's key id (never the key); a reader proves it holds the same key with `Authorization:
+Bearer`, or, from an EventSource that cannot send headers, with the `?token=` its stream URL already
+carries: on a resume the token's signature is checked, not its single use or expiry (it was spent on
+starting this very stream, whose 128-bit id the reader must also present). Without client keys there
+is no identity to bind to (an IP address changes exactly when a phone changes network), so the stream
+id alone is the capability. Someone else's stream looks exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from proxy.auth import Authenticator, Client
+from proxy.errors import Unauthorized
+from proxy.response import OnDone, Produce
+from proxy.resume.errors import InvalidCursor, StreamNotFound
+from proxy.resume.generations import Generations
+from proxy.resume.ids import is_sid, parse_cursor, resume_after
+from proxy.resume.reader import ReaderResponse
+from proxy.resume.store import StreamStatus, StreamStore
+from proxy.shared_limits import SharedLimits
+
+RequestId = Callable[[Request], str]
+NO_STORE = {"cache-control": "no-store"}
+
+
+class ResumableStreams:
+    def __init__(
+        self,
+        store: StreamStore,
+        generations: Generations,
+        auth: Authenticator,
+        limits: SharedLimits,
+        *,
+        ping_interval: float,
+        send_timeout: float,
+        request_id: RequestId,
+    ) -> None:
+        self.store = store
+        self.generations = generations
+        self.auth = auth
+        self.limits = limits
+        self.ping_interval = ping_interval
+        self.send_timeout = send_timeout
+        self.request_id = request_id
+
+    async def start(self, request: Request, client: Client, produce: Produce, on_done: OnDone) -> Response:
+        """Run `produce` as a generation of its own, and answer with its first reader."""
+        sid = await self.generations.start(self.owner_of(client), produce, on_done)
+        return self._reader(request, sid, 0, {"x-request-id": self.request_id(request)})
+
+    async def resume(self, request: Request, sid: str) -> Response:
+        """GET /streams/{sid}: the events after the cursor, then live ones; 204 when there are none."""
+        after = resume_after(sid, request.headers.get("last-event-id"), request.query_params.get("lastEventId"))
+        status = await self._status_for(request, sid)
+        if status is None or (status.state == "finished" and after >= status.last_seq):
+            return self.no_stream(request)
+        return self._reader(request, sid, after, self._headers(request))
+
+    async def reconnect(self, request: Request) -> Response:
+        """A request that carries Last-Event-ID (GET /stream, POST /chat): resume the stream it names.
+
+        It never starts a new generation: that would bill the prompt again and repeat the text.
+        """
+        try:
+            cursor = parse_cursor(request.headers["last-event-id"])
+        except InvalidCursor:
+            return self.no_stream(request)  # not one of our stream ids (a bare number from resume: off)
+        if cursor.sid is None:
+            return self.no_stream(request)
+        return await self.resume(request, cursor.sid)
+
+    async def stop(self, request: Request, sid: str) -> Response:
+        """POST /streams/{sid}/stop: cancel the generation now (202); say how it ended if it had (200)."""
+        status = await self._status_for(request, sid)
+        if status is None:
+            raise StreamNotFound()
+        if status.state == "finished":
+            return JSONResponse({"state": "finished", "reason": status.reason}, headers=self._headers(request))
+        await self.store.request_stop(sid)
+        return JSONResponse({"state": "stopping"}, status_code=202, headers=self._headers(request))
+
+    def owner_of(self, client: Client) -> str:
+        if not self.auth.enabled:
+            return ""
+        return self.auth.fingerprint(client.identity)
+
+    def no_stream(self, request: Request) -> Response:
+        # 204 is the one answer that makes EventSource stop reconnecting (WHATWG HTML 9.2.3).
+        return Response(status_code=204, headers=self._headers(request))
+
+    async def _status_for(self, request: Request, sid: str) -> StreamStatus | None:
+        """The stream's status if it exists and belongs to the client; None otherwise."""
+        client = await self._identify(request)
+        if not is_sid(sid):
+            return None
+        status = await self.store.status(sid)
+        if status is None or not hmac.compare_digest(status.owner, self.owner_of(client)):
+            return None
+        return status
+
+    async def _identify(self, request: Request) -> Client:
+        """Who asks, charged to its rate bucket (a reconnect loop is throttled like any request)."""
+        kid = self.auth.from_headers(request.headers)
+        token = request.query_params.get("token")
+        if kid is None and token is not None and self.auth.enabled:
+            kid = self.auth.signed_key(token)
+        if kid is not None:
+            client = Client(f"key:{kid}", authenticated=True)
+        else:
+            client = Client(f"ip:{request.client.host if request.client else 'unknown'}", authenticated=False)
+        await self.limits.take(client.identity)
+        if self.auth.enabled and not client.authenticated:
+            raise Unauthorized("send the key that started the stream as 'Authorization: Bearer <key>', "
+                               "or the stream's ?token=")
+        return client
+
+    def _reader(self, request: Request, sid: str, after: int, headers: Mapping[str, str]) -> Response:
+        return ReaderResponse(
+            self.store, sid, after,
+            ping_interval=self.ping_interval,
+            send_timeout=self.send_timeout,
+            headers={**headers, "x-stream-id": sid},
+            retry=request.method == "GET",
+        )
+
+    def _headers(self, request: Request) -> Mapping[str, str]:
+        # no-store on every answer about an existing stream: a cache must never replay a 204 or a tail.
+        return {**NO_STORE, "x-request-id": self.request_id(request)}
