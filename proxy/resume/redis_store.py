@@ -260,8 +260,10 @@ class RedisStore:
 async def open_redis_store(config: ResumeConfig) -> AsyncIterator[StreamStore]:
     """The `store: redis` backend (proxy/resume/backends.py); this process is named by host and pid."""
     assert config.redis_url is not None  # ResumeConfig refuses store: redis without it
-    limits = RedisStoreLimits(grace=config.grace, retention=config.retention,
-                              max_events=config.max_events_per_stream, max_bytes=config.max_bytes_per_stream)
+    lease = config.owner_lease
+    limits = RedisStoreLimits(grace=config.grace, retention=config.retention, max_events=config.max_events_per_stream,
+                              max_bytes=config.max_bytes_per_stream, lease=lease, block=min(2.0, lease / 3),
+                              heartbeat=min(1.0, lease / 3))
     store = RedisStore(config.redis_url.get_secret_value(), limits, replica=f"{socket.gethostname()}:{os.getpid()}")
     try:
         yield store
