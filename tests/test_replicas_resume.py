@@ -97,3 +97,28 @@ async def read_on_b_while_a_dies(client: httpx2.AsyncClient, a: Replica, b: Repl
                 a.process.kill()
                 a.process.wait(5)
     return parse_stream(raw).events
+
+
+async def test_redis_dying_mid_stream_ends_the_stream_with_a_terminate_and_new_requests_get_503(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    with replicas(tmp_path, config(), {"REDIS_URL": redis_server.url}, count=1) as (a,):
+        await wait_healthy(a)
+        async with httpx2.AsyncClient(timeout=10) as client:
+            with anyio.fail_after(40):  # about a second per failed Redis call; the bound proves "no hang"
+                raw = b""
+                async with client.stream("POST", f"{a.url}/chat", headers=BEARER,
+                                         json={"messages": [{"role": "user", "content": "hi"}]}) as response:
+                    sid = response.headers["x-stream-id"]
+                    async for chunk in response.aiter_bytes():
+                        raw += chunk
+                        if redis_server.process.poll() is None and len(parse_stream(raw).events) >= 2:
+                            redis_server.stop()
+                resumed = await client.get(f"{a.url}/streams/{sid}", headers=BEARER)
+                new = await client.post(f"{a.url}/chat", headers=BEARER,
+                                        json={"messages": [{"role": "user", "content": "hi"}]})
+    items = payloads(parse_stream(raw).events)
+    assert [p for p in items if p.get("action")] == [items[-1]]
+    assert items[-1]["reason"] == "error" and items[-1]["error"]["type"] == "store_unavailable"
+    for refused in (resumed, new):
+        assert refused.status_code == 503 and refused.json()["error"]["type"] == "store_unavailable"
+    assert "Traceback" not in a.logged()
