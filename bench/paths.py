@@ -59,7 +59,8 @@ def floor(mock_port: int) -> PathSpec:
     return PathSpec("floor", port, "/chat", schema=True, argv=[*argv, "--port", str(port)])
 
 
-def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-proxy") -> PathSpec:
+def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-proxy",
+          extra: dict | None = None) -> PathSpec:
     port = procs.free_port()
     config = workdir / f"{name}.yaml"
     models = [{"name": m, "adapter": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "api_key": "bench",
@@ -67,7 +68,7 @@ def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-
     # The bench is one client on one address: lift the per-client limits (they are for the open internet).
     limits = {"requests_per_minute": 1e9, "burst": 1_000_000, "streams_per_client": 100_000, "max_streams": 100_000}
     config.write_text(json.dumps({"server": {"host": "127.0.0.1", "port": port}, "default_model": MODELS[0],
-                                  "models": models, "limits": limits}, indent=1))  # JSON is YAML
+                                  "models": models, "limits": limits, **(extra or {})}, indent=1))  # JSON is YAML
     cli = VENV_PYTHON.parent / "llm-sse-proxy"
     argv = [str(cli), "--config", str(config), "--log-level", "warning"]
     if workers > 1:

@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     if args.workers > 1:
+        if config.resume.enabled and config.resume.store == "memory":
+            # A reconnect may land on another worker, which does not have the stream: it gets 204.
+            print("llm-sse-proxy: WARNING: resume.store is memory, so a stream can only be resumed on the worker "
+                  "that started it; with --workers use resume.store: redis", file=sys.stderr)
         # Bound once here and shared; each worker builds its own app (the import string is unused).
         sock = uvicorn_config("proxy.app:create_app", host, port, config, args.log_level).bind_socket()
         return run_workers(functools.partial(serve_worker, args), sock, args.workers)

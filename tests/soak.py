@@ -258,7 +258,9 @@ def check_stream(status: int, raw: bytes, text: str, name: str) -> str | None:
     items = [json.loads(e.data) for e in parsed.events]
     if [i for i, p in enumerate(items) if p.get("action") == "terminate"] != [len(items) - 1] or parsed.leftover:
         return "not exactly one terminate, last"
-    if [e.id for e in parsed.events] != [str(n) for n in range(1, len(items) + 1)]:
+    sid = parsed.events[0].id.rpartition(":")[0] if parsed.events else ""
+    prefix = f"{sid}:" if sid else ""  # resumable streams (the default) number events <stream id>:<seq>
+    if [e.id for e in parsed.events] != [f"{prefix}{n}" for n in range(1, len(items) + 1)]:
         return "ids out of order"
     _, _, (reason, error_type), whole = FAULTS[name]
     got = "".join(p.get("text", "") for p in items[:-1])

@@ -192,3 +192,22 @@ async def test_with_resume_off_a_reconnect_gets_204_and_events_are_numbered() ->
     assert "x-stream-id" not in response.headers
     assert [e.id for e in parsed.events] == [str(i) for i in range(1, len(parsed.events) + 1)]
     assert reconnect.status_code == 204 and routes.status_code == 404
+
+
+async def test_an_expired_stream_is_204_after_retention() -> None:
+    async with mock_upstream() as up, proxy(resumable(up, "delay_ms=0", retention=0.2)) as client:
+        response, parsed = await read_stream(client, "POST", "/chat", json=chat_body())
+        sid, middle = response.headers["x-stream-id"], parsed.events[2].id
+        async with asyncio.timeout(HANG):
+            while (late := await client.get(f"/streams/{sid}", headers={"last-event-id": middle})).status_code != 204:
+                await asyncio.sleep(0.05)
+        again = await client.get("/stream", headers={"last-event-id": middle})
+        assert up.recorder.count() == 1
+    assert late.status_code == 204 and again.status_code == 204
+
+
+async def test_a_probe_with_head_starts_nothing() -> None:
+    async with mock_upstream() as up, proxy(resumable(up)) as client:
+        first, _ = await read_some(client, "POST", "/chat", 1, json=chat_body())
+        head = await client.head(f"/streams/{first.headers['x-stream-id']}")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")

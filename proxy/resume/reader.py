@@ -19,8 +19,13 @@ from proxy.resume.errors import CursorAhead, ResumeGap, StoreUnavailable, Stream
 from proxy.resume.store import StreamStore
 from proxy.sse import terminate_payload
 
-# EventSource waits this long (ms) before it reconnects after a cut; browsers default to about 3 s.
-RETRY = b"retry: 1000\n\n"
+
+
+def preamble(sid: str, after: int) -> bytes:
+    """For EventSource: its cursor before any event (so a cut before the first event resumes the same
+    stream instead of starting another), and a reconnect delay of 1 s (browsers default to about 3).
+    A block without `data:` dispatches no event, so pages see nothing of it."""
+    return b"id: %s:%d\nretry: 1000\n\n" % (sid.encode(), after)
 
 
 def unnumbered_terminate(error_type: str, message: str) -> bytes:
@@ -39,17 +44,17 @@ class ReaderResponse(SSEResponse):
         ping_interval: float,
         send_timeout: float,
         headers: Mapping[str, str],
-        retry: bool = False,
+        for_event_source: bool = False,
     ) -> None:
         super().__init__(self._pump, ping_interval=ping_interval, send_timeout=send_timeout, headers=headers)
         self.store = store
         self.sid = sid
         self.after = after
-        self.retry = retry
+        self.for_event_source = for_event_source
 
     async def _pump(self, emit: Emit) -> Any:
-        if self.retry:
-            await self._write(RETRY)
+        if self.for_event_source:
+            await self._write(preamble(self.sid, self.after))
         try:
             async with aclosing(self.store.read(self.sid, self.after)) as frames:  # type: ignore[type-var]
                 async for frame in frames:

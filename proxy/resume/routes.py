@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from proxy.response import SSE_HEADERS
 from proxy.resume.streams import ResumableStreams
 
 
@@ -14,6 +15,8 @@ def _streams(request: Request) -> ResumableStreams:
 
 
 async def read_stream(request: Request) -> Response:
+    if request.method == "HEAD":
+        return Response(headers=SSE_HEADERS)  # a probe: no reader to attach, nothing to stream
     return await _streams(request).resume(request, request.path_params["sid"])
 
 

@@ -128,7 +128,7 @@ class ResumableStreams:
             ping_interval=self.ping_interval,
             send_timeout=self.send_timeout,
             headers={**headers, "x-stream-id": sid},
-            retry=request.method == "GET",
+            for_event_source=request.method == "GET",
         )
 
     def _headers(self, request: Request) -> Mapping[str, str]:

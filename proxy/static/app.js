@@ -83,9 +83,19 @@ function start() {
   answer.dataset.state = "streaming";
 }
 
+// With resumable streams (the proxy's default) every event id is `<stream id>:<seq>`. After a cut,
+// EventSource reconnects by itself with Last-Event-ID and the proxy sends only what was missed.
+const MAX_RECONNECTS = 8; // in a row, without an event in between
+
 function viaEventSource({ prompt, model }, on, hasText) {
   const source = new EventSource(`stream?${new URLSearchParams({ prompt, model })}`);
+  let streamId = null;
+  let stopWanted = false; // Stop came before the first event told us the stream's id
+  let reconnects = 0;
   source.addEventListener("message", (event) => {
+    reconnects = 0;
+    streamId ??= streamIdOf(event.lastEventId);
+    if (stopWanted) return stopStream(source, streamId);
     const payload = JSON.parse(event.data);
     if (payload.action === "terminate") {
       source.close(); // an EventSource left open reconnects, and the model is asked again
@@ -95,13 +105,32 @@ function viaEventSource({ prompt, model }, on, hasText) {
     }
   });
   source.addEventListener("error", () => {
+    // Reconnecting (CONNECTING) after a cut resumes the stream; CLOSED means the proxy refused.
+    reconnects += 1;
+    if (source.readyState === EventSource.CONNECTING && reconnects <= MAX_RECONNECTS) return;
     // EventSource gives no detail: a refused request and a cut connection look alike.
     source.close();
     on.fail(hasText()
       ? "The connection to the proxy was lost before the answer was finished."
       : "The proxy could not be reached, or it refused the request. The fetch transport shows why.");
   });
-  return () => source.close();
+  return () => {
+    if (streamId === null && source.readyState !== EventSource.CLOSED) stopWanted = true;
+    else stopStream(source, streamId);
+  };
+}
+
+function streamIdOf(lastEventId) {
+  const colon = lastEventId.lastIndexOf(":");
+  return colon > 0 ? lastEventId.slice(0, colon) : null;
+}
+
+// A deliberate stop: the proxy cancels the answer upstream now, instead of waiting for us to come back.
+function stopStream(source, streamId) {
+  source.close();
+  if (streamId !== null) {
+    fetch(`streams/${encodeURIComponent(streamId)}/stop`, { method: "POST", keepalive: true }).catch(() => {});
+  }
 }
 
 function viaFetch({ prompt, model }, on) {

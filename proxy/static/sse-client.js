@@ -13,6 +13,11 @@
 //   });
 //
 // Exactly one of onDone and onError is called, then the returned promise resolves.
+//
+// Resumable streams (the proxy's default): when the connection is cut mid-answer, it reconnects to
+// GET streams/<id> with Last-Event-ID and goes on from the last event it got, at most `retries`
+// times in a row, so the answer arrives whole and once. An abort is a deliberate stop: it also tells
+// the proxy (POST streams/<id>/stop), which cancels the answer upstream at once.
 
 /** An error answer from the proxy before any stream started (4xx/5xx with a JSON body). */
 export class ProxyHttpError extends Error {
@@ -89,36 +94,108 @@ export function createParser({ onEvent, onComment = () => {}, onRetry = () => {}
 }
 
 /** POST `body` as JSON to the proxy and stream the reply into the callbacks. */
-export async function streamChat({ url, body, signal, headers = {}, onText = () => {}, onDone = () => {}, onError = () => {} }) {
+export async function streamChat({
+  url, body, signal, headers = {}, retries = 8,
+  onText = () => {}, onDone = () => {}, onError = () => {},
+}) {
   let finished = false;
   const finish = (callback, value) => {
     if (finished) return;
     finished = true;
     callback(value);
   };
+  const stream = { id: null, seq: 0 }; // the proxy's stream id, and the last event applied
+  const onEvent = (event) => {
+    if (finished) return;
+    const seq = seqOf(event.id, stream.id);
+    if (seq !== null) {
+      if (seq <= stream.seq) return; // already applied: a replay never shows text twice
+      stream.seq = seq;
+    }
+    const payload = JSON.parse(event.data);
+    if (payload.action === "terminate") finish(onDone, payload);
+    else if (typeof payload.text === "string") onText(payload.text);
+  };
+  const stop = () => {
+    if (finished || stream.id === null) return;
+    fetch(streamUrl(url, stream.id, "/stop"), { method: "POST", headers, keepalive: true }).catch(() => {});
+  };
+  signal?.addEventListener("abort", stop, { once: true });
   try {
-    const response = await fetch(url, {
+    let response = await fetch(url, {
       method: "POST",
       headers: { "content-type": "application/json", accept: "text/event-stream", ...headers },
       body: JSON.stringify(body),
       signal,
     });
     if (!response.ok) return finish(onError, await httpError(response));
-    await readEvents(response.body, (payload) => {
+    stream.id = response.headers.get("x-stream-id");
+    for (let attempt = 0; ; attempt += 1) {
+      const before = stream.seq;
+      if (response !== null) await readUnlessCut(response.body, onEvent, stream.id !== null);
       if (finished) return;
-      if (payload.action === "terminate") finish(onDone, payload);
-      else if (typeof payload.text === "string") onText(payload.text);
-    });
+      if (stream.id === null || attempt >= retries) break;
+      if (stream.seq > before) attempt = 0; // it was making progress: a new cut, not a failing reconnect
+      await sleep(Math.min(250 * 2 ** attempt, 4000), signal);
+      response = await reconnect(url, stream, headers, signal);
+      if (response?.status === 204) break; // the proxy no longer has this stream
+      if (response !== null && !response.ok) return finish(onError, await httpError(response));
+    }
     finish(onError, new Error("the stream ended before the answer was finished"));
   } catch (err) {
     finish(onError, err); // a network error, an abort (err.name === "AbortError"), or bad event data
+  } finally {
+    signal?.removeEventListener("abort", stop);
   }
 }
 
-async function readEvents(stream, onPayload) {
+/** The seq of an event id `<stream id>:<seq>` of this stream, or null. */
+function seqOf(id, streamId) {
+  if (streamId === null || !id.startsWith(`${streamId}:`)) return null;
+  const seq = id.slice(streamId.length + 1);
+  return /^[0-9]+$/.test(seq) ? Number(seq) : null;
+}
+
+function streamUrl(chatUrl, id, tail = "") {
+  const base = new URL(chatUrl, globalThis.location?.href); // "chat" -> "streams/<id>" beside it
+  return new URL(`streams/${encodeURIComponent(id)}${tail}`, base).href;
+}
+
+/** GET the rest of the stream; null when the network fails again (the caller retries). */
+async function reconnect(url, stream, headers, signal) {
+  const resumeHeaders = { ...headers, accept: "text/event-stream", "last-event-id": `${stream.id}:${stream.seq}` };
+  try {
+    return await fetch(streamUrl(url, stream.id), { headers: resumeHeaders, signal });
+  } catch (err) {
+    if (err instanceof TypeError) return null;
+    throw err;
+  }
+}
+
+/** Read events until the body ends; a cut connection (a TypeError) ends it too when it can resume. */
+async function readUnlessCut(body, onEvent, resumable) {
+  try {
+    await readEvents(body, onEvent);
+  } catch (err) {
+    if (!(resumable && err instanceof TypeError)) throw err;
+  }
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason ?? new DOMException("aborted", "AbortError"));
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason ?? new DOMException("aborted", "AbortError"));
+    }, { once: true });
+  });
+}
+
+async function readEvents(stream, onEvent) {
   // ignoreBOM: keep the BOM for the parser, which drops exactly one, as the spec says.
   const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
-  const parser = createParser({ onEvent: (event) => onPayload(JSON.parse(event.data)) });
+  const parser = createParser({ onEvent });
   const reader = stream.getReader();
   try {
     for (;;) {

@@ -164,3 +164,69 @@ test("streamChat: events after the terminate are ignored", async () => {
   assert.deepEqual(seen.texts, []);
   assert.deepEqual(seen.errors, []);
 });
+
+// A resumable stream: the first body is cut by a network error; the reconnect replays from the cursor.
+function resumableFetch(first, rest, { failReconnects = 0 } = {}) {
+  const calls = [];
+  const sse = { "content-type": "text/event-stream", "x-stream-id": "S" };
+  const fetch = async (url, init = {}) => {
+    calls.push({ url, init });
+    if (calls.length === 1) {
+      let pulls = 0;
+      const body = new ReadableStream({
+        pull(controller) {
+          if (pulls++ === 0) controller.enqueue(new TextEncoder().encode(first));
+          else controller.error(new TypeError("terminated")); // the connection was cut
+        },
+      });
+      return new Response(body, { status: 200, headers: sse });
+    }
+    if (init.method === "POST") return new Response("{}", { status: 202 });
+    if (failReconnects-- > 0) throw new TypeError("fetch failed");
+    return new Response(rest, { status: 200, headers: sse });
+  };
+  return { fetch, calls };
+}
+
+test("streamChat: a cut stream resumes from its last event id, and a replayed event is not shown twice", async () => {
+  const first = 'id: S:1\ndata: {"text":"a"}\n\nid: S:2\ndata: {"text":"b"}\n\n';
+  const rest = 'id: S:2\ndata: {"text":"b"}\n\nid: S:3\ndata: {"text":"c"}\n\nid: S:4\ndata: {"action":"terminate","reason":"stop"}\n\n';
+  const fake = resumableFetch(first, rest, { failReconnects: 1 });
+  const seen = await run(fake);
+  assert.deepEqual(seen.texts, ["a", "b", "c"]);
+  assert.deepEqual(seen.done, [{ action: "terminate", reason: "stop" }]);
+  assert.deepEqual(seen.errors, []);
+  const resumes = fake.calls.slice(1);
+  assert.deepEqual(resumes.map((c) => c.url), ["http://proxy.test/streams/S", "http://proxy.test/streams/S"]);
+  assert.equal(resumes[1].init.headers["last-event-id"], "S:2");
+});
+
+test("streamChat: a stream the proxy no longer has (204) ends as an error, after no new text", async () => {
+  const fake = resumableFetch('id: S:1\ndata: {"text":"a"}\n\n', "");
+  const saved = fake.fetch;
+  fake.fetch = async (url, init) => (url.endsWith("/streams/S") ? new Response(null, { status: 204 }) : saved(url, init));
+  const seen = await run(fake);
+  assert.deepEqual(seen.texts, ["a"]);
+  assert.match(seen.errors[0].message, /ended before/);
+});
+
+test("streamChat: an abort asks the proxy to stop the stream", async () => {
+  const controller = new AbortController();
+  const calls = [];
+  const fetch = async (url, init) => {
+    calls.push({ url, init });
+    if (init.method === "POST" && url.endsWith("/stop")) return new Response("{}", { status: 202 });
+    const body = new ReadableStream({
+      start(stream) {
+        stream.enqueue(new TextEncoder().encode('id: S:1\ndata: {"text":"a"}\n\n'));
+        init.signal.addEventListener("abort", () => stream.error(new DOMException("aborted", "AbortError")));
+      },
+    });
+    return new Response(body, { status: 200, headers: { "content-type": "text/event-stream", "x-stream-id": "S" } });
+  };
+  const seen = await run({ fetch }, { signal: controller.signal, onText: () => controller.abort() });
+  assert.deepEqual(seen.errors.map((e) => e.name), ["AbortError"]);
+  const stop = calls.find((c) => c.url.endsWith("/stop"));
+  assert.equal(stop?.url, "http://proxy.test/streams/S/stop");
+  assert.equal(stop.init.method, "POST");
+});
