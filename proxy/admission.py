@@ -34,7 +34,8 @@ class Admission:
         """`on_error` counts the Redis operations that failed (a metric)."""
         auth, limits, url = Authenticator(config.auth), config.limits, config.resume.redis_url
         if url is None:
-            rates, gates = RateLimiter(limits.requests_per_minute, limits.burst), StreamGates(limits.streams_per_client, limits.max_streams)
+            rates = RateLimiter(limits.requests_per_minute, limits.burst)
+            gates = StreamGates(limits.streams_per_client, limits.max_streams)
             return cls(auth, MemoryLimits(rates, gates, auth.used))
         return cls(auth, RedisLimits(
             url.get_secret_value(), per_minute=limits.requests_per_minute, burst=limits.burst,

@@ -111,7 +111,8 @@ class RedisLimits:
 
     async def take(self, client: str) -> None:
         with shared_state("rate", self.on_error):
-            wait_ms = float(await self._scripts["take"](keys=[f"{PREFIX}rate:{client}"], args=[self.rate_per_ms, self.burst]))
+            reply = await self._scripts["take"](keys=[f"{PREFIX}rate:{client}"], args=[self.rate_per_ms, self.burst])
+        wait_ms = float(reply)
         if wait_ms > 0:
             retry_after = max(1, math.ceil(wait_ms / 1000))
             raise TooManyRequests(f"over {self.rate_per_ms * 60_000:g} requests per minute", retry_after=retry_after)
@@ -122,7 +123,8 @@ class RedisLimits:
         open_now = 0
         try:
             with shared_state("gate", self.on_error):
-                open_now = int(await self._scripts["enter"](keys=[_slots(client)], args=[self.per_client, slot, self.lease_ms]))
+                args = [self.per_client, slot, self.lease_ms]
+                open_now = int(await self._scripts["enter"](keys=[_slots(client)], args=args))
         finally:
             if open_now >= 0:  # refused, failed or cancelled: give the process slot back
                 leave_local()
@@ -181,7 +183,7 @@ class RedisLimits:
             await self._client.zrem(_slots(client), slot)
         except (RedisError, OSError) as exc:
             self.on_error("gate_release")  # the slot's lease ends it instead
-            log.warning("redis unavailable giving back a stream slot (%s); it expires with its lease", type(exc).__name__)
+            log.warning("redis unavailable giving back a stream slot (%s); its lease ends it", type(exc).__name__)
 
     async def _renew_forever(self) -> None:
         # Ends on `_closing` as well as on cancel: on Python 3.11 a cancel that lands as a wait inside

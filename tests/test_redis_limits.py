@@ -22,7 +22,8 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def two_replicas(server: RedisServer, errors: list[str] | None = None, **options: Any) -> AsyncIterator[tuple[RedisLimits, RedisLimits]]:
+async def two_replicas(server: RedisServer, errors: list[str] | None = None,
+                       **options: Any) -> AsyncIterator[tuple[RedisLimits, RedisLimits]]:
     settings = {"per_minute": 6, "burst": 3, "per_client": 2, "total": 100, **options}
     on_error = (errors if errors is not None else []).append
     async with AsyncExitStack() as stack:

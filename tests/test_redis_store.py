@@ -132,8 +132,8 @@ async def test_redis_going_away_is_store_unavailable_never_a_hang(tmp_path: Path
 
 async def test_readers_that_leave_free_their_blocked_connections(make_store: StoreFactory,
                                                                 shared_redis: RedisServer) -> None:
-    store = make_store(block=5.0)
-    sid, _ = await started(store, 1)
+    owner, store = make_store(), make_store(block=5.0)  # readers on another replica wait in XREAD BLOCK
+    sid, _ = await started(owner, 1)
     readers = [asyncio.create_task(collect(store, sid, 1)) for _ in range(3)]
     client = aioredis.Redis.from_url(shared_redis.url)
     try:
@@ -164,3 +164,29 @@ async def test_concurrent_appends_share_round_trips_and_survive_a_script_flush(
     sid, lease = streams[0]
     await store.finish(lease, 3, frame(sid, 3), "stop")
     assert await collect(store, sid, 0) == [frame(sid, s) for s in (1, 2, 3)]
+
+
+async def test_a_reader_on_the_owning_replica_is_served_without_xread(make_store: StoreFactory,
+                                                                      shared_redis: RedisServer) -> None:
+    store = make_store()
+    sid, lease = await started(store, 2)
+    shared_redis.command("CONFIG", "RESETSTAT")
+    reader = asyncio.create_task(collect(store, sid, 0))
+    for seq in range(3, 20):
+        await store.append(lease, seq, [frame(sid, seq)])
+    await store.finish(lease, 20, frame(sid, 20), "stop")
+    assert await reader == [frame(sid, s) for s in range(1, 21)]
+    client = aioredis.Redis.from_url(shared_redis.url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    assert "cmdstat_xread" not in stats and stats["cmdstat_evalsha"]["calls"] >= 18
+    assert await collect(store, sid, 18) == [frame(sid, 19), frame(sid, 20)]  # after the end: from Redis
+
+
+async def test_a_local_reader_whose_owner_stops_renewing_gets_owner_lost(make_store: StoreFactory) -> None:
+    store = make_store()
+    sid, _ = await started(store, 2)  # nobody runs wait_stop: the lease runs out as if the loop had hung
+    frames = await collect(store, sid, 1)
+    assert frames[0] == frame(sid, 2) and len(frames) == 2 and b'"type":"owner_lost"' in frames[1]

@@ -54,7 +54,8 @@ async def test_stream_slots_are_shared_and_come_back(tmp_path: Path, redis_serve
                 refused = await client.post(f"{b.url}/chat", json=chat_body(), headers=BEARER)
                 await held.aread()
             with anyio.fail_after(20):  # A gives its slot back once the stream has ended
-                while (after := await client.post(f"{b.url}/chat", json=chat_body(), headers=BEARER)).status_code != 200:
+                while (after := await client.post(f"{b.url}/chat", json=chat_body(),
+                                                  headers=BEARER)).status_code != 200:
                     assert after.status_code == 429
                     await anyio.sleep(0.05)
     assert refused.status_code == 429 and refused.json()["error"]["type"] == "too_many_streams"

@@ -8,7 +8,8 @@ Keys of one stream (the `{sid}` hash tag keeps them in one Cluster slot), every 
 
 Every write checks the owner's token against the lease and `state == running` in the same script:
 that is the fence, so a paused owner that lost its lease cannot write after REAP ended the stream.
-Keys are always passed as KEYS[1..4] = meta, events, lease, readers.
+Keys are passed as KEYS[1..4] = meta, events, lease, readers (APPEND, the per-chunk call, gets only
+the first three and the fewest arguments: packing them is most of its client-side cost).
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ local function trim(events, size, max_events, max_bytes)
 end
 """
 
-# ARGV: owner, replica, token, lease_ms, grace_ms, ttl_ms. Returns 0 if the sid is taken.
+# ARGV: owner, replica, token, lease_ms, grace_ms, ttl_ms, max_events, max_bytes. Returns 0 if the sid
+# is taken. The TTL and the caps are kept in meta, so that the per-chunk APPEND carries only its frames.
 CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'last', 0, 'size', 0, 'owner', ARGV[1], 'replica', ARGV[2],
-           'token', ARGV[3], 'stop', 0)
+           'token', ARGV[3], 'stop', 0, 'ttl', ARGV[6], 'cap_events', ARGV[7], 'cap_bytes', ARGV[8])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 redis.call('SET', KEYS[4], 1, 'PX', ARGV[5])
@@ -68,33 +70,32 @@ local function add(first, frames_from, last_is_end)
 end
 """
 
-# ARGV: token, first_seq, ttl_ms, max_events, max_bytes, frames... Returns the last seq.
+# KEYS: meta, events, lease. ARGV: token, first_seq, frames... Returns the last seq.
 APPEND = _TRIM + _FENCE + """
 local fenced = fence(ARGV[1])
 if fenced then return redis.error_reply(fenced) end
-local last, first = tonumber(redis.call('HGET', KEYS[1], 'last')), tonumber(ARGV[2])
+local m = redis.call('HMGET', KEYS[1], 'last', 'ttl', 'cap_events', 'cap_bytes')
+local last, first = tonumber(m[1]), tonumber(ARGV[2])
 if first <= last then return last end
 if first ~= last + 1 then return redis.error_reply('GAP append at seq ' .. first .. ' after ' .. last) end
-local seq, size = add(first, 6, false)
-size = trim(KEYS[2], size, tonumber(ARGV[4]), tonumber(ARGV[5]))
+local seq, size = add(first, 3, false)
+size = trim(KEYS[2], size, tonumber(m[3]), tonumber(m[4]))
 redis.call('HSET', KEYS[1], 'last', seq, 'size', size)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], m[2])
+redis.call('PEXPIRE', KEYS[2], m[2])
 return seq
 """
 
-# ARGV: token, seq, reason, retention_ms, max_events, max_bytes, frame. Returns the last seq.
+# ARGV: token, seq, reason, retention_ms, frame. Returns the last seq.
 FINISH = _TRIM + _FENCE + """
-local last, seq = tonumber(redis.call('HGET', KEYS[1], 'last')), tonumber(ARGV[2])
-if redis.call('HGET', KEYS[1], 'state') == 'finished' and redis.call('HGET', KEYS[1], 'token') == ARGV[1]
-   and seq <= last then
-  return last
-end
+local m = redis.call('HMGET', KEYS[1], 'last', 'state', 'token', 'cap_events', 'cap_bytes')
+local last, seq = tonumber(m[1]), tonumber(ARGV[2])
+if m[2] == 'finished' and m[3] == ARGV[1] and seq <= last then return last end
 local fenced = fence(ARGV[1])
 if fenced then return redis.error_reply(fenced) end
 if seq ~= last + 1 then return redis.error_reply('GAP finish at seq ' .. seq .. ' after ' .. last) end
-local _, size = add(seq, 7, true)
-size = trim(KEYS[2], size, tonumber(ARGV[5]), tonumber(ARGV[6]))
+local _, size = add(seq, 5, true)
+size = trim(KEYS[2], size, tonumber(m[4]), tonumber(m[5]))
 redis.call('HSET', KEYS[1], 'state', 'finished', 'last', seq, 'size', size, 'reason', ARGV[3])
 redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])

@@ -21,6 +21,7 @@ import socket
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from redis.commands.core import AsyncScript
@@ -28,15 +29,15 @@ from redis.exceptions import RedisError, ResponseError
 
 from proxy.config import ResumeConfig
 from proxy.redis_client import COMMAND_TIMEOUT, OnError, connect, shared_state
-from proxy.resume.errors import CursorAhead, Fenced, ResumeGap, StreamExists, StreamNotFound
+from proxy.resume.errors import CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound
 from proxy.resume.ids import format_id
 from proxy.resume.redis_scripts import SCRIPTS
+from proxy.resume.redis_tails import Tail
 from proxy.resume.redis_writer import PipelinedWriter
 from proxy.resume.store import Lease, StopCause, StreamMeta, StreamStatus, StreamStore
 from proxy.sse import encode_event, terminate_payload
 
 OWNER_LOST = ("owner_lost", "the replica that was generating this answer stopped; ask again")
-PIPELINED = frozenset({"append", "finish"})  # the per-chunk writes; the rest are rare
 READ_BATCH = 256  # entries per XREAD: a replay is paged, never read in one piece
 
 
@@ -71,6 +72,18 @@ class _Keys:
     def all(self) -> list[str]:
         return [self.meta, self.events, self.lease, self.readers]
 
+    @property
+    def meta_b(self) -> bytes:
+        return self.meta.encode()
+
+    @property
+    def events_b(self) -> bytes:
+        return self.events.encode()
+
+    @property
+    def lease_b(self) -> bytes:
+        return self.lease.encode()
+
 
 class RedisStore:
     def __init__(self, url: str, limits: RedisStoreLimits = RedisStoreLimits(), *, replica: str = "",
@@ -79,28 +92,41 @@ class RedisStore:
         self.replica = replica
         self.on_error = on_error
         self.redis = connect(url)
-        self.blocking = connect(url, max_connections=limits.max_readers, reply_timeout=limits.block + COMMAND_TIMEOUT)
+        reply_timeout = limits.block + COMMAND_TIMEOUT  # a blocked XREAD answers after `block` at most
+        self.blocking = connect(url, max_connections=limits.max_readers, reply_timeout=reply_timeout)
         self._scripts: dict[str, AsyncScript] = {name: self.redis.register_script(s) for name, s in SCRIPTS.items()}
-        self.writer = PipelinedWriter(self.redis)  # appends and finishes of all streams share round trips
+        self.writer = PipelinedWriter(self.redis, COMMAND_TIMEOUT)  # all streams' appends share round trips
+        self._append_sha = self._scripts["append"].sha.encode()
         self._stops: dict[str, asyncio.Event] = {}  # streams owned here: request_stop wakes them at once
+        self._tails: dict[str, Tail] = {}  # running streams owned here, for their local readers
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def create(self, sid: str, meta: StreamMeta) -> Lease:
         token, lim = secrets.token_urlsafe(12), self.limits
-        args = [meta.owner, meta.replica or self.replica, token, _ms(lim.lease), _ms(lim.grace), lim.running_ttl_ms]
+        args = [meta.owner, meta.replica or self.replica, token, _ms(lim.lease), _ms(lim.grace), lim.running_ttl_ms,
+                lim.max_events, lim.max_bytes]
         if not await self._run("create", sid, args):
             raise StreamExists("a stream with this id exists")
+        self._tails[sid] = Tail(lim.max_events, lim.max_bytes)
         return Lease(sid, token)
 
     async def append(self, lease: Lease, first_seq: int, frames: Sequence[bytes]) -> int:
-        lim = self.limits
-        args = [lease.token, first_seq, lim.running_ttl_ms, lim.max_events, lim.max_bytes, *frames]
-        return int(await self._run("append", lease.sid, args))
+        keys = _Keys.of(lease.sid)
+        # Bytes in, so that the client's packing has nothing to encode (it is most of this call's cost).
+        args = [keys.meta_b, keys.events_b, keys.lease_b, lease.token.encode(), b"%d" % first_seq, *frames]
+        with self._closing_tail_on_failure(lease.sid), self._errors("append"), self._script_errors():
+            last = int(await self.writer.call(self._append_sha, self._scripts["append"].script, 3, args))
+        if (tail := self._tails.get(lease.sid)) is not None:
+            tail.add(first_seq, frames)
+        return last
 
     async def finish(self, lease: Lease, seq: int, frame: bytes, reason: str) -> None:
-        lim = self.limits
-        await self._run("finish", lease.sid, [lease.token, seq, reason, _ms(lim.retention), lim.max_events,
-                                              lim.max_bytes, frame])
+        keys = _Keys.of(lease.sid)
+        args = [*keys.all(), lease.token, seq, reason, _ms(self.limits.retention), frame]
+        with self._closing_tail_on_failure(lease.sid), self._errors("finish"), self._script_errors():
+            await self.writer.call(self._scripts["finish"].sha.encode(), self._scripts["finish"].script, 4, args)
+        if (tail := self._tails.pop(lease.sid, None)) is not None:
+            tail.add(seq, (frame,), end=True)  # its readers end; new readers replay from Redis
 
     async def status(self, sid: str) -> StreamStatus | None:
         keys = _Keys.of(sid)
@@ -131,8 +157,10 @@ class RedisStore:
         lim = self.limits
         try:
             while True:
-                beat = int(await self._run("renew", lease.sid, [lease.token, _ms(lim.lease), lim.running_ttl_ms]))
+                with self._closing_tail_on_failure(lease.sid):
+                    beat = int(await self._run("renew", lease.sid, [lease.token, _ms(lim.lease), lim.running_ttl_ms]))
                 if beat < 0:
+                    self._close_tail(lease.sid)
                     raise Fenced("the stream is no longer this writer's")
                 if beat >= 2 or stopped.is_set():
                     return "stopped"
@@ -147,6 +175,31 @@ class RedisStore:
                 del self._stops[lease.sid]
 
     async def read(self, sid: str, after: int) -> AsyncIterator[bytes]:
+        tail = self._tails.get(sid)
+        if tail is not None and after > tail.last_seq:
+            raise CursorAhead("the cursor is past the stream's last event")
+        keys, left = _Keys.of(sid), asyncio.Event()
+        presence: asyncio.Task[None] | None = None
+        try:
+            cursor = after
+            if tail is not None and after + 1 >= tail.first_seq:
+                presence = self._spawn(self._present(keys, left))
+                alive = partial(self._lease_alive, keys)
+                async for cursor, frame in tail.after(after, idle=self.limits.block, alive=alive):
+                    yield frame
+                if tail.ended:
+                    return
+            # Not generated here, or its owner here lost it: Redis has the rest, REAP's terminal included.
+            async for frame in self._read_remote(keys, sid, cursor, start_presence=presence is None, left=left):
+                yield frame
+        finally:
+            left.set()
+            if presence is not None:
+                presence.cancel()
+                self._spawn(self._mark_present(keys))  # grace counts from the moment the last reader left
+
+    async def _read_remote(self, keys: _Keys, sid: str, after: int, *, start_presence: bool,
+                           left: asyncio.Event) -> AsyncIterator[bytes]:
         status = await self.status(sid)
         if status is None:
             raise StreamNotFound()
@@ -156,8 +209,7 @@ class RedisStore:
             raise ResumeGap("the events after the cursor are no longer kept")
         if status.state == "finished" and after >= status.last_seq:
             return
-        keys, left = _Keys.of(sid), asyncio.Event()
-        presence = self._spawn(self._present(keys, left))
+        presence = self._spawn(self._present(keys, left)) if start_presence else None
         try:
             cursor = after
             while True:
@@ -172,11 +224,14 @@ class RedisStore:
                     if b"end" in fields:
                         return
         finally:
-            left.set()
-            presence.cancel()
-            self._spawn(self._mark_present(keys))  # grace counts from the moment the last reader left
+            if presence is not None:
+                left.set()
+                presence.cancel()
+                self._spawn(self._mark_present(keys))
 
     async def aclose(self) -> None:
+        for sid in list(self._tails):
+            self._close_tail(sid)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -195,6 +250,10 @@ class RedisStore:
         if reply:
             return [(_seq(entry_id), fields) for entry_id, fields in reply[0][1]]
         return [] if await self._owner_checked(keys) else None
+
+    async def _lease_alive(self, keys: _Keys) -> bool:
+        with self._errors("read"):
+            return bool(await self.redis.exists(keys.lease))
 
     async def _owner_checked(self, keys: _Keys) -> bool:
         """After an empty wait: False if the stream is gone; else reap it if its owner is dead."""
@@ -230,19 +289,35 @@ class RedisStore:
             self.on_error("presence")  # the next refresh, or the reader's own read, will tell
 
     async def _run(self, name: str, sid: str, args: list[Any]) -> Any:
-        script, keys = self._scripts[name], _Keys.of(sid).all()
-        with self._errors(name):
-            try:
-                if name in PIPELINED:
-                    return await self.writer.call(script.sha, script.script, keys, args)
-                return await script(keys=keys, args=args)
-            except ResponseError as exc:
-                message = str(exc)
-                if message.startswith("FENCED"):
-                    raise Fenced(message.removeprefix("FENCED ")) from None
-                if message.startswith("GAP"):
-                    raise ValueError(message.removeprefix("GAP ")) from None
-                raise
+        with self._errors(name), self._script_errors():
+            return await self._scripts[name](keys=_Keys.of(sid).all(), args=args)
+
+    @staticmethod
+    @contextmanager
+    def _script_errors() -> Iterator[None]:
+        """The scripts' own refusals, as the store's exceptions."""
+        try:
+            yield
+        except ResponseError as exc:
+            message = str(exc)
+            if message.startswith("FENCED"):
+                raise Fenced(message.removeprefix("FENCED ")) from None
+            if message.startswith("GAP"):
+                raise ValueError(message.removeprefix("GAP ")) from None
+            raise
+
+    @contextmanager
+    def _closing_tail_on_failure(self, sid: str) -> Iterator[None]:
+        """The owner lost the stream or Redis failed: its local readers go on from Redis."""
+        try:
+            yield
+        except (Fenced, StoreUnavailable):
+            self._close_tail(sid)
+            raise
+
+    def _close_tail(self, sid: str) -> None:
+        if (tail := self._tails.pop(sid, None)) is not None:
+            tail.close()
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:
