@@ -3,7 +3,9 @@
 Starts its own redis-server on a free loopback port, in a temp dir, and reports:
 - appended events/s and this process's CPU µs per event, for 1 stream and for 100 concurrent streams,
   with 1 and 16 frames per append (the writer pipelines the calls that arrive together);
-- Redis `used_memory` per 1,000 finished (retained) 500-event streams of 60-byte frames.
+- Redis `used_memory` per 1,000 finished (retained) 500-event streams of 60-byte frames;
+- resume latency at the store: another replica's `read(sid, after)` to its first frame, p50/p99, for a
+  finished 100-event stream (the HTTP layer adds its own request handling on top).
 
     .venv/bin/python -m bench.redis_store [--events 20000]
 """
@@ -72,6 +74,25 @@ async def memory(url: str, streams: int, events: int) -> float:
     return (after - before) / streams * 1000
 
 
+async def resume_latency(url: str, samples: int) -> tuple[float, float]:
+    owner, other = RedisStore(url), RedisStore(url)
+    sid = new_sid()
+    lease = await owner.create(sid, StreamMeta("bench"))
+    await owner.append(lease, 1, [FRAME] * 99)
+    await owner.finish(lease, 100, FRAME, "stop")
+    took = []
+    for i in range(samples):
+        began = time.perf_counter()
+        frames = other.read(sid, i % 99)
+        await anext(frames)
+        took.append(time.perf_counter() - began)
+        await frames.aclose()
+    await owner.aclose()
+    await other.aclose()
+    took.sort()
+    return took[len(took) // 2] * 1e3, took[int(len(took) * 0.99)] * 1e3
+
+
 async def main(events: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, run_redis_server(Path(tmp)) as server:
         server.command("CONFIG", "SET", "maxmemory", "0")
@@ -84,6 +105,8 @@ async def main(events: int) -> None:
         server.command("FLUSHALL")
         per_1000 = await memory(server.url, 1000, 500)
         print(f"Redis used_memory per 1,000 retained 500-event streams (60-byte frames): {per_1000 / 2**20:.1f} MiB")
+        p50, p99 = await resume_latency(server.url, 500)
+        print(f"resume on another replica, read() to first frame: p50 {p50:.2f} ms, p99 {p99:.2f} ms (500 reads)")
 
 
 if __name__ == "__main__":

@@ -190,3 +190,14 @@ async def test_a_local_reader_whose_owner_stops_renewing_gets_owner_lost(make_st
     sid, _ = await started(store, 2)  # nobody runs wait_stop: the lease runs out as if the loop had hung
     frames = await collect(store, sid, 1)
     assert frames[0] == frame(sid, 2) and len(frames) == 2 and b'"type":"owner_lost"' in frames[1]
+
+
+async def test_the_writer_sends_a_batch_again_on_a_new_connection_when_its_own_was_cut(
+        make_store: StoreFactory, shared_redis: RedisServer) -> None:
+    store = make_store()
+    sid, lease = await started(store, 1)
+    shared_redis.command("CLIENT", "KILL", "TYPE", "normal")  # every client connection, the writer's included
+    async with asyncio.timeout(HANG):
+        assert await store.append(lease, 2, [frame(sid, 2)]) == 2
+        await store.finish(lease, 3, frame(sid, 3), "stop")
+    assert await collect(store, sid, 0) == [frame(sid, s) for s in (1, 2, 3)]
