@@ -211,3 +211,13 @@ async def test_a_probe_with_head_starts_nothing() -> None:
         first, _ = await read_some(client, "POST", "/chat", 1, json=chat_body())
         head = await client.head(f"/streams/{first.headers['x-stream-id']}")
     assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
+
+
+async def test_a_cursor_past_the_last_event_of_a_running_stream_gets_a_resume_gap_terminate() -> None:
+    async with mock_upstream() as up, proxy(resumable(up, "delay_ms=100")) as client:
+        first, _ = await read_some(client, "POST", "/chat", 1, json=chat_body())
+        sid = first.headers["x-stream-id"]
+        ahead, gap = await read_stream(client, "GET", f"/streams/{sid}", headers={"last-event-id": f"{sid}:500"})
+    assert ahead.status_code == 200
+    assert [json.loads(e.data)["error"]["type"] for e in gap.events] == ["resume_gap"]
+    assert gap.events[0].id == f"{sid}:500"  # the preamble's: the terminate sets no id of its own

@@ -19,6 +19,7 @@ import anyio
 from proxy.resume.errors import Fenced, StoreError, StoreUnavailable
 from proxy.resume.ids import new_sid
 from proxy.resume.store import Lease, StopCause, StreamMeta, StreamStore
+from proxy.errors import ProxyError
 from proxy.response import OnDone, Produce, Shutdown
 from proxy.sse import encode_event, terminate_payload
 
@@ -33,7 +34,7 @@ class Writer:
         self.lease = lease
         self.seq = 0
         self.finished = False
-        self.failure: Exception | None = None  # the store error that ended the generation
+        self.failure: ProxyError | None = None  # the store error that ended the generation
         self._prefix = lease.sid.encode() + b":"
         self._stop = stop
 
