@@ -1,10 +1,13 @@
 """`RedisStore`: the `StreamStore` of replicas that share one Redis (resume.store: redis).
 
 One Redis Stream per generation, with explicit entry ids `<seq>-0`, an owner lease and fenced Lua
-writes (proxy/resume/redis_scripts.py), as resumable-streams.md sections 3-5 describe. Departures:
-- every reader runs its own `XREAD BLOCK` on a bounded pool of blocking connections (no per-replica
-  follower and mirror buffer yet). Commit-then-deliver holds by construction: a reader, local or not,
-  only ever sees what Redis committed. Past the pool, a reader waits `POOL_WAIT` and then gets 503.
+writes (proxy/resume/redis_scripts.py), as resumable-streams.md sections 3-5 describe. The appends of
+all streams share one pipelined round trip (proxy/resume/redis_writer.py). Readers on the replica that
+generates the stream are served from its in-process tail of committed frames (proxy/resume/redis_tails.py).
+Departures from the brief:
+- a reader on another replica runs its own `XREAD BLOCK` on a bounded pool of blocking connections (no
+  per-replica follower and mirror buffer yet); past the pool it waits `POOL_WAIT`, then gets 503.
+  Commit-then-deliver holds everywhere: no reader ever sees a frame Redis has not committed.
 - stop is a flag the owner sees at its next heartbeat (at most `heartbeat` seconds, 1 s by default),
   and at once when the owner is in this process; there is no pub/sub channel.
 Liveness: a reader whose `XREAD` comes back empty checks the lease; if the owner is gone it runs REAP,
