@@ -223,7 +223,7 @@ def markdown(results: dict) -> str:
         f"- versions: {versions}; LiteLLM {meta['litellm']} (litellm[proxy] + httptools, 1 worker)",
         "- method: the CPU phase is interleaved (bench/interleave.py); the other phases run path by path. Servers pinned to core 0; the mock upstream, the load client and the runner to core 1. CPU is "
         "the server process tree's own utime+stime (/proc). Each stream: 100 content chunks, a finish chunk, a "
-        "usage chunk, [DONE]; every stream is checked whole, every 10th decoded and compared with the text sent.",
+        "usage chunk, [DONE] (the native adapters' paths: the same content in their dialect, bench/mock_dialects.py); every stream is checked whole, every 10th decoded and compared with the text sent.",
         "- added TTFT: the path's TTFT minus direct's at the same percentile; c=1 with zero-delay streams, c=100 with "
         "paced streams (50 chunks/s). Capacity: paced streams, largest concurrency with added p99 gap < 10 ms and "
         "no broken stream.",
