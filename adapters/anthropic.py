@@ -17,7 +17,7 @@ import httpx2
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from adapters.event_stream import MAX_EVENT, EventStreamDecoder
+from adapters.event_stream import MAX_EVENT, event_deltas
 from adapters.request_parts import data_url, tool_arguments
 from adapters.upstream_http import Redactor, loads, stream_deltas
 from proxy.deltas import (
@@ -80,16 +80,9 @@ class AnthropicAdapter:
         sent.headers["content-type"] = "application/json"
         return stream_deltas(self.http, sent, self._deltas, self.redact)
 
-    async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
-        decoder = EventStreamDecoder(self.options.max_event_bytes)
-        message = MessageState()
-        async for raw in body:
-            for _event, data in decoder.feed(raw):
-                for delta in message.read(data):
-                    yield delta
-                    if isinstance(delta, Finish):
-                        return
-        raise UpstreamTruncated("the upstream closed the stream before message_stop")
+    def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
+        unfinished = "the upstream closed the stream before message_stop"
+        return event_deltas(body, MessageState(), self.options.max_event_bytes, unfinished)
 
 
 class MessageState:

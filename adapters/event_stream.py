@@ -13,7 +13,11 @@ one read past the bound.
 
 from __future__ import annotations
 
-from proxy.errors import UpstreamMalformed
+from collections.abc import AsyncIterator, Iterable
+from typing import Protocol
+
+from proxy.deltas import Delta, Finish
+from proxy.errors import UpstreamMalformed, UpstreamTruncated
 
 MAX_EVENT = 1 << 20  # 1 MiB: a chat delta is a few hundred bytes
 BOM = b"\xef\xbb\xbf"
@@ -87,3 +91,23 @@ class EventStreamDecoder:
             if self._data:
                 raise UpstreamMalformed(f"the upstream sent an event bigger than {self._max_event} bytes")
             raise UpstreamMalformed(f"the upstream sent over {self._max_event} bytes without an event")
+
+class EventReader(Protocol):
+    """One answer's state: the deltas of each event's data, in order (a Finish last)."""
+
+    def read(self, data: str) -> Iterable[Delta]: ...
+
+
+async def event_deltas(body: AsyncIterator[bytes], reader: EventReader, max_event: int,
+                       unfinished: str) -> AsyncIterator[Delta]:
+    """The deltas of an event-stream body, up to the Finish; a body that ends before it raises
+    UpstreamTruncated(`unfinished`)."""
+    decoder = EventStreamDecoder(max_event)
+    feed, read = decoder.feed, reader.read  # bound once: this loop runs per chunk
+    async for raw in body:
+        for _event, data in feed(raw):
+            for delta in read(data):
+                yield delta
+                if isinstance(delta, Finish):
+                    return
+    raise UpstreamTruncated(unfinished)

@@ -20,7 +20,7 @@ import httpx2
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from adapters.event_stream import MAX_EVENT, EventStreamDecoder
+from adapters.event_stream import MAX_EVENT, event_deltas
 from adapters.request_parts import data_url, tool_arguments
 from adapters.upstream_http import Redactor, error_message, loads, stream_deltas
 from proxy.deltas import (
@@ -35,7 +35,7 @@ from proxy.deltas import (
     ToolCallDelta,
     Usage,
 )
-from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamTruncated, UpstreamUnavailable
+from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
 
 # Gemini's finish reasons in the proxy's terms; any other is passed on in lower case.
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
@@ -71,16 +71,9 @@ class GeminiAdapter:
         sent = self.http.build_request("POST", self._url, params={"alt": "sse"}, headers=self._headers, content=body)
         return stream_deltas(self.http, sent, self._deltas, self.redact, retry_delay)
 
-    async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
-        decoder = EventStreamDecoder(self.options.max_event_bytes)
-        answer = AnswerState()
-        async for raw in body:
-            for _event, data in decoder.feed(raw):
-                for delta in answer.read(data):
-                    yield delta
-                    if isinstance(delta, Finish):
-                        return
-        raise UpstreamTruncated("the upstream closed the stream before a finish reason")
+    def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
+        unfinished = "the upstream closed the stream before a finish reason"
+        return event_deltas(body, AnswerState(), self.options.max_event_bytes, unfinished)
 
 
 class AnswerState:

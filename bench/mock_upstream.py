@@ -3,9 +3,10 @@
 `python bench/mock_upstream.py --port 9100`. Every POST is answered with a stream whose shape comes from
 the model name in the body, `n<chunks>-i<interval ms>` (e.g. `n100-i0`: 100 content chunks, no delay;
 `n100-i20`: 50 chunks/s), so one process serves every workload and every path (direct, floor, proxy,
-LiteLLM) asks for the same thing. Each stream is the content chunks, one finish chunk, one usage chunk
+LiteLLM) asks for the same thing. An OpenAI stream is the content chunks, one finish chunk, one usage chunk
 and `data: [DONE]`, each in its own HTTP chunk and its own socket write, as a real server sends them.
-Paced chunks keep an absolute schedule (start + i * interval), so a late chunk does not delay the rest.
+The request path picks the dialect: Anthropic's, Gemini's and Ollama's answers are in
+mock_dialects.py. Paced chunks keep an absolute schedule (start + i * interval), so a late chunk does not delay the rest.
 
 The request parser is minimal on purpose (loopback, trusted clients): it reads headers and a
 Content-Length body, keeps the connection alive unless asked to close, and ignores everything else.
@@ -19,8 +20,16 @@ import json
 import re
 import signal
 
-MODEL = re.compile(rb'"model"\s*:\s*"n(\d+)-i(\d+(?:\.\d+)?)"')
-HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
+from mock_dialects import DIALECTS, SSE, dialect_of
+
+SHAPE = rb"(?P<model>n(?P<n>\d+)-i(?P<i>\d+(?:\.\d+)?))"
+MODEL = re.compile(rb'"model"\s*:\s*"' + SHAPE + rb'"')
+PATH_MODEL = re.compile(rb"/models/" + SHAPE + rb":")  # Gemini names the model in the path
+
+
+def response_head(media_type: bytes) -> bytes:
+    return (b"HTTP/1.1 200 OK\r\ncontent-type: %s\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
+            % media_type)
 
 
 def chunk_text(i: int) -> str:
@@ -47,10 +56,12 @@ class Shapes:
     """Pre-encoded wire bytes per (chunks, model name): the mock does no JSON work per request."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[int, str], list[bytes]] = {}
+        self._cache: dict[tuple[bytes | None, int, str], list[bytes]] = {}
 
-    def events(self, n: int, model: str) -> list[bytes]:
-        key = (n, model)
+    def events(self, dialect: bytes | None, n: int, model: str) -> list[bytes]:
+        key = (dialect, n, model)
+        if key not in self._cache and dialect is not None:
+            self._cache[key] = DIALECTS[dialect][1]([chunk_text(i) for i in range(n)], model)
         if key not in self._cache:
             first = [_event(_chunk(model, {"role": "assistant", "content": chunk_text(0)}, None))] if n else []
             body = first + [_event(_chunk(model, {"content": chunk_text(i)}, None)) for i in range(1, n)]
@@ -103,16 +114,19 @@ class StreamProtocol(asyncio.Protocol):
         body = self.buffer[end + 4 : end + 4 + length]
         self.buffer = self.buffer[end + 4 + length :]
         self.close_after = b"connection: close" in head
-        self._respond(body)
+        path = head.split(b" ", 2)[1]
+        self._respond(path, body)
 
-    def _respond(self, body: bytes) -> None:
+    def _respond(self, path: bytes, body: bytes) -> None:
         assert self.transport is not None
-        match = MODEL.search(body)
-        n, interval = (int(match[1]), float(match[2]) / 1000) if match else (100, 0.0)
-        model = match[0].split(b'"')[-2].decode() if match else "n100-i0"
-        events = self.shapes.events(n, model)
+        dialect = dialect_of(path)
+        match = PATH_MODEL.search(path) if dialect == b"/v1beta/models/" else MODEL.search(body)
+        n, interval = (int(match["n"]), float(match["i"]) / 1000) if match else (100, 0.0)
+        model = match["model"].decode() if match else "n100-i0"
+        events = self.shapes.events(dialect, n, model)
         self.busy = True
-        self.transport.write(HEAD + (b"connection: close\r\n\r\n" if self.close_after else b"\r\n"))
+        media_type = DIALECTS[dialect][0] if dialect else SSE
+        self.transport.write(response_head(media_type) + (b"connection: close\r\n\r\n" if self.close_after else b"\r\n"))
         if interval <= 0:
             for event in events:
                 self.transport.write(event)

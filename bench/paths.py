@@ -22,6 +22,10 @@ LITELLM_VENV = BENCH / ".litellm-venv"
 LITELLM_VERSION = "1.106.2"
 LITELLM_KEY = "sk-bench-local-not-a-secret"
 MODELS = ("n100-i0", "n1-i0", "n100-i20", "n50-i20", "n120-i1000", "n30-i10000")
+# Where each adapter finds its dialect on the bench mock (the mock tells them apart by the request path).
+ADAPTER_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama": ""}
+# The proxy with a native adapter: `llm-sse-proxy-<adapter>`, the same streams in that dialect's wire bytes.
+NATIVE = tuple(f"llm-sse-proxy-{adapter}" for adapter in ADAPTER_PATHS if adapter != "openai")
 
 
 @dataclass
@@ -60,11 +64,11 @@ def floor(mock_port: int) -> PathSpec:
 
 
 def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-proxy",
-          extra: dict | None = None) -> PathSpec:
+          extra: dict | None = None, adapter: str = "openai") -> PathSpec:
     port = procs.free_port()
     config = workdir / f"{name}.yaml"
-    models = [{"name": m, "adapter": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "api_key": "bench",
-               "model": m} for m in MODELS]
+    base_url = f"http://127.0.0.1:{mock_port}{ADAPTER_PATHS[adapter]}"
+    models = [{"name": m, "adapter": adapter, "base_url": base_url, "api_key": "bench", "model": m} for m in MODELS]
     # The bench is one client on one address: lift the per-client limits (they are for the open internet).
     limits = {"requests_per_minute": 1e9, "burst": 1_000_000, "streams_per_client": 100_000, "max_streams": 100_000}
     config.write_text(json.dumps({"server": {"host": "127.0.0.1", "port": port}, "default_model": MODELS[0],

@@ -7,9 +7,11 @@ import math
 import sys
 from pathlib import Path
 
-ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-granian", "litellm"]
+ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-anthropic", "llm-sse-proxy-gemini", "llm-sse-proxy-ollama",
+         "llm-sse-proxy-granian", "litellm"]
 COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "llm-sse-proxy-granian": "#9467bd",
-          "litellm": "#d62728"}
+          "litellm": "#d62728", "llm-sse-proxy-anthropic": "#8c564b", "llm-sse-proxy-gemini": "#17becf",
+          "llm-sse-proxy-ollama": "#bcbd22"}
 
 
 def write(results: dict, out: Path) -> None:
@@ -75,6 +77,18 @@ def ratio_table(results: dict) -> str:
         rows.append(f"| {label} | {_spread(_ratio(results, 'proxy/floor', key))} "
                     f"| {_spread(_ratio(results, 'litellm/proxy', key), 1)} "
                     f"| {_spread(_ratio(results, 'granian/uvicorn', key))} |")
+    return "\n".join(rows)
+
+
+def adapter_table(results: dict) -> str:
+    """Each native adapter's CPU over the OpenAI adapter's, the same proxy and the same streams (target: ≤ 1.10)."""
+    pairs = [pair for pair in results.get("ratios", {}) if pair.endswith("/openai") and results["ratios"][pair]]
+    if not pairs:
+        return ""
+    rows = ["| figure | " + " | ".join(f"{pair.split('/')[0].removeprefix('llm-sse-proxy-')} / openai"
+                                       for pair in pairs) + " |", "|---" * (len(pairs) + 1) + "|"]
+    for key, label in _LEVELS:
+        rows.append(f"| {label} | " + " | ".join(_spread(_ratio(results, pair, key)) for pair in pairs) + " |")
     return "\n".join(rows)
 
 
@@ -209,7 +223,7 @@ def markdown(results: dict) -> str:
         f"- versions: {versions}; LiteLLM {meta['litellm']} (litellm[proxy] + httptools, 1 worker)",
         "- method: the CPU phase is interleaved (bench/interleave.py); the other phases run path by path. Servers pinned to core 0; the mock upstream, the load client and the runner to core 1. CPU is "
         "the server process tree's own utime+stime (/proc). Each stream: 100 content chunks, a finish chunk, a "
-        "usage chunk, [DONE]; every stream is checked whole, every 10th decoded and compared with the text sent.",
+        "usage chunk, [DONE] (the native adapters' paths: the same content in their dialect, bench/mock_dialects.py); every stream is checked whole, every 10th decoded and compared with the text sent.",
         "- added TTFT: the path's TTFT minus direct's at the same percentile; c=1 with zero-delay streams, c=100 with "
         "paced streams (50 chunks/s). Capacity: paced streams, largest concurrency with added p99 gap < 10 ms and "
         "no broken stream.",
@@ -222,6 +236,8 @@ def markdown(results: dict) -> str:
     lines += ["", "## CPU ratios, interleaved rounds (the headline)", "",
               "Each round runs every path at every level back to back, in an order rotated each round; a ratio is "
               "taken within a round, then the rounds give its median and (min–max).", "", ratio_table(results),
+              *(["", "### Adapters: each native adapter's CPU over the OpenAI adapter's (target ≤ 1.10)", "",
+                 adapter_table(results)] if adapter_table(results) else []),
               "", "## Summary (absolute figures; CPU: each path's median round)", "", summary_table(results), "", "## Targets (llm-sse-proxy)", "",
               targets_table(results), "", "## Details", "", detail_tables(results), "",
               "Charts: cpu_per_chunk.png, ttft.png, capacity.png, memory.png, startup.png.", ""]

@@ -1,7 +1,8 @@
 """`make bench`: the same streams through each path, side by side, on loopback, bounded in time.
 
 Paths: direct (the client reads the mock itself), floor (bench/floor.py), llm-sse-proxy (the real CLI,
-adapter `openai`), the same app under granian instead of uvicorn, and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it cannot be
+adapter `openai`), the same CLI with each native adapter (llm-sse-proxy-anthropic, -gemini, -ollama: CPU
+phase only), the same app under granian instead of uvicorn, and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it cannot be
 installed). Servers run on core 0; the mock upstream, the client and this script on core 1.
 Writes bench/results/results.json, results.md and PNG charts (~9 minutes). `--quick` is a ~4 minute smoke run.
 """
@@ -50,6 +51,9 @@ class Plan:
 FULL = Plan(((1, 300, 2), (10, 1500, 2.5), (100, 3000, 3)), 5, 4, (25, 50, 100, 200, 400, 800, 1600, 3200), 2,
             ((1000, 1000), (9900, 10_000)), 6, 3, 5, 2)
 QUICK = Plan(((1, 100, 1), (10, 400, 1), (100, 800, 1.5)), 2.5, 3, (50, 200, 800), 0, ((1000, 1000),), 3, 1, 3, 1)
+# The native adapters' paths answer one question, CPU per chunk beside the OpenAI adapter's, in the
+# interleaved CPU phase; start-up, TTFT, capacity and memory measure the server, which they share.
+NO_SERVER_FIGURES = {"startup_s": None, "ttft_paced": None, "capacity": None, "memory": []}
 HOLD_SECONDS = 60  # to open the slow streams and see each one's first event; what is open then counts
 LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s would need 10 cores
 
@@ -57,7 +61,8 @@ LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
-    parser.add_argument("--paths", default="direct,floor,llm-sse-proxy,llm-sse-proxy-granian,litellm",
+    parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", *paths.NATIVE,
+                                                      "llm-sse-proxy-granian", "litellm"]),
                         help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
     parser.add_argument("--phases", default="cpu,ttft,capacity,memory", help="comma-separated subset, for work on one")
@@ -82,7 +87,8 @@ def main() -> int:
             runs = cpu_rounds(found, mock, plan, out) if "cpu" in phases else {}
             for spec in found:
                 say(f"== {spec.name}")
-                results["paths"][spec.name] = measure_path(spec, mock, plan, out, phases)
+                results["paths"][spec.name] = (dict(NO_SERVER_FIGURES) if spec.name in paths.NATIVE
+                                               else measure_path(spec, mock, plan, out, phases))
                 results["paths"][spec.name].update(cpu_summary(runs.get(spec.name, {})))
             results["ratios"] = cpu_ratios(runs)
             if not args.no_workers and "llm-sse-proxy" in wanted:
@@ -118,6 +124,8 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
             found.append(paths.floor(mock_port))
         elif name == "llm-sse-proxy":
             found.append(paths.proxy(mock_port, workdir))
+        elif name in paths.NATIVE:
+            found.append(paths.proxy(mock_port, workdir, name=name, adapter=name.removeprefix("llm-sse-proxy-")))
         elif name == "llm-sse-proxy-granian":
             found.append(paths.granian(mock_port, workdir))
         elif name == "litellm":
@@ -197,7 +205,8 @@ def cpu_ratios(runs: dict[str, dict]) -> dict:
     """The headline: the proxy's CPU over the floor's, and LiteLLM's over the proxy's, round by round."""
     return {"proxy/floor": interleave.ratios(runs, "llm-sse-proxy", "floor", _figure),
             "litellm/proxy": interleave.ratios(runs, "litellm", "llm-sse-proxy", _figure),
-            "granian/uvicorn": interleave.ratios(runs, "llm-sse-proxy-granian", "llm-sse-proxy", _figure)}
+            "granian/uvicorn": interleave.ratios(runs, "llm-sse-proxy-granian", "llm-sse-proxy", _figure),
+            **{f"{name}/openai": interleave.ratios(runs, name, "llm-sse-proxy", _figure) for name in paths.NATIVE}}
 
 
 def run_client(spec: PathSpec, model: str, chunks: int, *, concurrency: int, streams: int = 1_000_000,

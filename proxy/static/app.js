@@ -14,6 +14,21 @@ const reasoning = $("reasoning");
 const tools = $("tools");
 // The named events this page shows; a request that does not ask for them gets answer text only.
 const EVENTS = ["reasoning", "tool_call", "refusal"];
+const offerTool = $("offer-tool");
+// A tool the page can offer, as a tool-using client sends its own: the model may call it, the page only
+// shows the call. Only over fetch: GET /stream takes no tools.
+const DEMO_TOOL = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "The current weather in a city.",
+    parameters: {
+      type: "object",
+      properties: { location: { type: "string" }, unit: { type: "string", enum: ["celsius", "fahrenheit"] } },
+      required: ["location"],
+    },
+  },
+};
 const notice = $("notice");
 const stats = $("stats");
 
@@ -162,7 +177,10 @@ function viaFetch({ prompt, model }, on) {
   const controller = new AbortController();
   streamChat({
     url: "chat",
-    body: { model, messages: [{ role: "user", content: prompt }], events: EVENTS },
+    body: {
+      model, messages: [{ role: "user", content: prompt }], events: EVENTS,
+      ...(offerTool.checked && { tools: [DEMO_TOOL] }),
+    },
     signal: controller.signal,
     onText: on.text,
     onReasoning: on.reasoning,
