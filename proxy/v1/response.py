@@ -31,6 +31,11 @@ class _HeldHead:
         self.started = False
         self.reply: tuple[int, bytes] | None = None
 
+    @property
+    def unwrapped(self) -> Send:
+        assert self._send is not None
+        return self._send
+
     def bind(self, send: Send) -> Send:
         self._send = send
         return self
@@ -85,25 +90,30 @@ class ChunkStream(_DoorResponse):
     async def emit(self, payload: dict[str, Any], event: str | None = None) -> None:
         if event is None and "text" in payload:  # the hot path: a piece of the answer
             if not self.held.started:
-                await self._write(self.encoder.first())
+                await self._open()
             await self._write(self.encoder.text(payload["text"]))
         elif event is not None:
             await self._named(event, payload)
         else:
             await self._terminate(payload)
 
+    async def _open(self) -> None:
+        """Send the head and the role chunk; from then on events bypass the held `send`."""
+        await self._write(self.encoder.first())
+        self._send = self.held.unwrapped
+
     async def _named(self, event: str, payload: dict[str, Any]) -> None:
         data = self.encoder.named(event, payload)
         if data is not None:
             if not self.held.started:
-                await self._write(self.encoder.first())
+                await self._open()
             await self._write(data)
 
     async def _terminate(self, payload: dict[str, Any]) -> None:
         failure = terminate_error(payload)
         if failure is None:
             if not self.held.started:
-                await self._write(self.encoder.first())
+                await self._open()
             await self._write(self.encoder.end(payload, self.include_usage))
         elif self.held.started:
             await self._write(self.encoder.error(*failure))
