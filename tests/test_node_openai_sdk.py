@@ -74,3 +74,24 @@ async def test_a_node_sdk_abort_closes_the_upstream_within_a_second(npm_packages
     assert result["aborted"] is True
     assert not up.recorder.attempts[0].finished
     assert closed_wall - result["at"] / 1000 < 1.0
+
+
+async def test_vercels_ai_sdk_drives_the_door_unchanged(npm_packages: str) -> None:
+    """A harness that knows only OpenAI's API (`ai` + `@ai-sdk/openai-compatible`, tests/node/ai_sdk.mjs)."""
+    async with mock_upstream(reply=REPLY) as up:
+        models = [{"name": "mock", "adapter": "mock", "chunk_delay_ms": 0, "reply": REPLY},
+                  up.model("down", "gpt+fail=99:503"), up.model("cut", "gpt+close_after=2")]
+        cases = [{"model": "mock", "stream": True}, {"model": "mock", "stream": False},
+                 {"model": "down", "stream": False}, {"model": "cut", "stream": True}]
+        async with serve(create_app(upstream_config(models, **RESUME_OFF))) as base:
+            with anyio.fail_after(90):
+                done = await anyio.run_process([npm_packages, str(NODE_DIR / "ai_sdk.mjs")],
+                                               input=json.dumps({"base": base, "cases": cases}).encode(), check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    streamed, whole, down, cut = json.loads(done.stdout)
+    assert streamed == {"text": REPLY, "errors": [], "finish": "stop"}
+    assert whole["text"] == REPLY and whole["finish"] == "stop" and whole["usage"] > 0
+    assert down["thrown"] == "APICallError" and down["status"] == 502
+    assert cut["errors"] == ["the upstream closed the stream before the answer was complete"], cut
+    assert cut["finish"] == "error"  # never "stop": the SDK knows the answer is cut
+    assert REPLY.startswith(cut["text"]) and cut["text"] != REPLY
