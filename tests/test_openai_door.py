@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
@@ -202,3 +203,33 @@ async def test_client_abort_closes_the_upstream_within_a_second(stream: bool) ->
             closed = await up.recorder.wait_closed(0, timeout=5)
     assert closed - left < 1.0
     assert not up.recorder.attempts[0].finished
+
+
+async def test_metrics_and_the_rate_limit_count_the_door_like_chat() -> None:
+    config = make_config([MOCK], limits={"requests_per_minute": 1, "burst": 2}, **RESUME_OFF)
+    async with serve(create_app(config)) as url:
+        async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+            await client.chat.completions.create(model="mock", messages=MESSAGES)
+            _, _ = await collect(await client.chat.completions.create(model="mock", messages=MESSAGES, stream=True))
+            with pytest.raises(openai.RateLimitError):
+                await client.chat.completions.create(model="mock", messages=MESSAGES, stream=True)
+        async with httpx2.AsyncClient(base_url=url) as plain:
+            metrics = (await plain.get("/metrics")).text
+    assert 'llm_proxy_streams_total{model="mock",reason="stop"} 2.0' in metrics
+    assert 'llm_proxy_rejected_requests_total{reason="rate_limited"} 1.0' in metrics
+
+
+async def test_keep_alive_pings_after_the_first_chunk_do_not_disturb_the_sdk() -> None:
+    config = make_config([{**MOCK, "chunk_delay_ms": 60}], server={"ping_interval": 0.02}, **RESUME_OFF)
+    async with sdk(config) as client:
+        fields, _ = await collect(await client.chat.completions.create(model="mock", messages=MESSAGES, stream=True))
+        async with httpx2.AsyncClient(base_url=str(client.base_url)) as plain:
+            raw = (await plain.post("chat/completions", json={"messages": MESSAGES, "stream": True})).content
+    assert fields["content"] == REPLY
+    assert b"\n: ping\n\n" in raw and raw.index(b": ping") > raw.index(b"data: ")  # pings came, after the head
+
+
+async def test_the_door_streams_with_resumable_streams_on() -> None:
+    async with sdk(make_config([MOCK])) as client:  # resume on, as in the shipped config
+        fields, _ = await collect(await client.chat.completions.create(model="mock", messages=MESSAGES, stream=True))
+    assert fields["content"] == REPLY
