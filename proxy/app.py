@@ -152,10 +152,10 @@ def create_app(
         if name not in runtime.upstreams:
             raise NotFound(f"unknown model {name!r}; GET /models lists them")
         check_size(parsed.request, config.limits)
-        names = [name, *config.model(name).fallbacks]  # type: ignore[union-attr]
-        for model in names:  # a fallback must answer the same request, or be refused up front too
-            check_supported(parsed.request, model, REGISTRY[config.model(model).adapter].takes)  # type: ignore[union-attr]
-        chain = [runtime.upstreams[n] for n in names]
+        models = [config.model(n) for n in [name, *config.model(name).fallbacks]]  # type: ignore[union-attr]
+        for model in models:  # a fallback must answer the same request, or be refused up front too
+            check_supported(parsed.request, model.name, REGISTRY[model.adapter].takes)  # type: ignore[union-attr]
+        chain = [runtime.upstreams[m.name] for m in models]  # type: ignore[union-attr]
         relay = Relay(chain, parsed.request, retry=config.retry, timeouts=config.timeouts, sleep=sleep,
                       events=parsed.events)
         rid = request_id(request)
