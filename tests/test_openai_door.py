@@ -16,7 +16,7 @@ import httpx2
 import openai
 import pytest
 
-from proxy.app import create_app
+from proxy.app import Shutdown, create_app
 from proxy.config import Config
 from tests.conftest import RESUME_OFF, make_config, serve
 from tests.upstream_fixtures import DIALECTS, mock_upstream, upstream_config
@@ -233,3 +233,30 @@ async def test_the_door_streams_with_resumable_streams_on() -> None:
     async with sdk(make_config([MOCK])) as client:  # resume on, as in the shipped config
         fields, _ = await collect(await client.chat.completions.create(model="mock", messages=MESSAGES, stream=True))
     assert fields["content"] == REPLY
+
+
+async def test_shutdown_ends_a_started_stream_with_an_error_and_a_waiting_one_with_503() -> None:
+    shutdown = Shutdown(grace=0.1)
+    config = make_config([{**MOCK, "chunk_delay_ms": 100}, {**MOCK, "name": "slow", "first_token_delay_ms": 10_000}],
+                         **RESUME_OFF)
+    async with serve(create_app(config, shutdown=shutdown)) as url:
+        async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=10) as client:
+            stream = await client.chat.completions.create(model="mock", messages=MESSAGES, stream=True)
+            await stream.__anext__()
+            shutdown.begin()
+            with pytest.raises(openai.APIError) as raised:
+                async for _ in stream:
+                    pass
+            with pytest.raises(openai.InternalServerError) as waiting:  # started after the grace: ended at once
+                await client.chat.completions.create(model="slow", messages=MESSAGES, stream=True)
+    assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "shutdown"
+    assert waiting.value.status_code == 503
+
+
+async def test_a_fallback_in_another_dialect_answers_through_the_door() -> None:
+    async with mock_upstream() as up:
+        models = [up.model("gpt", "gpt+fail=99:503", fallbacks=["claude"]), up.model("claude", "c", "anthropic")]
+        async with sdk(upstream_config(models, **RESUME_OFF)) as client:
+            fields, chunks = await collect(await client.chat.completions.create(model="gpt", messages=MESSAGES, stream=True))
+    assert fields["content"] and chunks[-1].choices[0].finish_reason == "stop"
+    assert [a.model for a in up.recorder.attempts][-1] == "c"  # the OpenAI upstream failed; the Anthropic one answered
