@@ -69,8 +69,8 @@ def create_app(
     """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly."""
     http_clients = HttpClients(config.timeouts.connect)
     make_client = http_client_factory or (lambda model: http_clients.new())
-    admission = Admission.from_config(config)
     metrics = Metrics()
+    admission = Admission.from_config(config, on_error=metrics.shared_state_error)
     if config.resume.enabled and config.resume.store not in STORE_BACKENDS:
         raise ConfigError(f"resume.store: {config.resume.store!r} is not available in this build")
     if admission.auth.enabled and "*" in config.server.cors_origins:
@@ -79,6 +79,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(admission.limits)
             upstreams = {}
             for model in config.models:
                 spec = REGISTRY[model.adapter]
@@ -97,7 +98,7 @@ def create_app(
         generations = Generations(store, shutdown=shutdown)
         stack.push_async_callback(generations.aclose)  # before the store closes
         return ResumableStreams(
-            store, generations, admission.auth, admission.limiter,
+            store, generations, admission.auth, admission.limits,
             ping_interval=config.server.ping_interval, send_timeout=config.server.send_timeout,
             request_id=request_id)
 
@@ -108,7 +109,7 @@ def create_app(
         return await stream(request, client, parse_chat_body(body))
 
     async def read_chat(request: Request) -> tuple[Client, bytes]:
-        client = admission.admit(request)
+        client = await admission.admit(request)
         if not _is_json(request.headers.get("content-type", "")):
             raise UnsupportedMediaType("send the chat as JSON with content-type: application/json")
         return client, await read_body(request, config.server.max_body_bytes)
@@ -118,7 +119,7 @@ def create_app(
             return Response(headers=SSE_HEADERS)  # a probe must not start (and bill) a generation
         if "last-event-id" in request.headers:
             return await reconnect(request)
-        client = admission.admit(request, token=request.query_params.get("token"))
+        client = await admission.admit(request, token=request.query_params.get("token"))
         return await stream(request, client, parse_stream_query(request.query_params, config.default_prompt))
 
     async def reconnect(request: Request) -> Response:
@@ -130,12 +131,12 @@ def create_app(
         return Response(status_code=204, headers={"x-request-id": request_id(request)})
 
     async def token(request: Request) -> Response:
-        client = admission.admit(request)
+        client = await admission.admit(request)
         body = {"token": admission.issue_token(client), "expires_in": config.auth.token_ttl}
         return JSONResponse(body, headers={"x-request-id": request_id(request), "cache-control": "no-store"})
 
     async def stream(request: Request, client: Client, parsed: ParsedChat) -> Response:
-        relay, options = begin(request, client, parsed)
+        relay, options = await begin(request, client, parsed)
         runtime: Runtime = request.app.state.runtime
         if runtime.resumable is not None:
             try:
@@ -145,7 +146,7 @@ def create_app(
                 raise
         return SSEResponse(relay.run, **options)
 
-    def begin(request: Request, client: Client, parsed: ParsedChat) -> tuple[Relay, dict[str, Any]]:
+    async def begin(request: Request, client: Client, parsed: ParsedChat) -> tuple[Relay, dict[str, Any]]:
         """The relay for a chat, and its response's options; the client's stream slot is taken."""
         name = parsed.model or config.default_model
         runtime: Runtime = request.app.state.runtime
@@ -160,7 +161,7 @@ def create_app(
                       events=parsed.events)
         rid = request_id(request)
         prompt = _last_user_message(parsed) if config.logging.log_prompts else None
-        leave = admission.enter(client)  # last: nothing below can fail and leak the slot
+        leave = await admission.enter(client)  # last: nothing below can fail and leak the slot
         metrics.stream_started()
         started = anyio.current_time()
 

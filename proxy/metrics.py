@@ -37,6 +37,8 @@ class Metrics:
         self.disconnects = Counter("llm_proxy_client_disconnects", "Clients gone before the end", ["reason"], registry=r)
         self.rejected = Counter("llm_proxy_rejected_requests", "Requests refused before streaming", ["reason"], registry=r)
         self.tokens = Counter("llm_proxy_tokens", "Tokens the upstreams reported", ["model", "direction"], registry=r)
+        self.shared_state_errors = Counter("llm_proxy_shared_state_errors", "Redis operations that failed, by operation",
+                                           ["operation"], registry=r)
 
     def stream_started(self) -> None:
         self.active.inc()
@@ -63,6 +65,9 @@ class Metrics:
 
     def reject(self, reason: str) -> None:
         self.rejected.labels(reason).inc()
+
+    def shared_state_error(self, operation: str) -> None:
+        self.shared_state_errors.labels(operation).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

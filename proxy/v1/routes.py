@@ -27,7 +27,7 @@ from proxy.validation import ParsedChat, parse_chat_body
 
 ReadChat = Callable[[Request], Awaitable[tuple[Client, bytes]]]  # admit the client, read its JSON body
 # A relay for the request, and the keyword arguments of its SSEResponse (limits entered, metrics begun).
-Begin = Callable[[Request, Client, ParsedChat], tuple[Relay, dict[str, Any]]]
+Begin = Callable[[Request, Client, ParsedChat], Awaitable[tuple[Relay, dict[str, Any]]]]
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Door:
         client, body = await self.read_chat(request)
         parsed = parse_chat_body(body)
         events = STREAM_EVENTS if parsed.stream else REPLY_EVENTS
-        relay, options = self.begin(request, client, replace(parsed, events=events))
+        relay, options = await self.begin(request, client, replace(parsed, events=events))
         model = parsed.model or self.config.default_model
         head = (f"chatcmpl-{options['headers']['x-request-id']}", int(self.clock()), model)
         if parsed.stream:
@@ -59,11 +59,11 @@ class Door:
         return CompletionReply(relay.run, builder=CompletionBuilder(*head), outcome=relay.outcome, **options)
 
     async def models(self, request: Request) -> Response:
-        self.admission.admit(request)
+        await self.admission.admit(request)
         return JSONResponse({"object": "list", "data": [self._model(m.name) for m in self.config.models]})
 
     async def model(self, request: Request) -> Response:
-        self.admission.admit(request)
+        await self.admission.admit(request)
         name = request.path_params["name"]
         if self.config.model(name) is None:
             raise NotFound(f"unknown model {name!r}; GET /v1/models lists them")
