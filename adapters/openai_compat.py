@@ -30,7 +30,7 @@ from adapters.upstream_http import (
     retry_after,
     status_error,
 )
-from proxy.deltas import OPTIONAL_FIELDS, AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
+from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
 from proxy.errors import UpstreamError, UpstreamRejected, UpstreamTruncated
 
 
@@ -145,4 +145,5 @@ def build(options: OpenAIOptions, *, http: httpx2.AsyncClient | None = None, **_
     return OpenAICompatAdapter(options, http=http)
 
 
-SPEC = AdapterSpec(options=OpenAIOptions, build=build, uses_http=True, takes=frozenset(OPTIONAL_FIELDS))
+SPEC = AdapterSpec(options=OpenAIOptions, build=build, uses_http=True, takes=frozenset(
+    {"presence_penalty", "frequency_penalty", "seed", "response_format"}))  # all of proxy.deltas.OPTIONAL_FIELDS

@@ -76,13 +76,13 @@ class ChatRequest:
     top_p: float | None = None
     max_tokens: int | None = None
     stop: Sequence[str] | None = None
-    tools: tuple[Tool, ...] = ()
-    tool_choice: str | Mapping[str, Any] | None = None  # "auto" | "none" | "required" | {"name": ...}
     # Issue 15: OpenAI's sampling and format fields; an adapter whose API lacks one refuses it (`takes`).
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     seed: int | None = None
     response_format: Mapping[str, Any] | None = None  # OpenAI's shape: {"type": ..., "json_schema": {...}}
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None  # "auto" | "none" | "required" | {"name": ...}
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,8 +73,8 @@ class PayloadTooLarge(RequestError):
 
 class UpstreamError(ProxyError):
     type = "upstream_error"
-    retryable = False
     status: int | None = None  # the upstream's HTTP status, when it answered with an error status
+    retryable = False
 
 
 class UpstreamUnavailable(UpstreamError):
