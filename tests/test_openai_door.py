@@ -260,3 +260,23 @@ async def test_a_fallback_in_another_dialect_answers_through_the_door() -> None:
             fields, chunks = await collect(await client.chat.completions.create(model="gpt", messages=MESSAGES, stream=True))
     assert fields["content"] and chunks[-1].choices[0].finish_reason == "stop"
     assert [a.model for a in up.recorder.attempts][-1] == "c"  # the OpenAI upstream failed; the Anthropic one answered
+
+
+async def test_an_openai_upstreams_reasoning_and_tool_calls_come_out_in_openai_fields() -> None:
+    async with mock_upstream() as up:
+        config = upstream_config([up.model("gpt", "gpt+reasoning=3+tool_calls=2"),
+                                  up.model("bad", "gpt+tool_calls=2+bad_tool_args=1")], **RESUME_OFF)
+        async with sdk(config) as client:
+            fields, chunks = await collect(await client.chat.completions.create(model="gpt", messages=MESSAGES, stream=True))
+            whole = await client.chat.completions.create(model="gpt", messages=MESSAGES)
+            stream = await client.chat.completions.create(model="bad", messages=MESSAGES, stream=True)
+            with pytest.raises(openai.APIError) as raised:
+                async for _ in stream:
+                    pass
+    assert fields["reasoning_content"] and fields["content"] and chunks[-1].choices[0].finish_reason == "tool_calls"
+    calls = whole.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_weather"]
+    assert all(json.loads(c.function.arguments) for c in calls)
+    assert whole.choices[0].message.model_extra["reasoning_content"] == fields["reasoning_content"]
+    # Arguments that are not JSON: the call cannot be run, so the answer fails rather than finishing.
+    assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "invalid_tool_call"
