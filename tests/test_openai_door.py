@@ -280,3 +280,13 @@ async def test_an_openai_upstreams_reasoning_and_tool_calls_come_out_in_openai_f
     assert whole.choices[0].message.model_extra["reasoning_content"] == fields["reasoning_content"]
     # Arguments that are not JSON: the call cannot be run, so the answer fails rather than finishing.
     assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "invalid_tool_call"
+
+
+@pytest.mark.parametrize("body", [{"stream": True}, {"stream": False}, {"stream": True, "model": "nope"}])
+async def test_a_browser_origin_gets_cors_headers_on_every_door_answer(body: dict) -> None:
+    config = make_config([MOCK], server={"cors_origins": ["https://app.example"]}, **RESUME_OFF)
+    async with serve(create_app(config)) as url, httpx2.AsyncClient(base_url=url) as client:
+        response = await client.post("/v1/chat/completions", json={"messages": MESSAGES, **body},
+                                     headers={"origin": "https://app.example"})
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    assert response.headers["x-request-id"]

@@ -23,27 +23,32 @@ _STREAM_ONLY = (b"content-type", b"x-accel-buffering")
 
 class _HeldHead:
     """The client's `send`, keeping `http.response.start` until the first chunk, or until the end, when
-    `reply` (status, JSON bytes) goes out instead of the stream."""
+    `reply` (status, JSON bytes) goes out instead of the stream.
+
+    The head goes through the middlewares' `send` (CORS adds its headers there), the chunks through the
+    server's own (proxy/response.py, SEND_BODY), as SSEResponse sends them.
+    """
 
     def __init__(self) -> None:
-        self._send: Send | None = None
+        self._head_send: Send | None = None
+        self._body_send: Send | None = None
         self._head: Message | None = None
         self.started = False
         self.reply: tuple[int, bytes] | None = None
 
     @property
     def unwrapped(self) -> Send:
-        assert self._send is not None
-        return self._send
+        assert self._body_send is not None
+        return self._body_send
 
-    def bind(self, send: Send) -> Send:
-        self._send = send
+    def bind(self, head_send: Send, body_send: Send) -> Send:
+        self._head_send, self._body_send = head_send, body_send
         return self
 
     async def __call__(self, message: Message) -> None:
-        assert self._send is not None
+        assert self._head_send is not None and self._body_send is not None
         if self.started:
-            return await self._send(message)
+            return await self._body_send(message)
         if message["type"] == "http.response.start":
             self._head = message
             return
@@ -52,16 +57,16 @@ class _HeldHead:
         assert self._head is not None
         if message.get("more_body"):
             self.started = True
-            await self._send(self._head)
-            return await self._send(message)
-        await self._send_reply()
+            await self._head_send(self._head)
+            return await self._body_send(message)
+        await self._send_reply(self._head_send)
 
-    async def _send_reply(self) -> None:
-        assert self._head is not None and self._send is not None
+    async def _send_reply(self, send: Send) -> None:
+        assert self._head is not None
         status, body = self.reply or (502, json_line(error_body(502, "internal_error", "no answer")))
         headers = [(k, v) for k, v in self._head["headers"] if k not in _STREAM_ONLY]
-        await self._send({"type": "http.response.start", "status": status, "headers": [*headers, _JSON]})
-        await self._send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.start", "status": status, "headers": [*headers, _JSON]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class _DoorResponse(SSEResponse):
@@ -71,7 +76,7 @@ class _DoorResponse(SSEResponse):
         self.held = _HeldHead()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        held = self.held.bind(scope.get(SEND_BODY, send))
+        held = self.held.bind(send, scope.get(SEND_BODY, send))
         await super().__call__({**scope, SEND_BODY: held}, receive, held)
 
     def _fail_before_start(self, error_type: str, message: str) -> None:
