@@ -169,8 +169,9 @@ def request_body(request: ChatRequest, options: GeminiOptions) -> dict[str, Any]
     if system := "\n\n".join(m.text for m in request.messages if m.role in ("system", "developer")):
         body["systemInstruction"] = {"parts": [{"text": system}]}
     config = {name: value for name, value in (("temperature", request.temperature), ("topP", request.top_p),
-              ("maxOutputTokens", request.max_tokens), ("stopSequences", list(request.stop or ()) or None))
-              if value is not None}
+              ("maxOutputTokens", request.max_tokens), ("stopSequences", list(request.stop or ()) or None),
+              ("presencePenalty", request.presence_penalty), ("frequencyPenalty", request.frequency_penalty),
+              ("seed", request.seed)) if value is not None}
     thinking = {"includeThoughts": True} if options.include_thoughts else {}
     if options.thinking_budget is not None:
         thinking["thinkingBudget"] = options.thinking_budget
@@ -246,4 +247,5 @@ def build(options: GeminiOptions, *, http: httpx2.AsyncClient | None = None, **_
     return GeminiAdapter(options, http=http)
 
 
-SPEC = AdapterSpec(options=GeminiOptions, build=build, uses_http=True)
+SPEC = AdapterSpec(options=GeminiOptions, build=build, uses_http=True,
+                   takes=frozenset({"presence_penalty", "frequency_penalty", "seed"}))

@@ -14,6 +14,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.deltas import (
+    OPTIONAL_FIELDS,
     AdapterSpec,
     ChatRequest,
     Delta,
@@ -127,4 +128,4 @@ def build(options: MockOptions, *, http: object = None, sleep: Sleep = anyio.sle
     return MockAdapter(options, sleep=sleep)
 
 
-SPEC = AdapterSpec(options=MockOptions, build=build)
+SPEC = AdapterSpec(options=MockOptions, build=build, takes=frozenset(OPTIONAL_FIELDS))  # it records them all

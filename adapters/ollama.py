@@ -145,7 +145,9 @@ def request_body(request: ChatRequest, options: OllamaOptions) -> dict[str, Any]
     if options.keep_alive is not None:
         body["keep_alive"] = options.keep_alive
     settings = {name: value for name, value in (("temperature", request.temperature), ("top_p", request.top_p),
-                ("num_predict", request.max_tokens), ("stop", list(request.stop or ()) or None)) if value is not None}
+                ("num_predict", request.max_tokens), ("stop", list(request.stop or ()) or None),
+                ("presence_penalty", request.presence_penalty), ("frequency_penalty", request.frequency_penalty),
+                ("seed", request.seed)) if value is not None}
     if settings:
         body["options"] = settings
     if request.tools:
@@ -185,4 +187,5 @@ def build(options: OllamaOptions, *, http: httpx2.AsyncClient | None = None, **_
     return OllamaAdapter(options, http=http)
 
 
-SPEC = AdapterSpec(options=OllamaOptions, build=build, uses_http=True)
+SPEC = AdapterSpec(options=OllamaOptions, build=build, uses_http=True,
+                   takes=frozenset({"presence_penalty", "frequency_penalty", "seed"}))

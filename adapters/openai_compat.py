@@ -157,4 +157,5 @@ def build(options: OpenAIOptions, *, http: httpx2.AsyncClient | None = None, **_
     return OpenAICompatAdapter(options, http=http)
 
 
-SPEC = AdapterSpec(options=OpenAIOptions, build=build, uses_http=True)
+SPEC = AdapterSpec(options=OpenAIOptions, build=build, uses_http=True, takes=frozenset(
+    {"presence_penalty", "frequency_penalty", "seed", "response_format"}))  # all of proxy.deltas.OPTIONAL_FIELDS

@@ -18,9 +18,11 @@ def chat_params(model: str, request: ChatRequest) -> dict[str, Any]:
         "messages": [_message(m) for m in request.messages],
         "stream": True,
     }
-    for name in ("temperature", "top_p", "max_tokens"):
+    for name in ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty", "seed"):
         if (value := getattr(request, name)) is not None:
             params[name] = value
+    if request.response_format is not None:
+        params["response_format"] = dict(request.response_format)
     if request.stop is not None:
         params["stop"] = list(request.stop)
     if request.tools:

@@ -78,9 +78,13 @@ def error_message(body: Any) -> str | None:
 def status_error(status: int, message: str, retry_delay: float | None = None) -> UpstreamError:
     """An HTTP error status: retryable (408/409/429/5xx) or final."""
     text = f"the upstream answered {status}: {message}"
+    error: UpstreamError
     if status in RETRYABLE_STATUS or status >= 500:
-        return UpstreamUnavailable(text, retry_after=retry_delay)
-    return UpstreamRejected(text)
+        error = UpstreamUnavailable(text, retry_after=retry_delay)
+    else:
+        error = UpstreamRejected(text)
+    error.status = status
+    return error
 
 
 def connection_error(exc: BaseException) -> UpstreamError:

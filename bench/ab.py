@@ -4,6 +4,7 @@ One run's figure moves by a few µs on a shared machine, as much as a change is 
 variants, run after run, and taking the median of each makes such a change visible.
 
     python bench/ab.py --revs HEAD~1,WORKTREE --floor --runs 5
+    python bench/ab.py --revs WORKTREE --openai-door --runs 5   # the two doors of one checkout
 
 WORKTREE is the working tree; any other revision is checked out into a temporary `git worktree` and
 imported from there (PYTHONPATH comes before the editable install). Same pinning and streams as
@@ -25,10 +26,15 @@ import procs  # noqa: E402
 import run  # noqa: E402
 
 
+OPENAI_DOOR = "openai-door"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--revs", default="HEAD,WORKTREE", help="comma-separated; WORKTREE is the working tree")
     parser.add_argument("--floor", action="store_true", help="add the floor (bench/floor.py) as a variant")
+    parser.add_argument("--openai-door", action="store_true",
+                        help="add the working tree's /v1/chat/completions as a variant (OpenAI's chunks)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0, help="per concurrency level and run")
     parser.add_argument("--concurrency", default="10,100")
@@ -44,6 +50,8 @@ def main() -> int:
                 variants[rev] = checkout(rev, work)
             if args.floor:
                 variants["floor"] = None
+            if args.openai_door:
+                variants[OPENAI_DOOR] = paths.ROOT
             figures = measure(variants, levels, args, work)
         finally:
             for rev, tree in variants.items():
@@ -69,6 +77,8 @@ def measure(variants: dict[str, Path | None], levels: list[int], args: argparse.
             for name, tree in variants.items():
                 if tree is None:
                     spec, env = paths.floor(mock_port), {}
+                elif name == OPENAI_DOOR:
+                    spec, env = paths.proxy_openai(mock_port, work), {"PYTHONPATH": str(tree)}
                 else:
                     spec, env = paths.proxy(mock_port, work, name=safe(name)), {"PYTHONPATH": str(tree)}
                 server = procs.start(name, spec.argv, run.SERVER_CORE, env)

@@ -61,8 +61,8 @@ LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
-    parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", *paths.NATIVE,
-                                                      "llm-sse-proxy-granian", "litellm"]),
+    parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-openai",
+                                                      *paths.NATIVE, "llm-sse-proxy-granian", "litellm"]),
                         help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
     parser.add_argument("--phases", default="cpu,ttft,capacity,memory", help="comma-separated subset, for work on one")
@@ -126,6 +126,8 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
             found.append(paths.proxy(mock_port, workdir))
         elif name in paths.NATIVE:
             found.append(paths.proxy(mock_port, workdir, name=name, adapter=name.removeprefix("llm-sse-proxy-")))
+        elif name == "llm-sse-proxy-openai":
+            found.append(paths.proxy_openai(mock_port, workdir))
         elif name == "llm-sse-proxy-granian":
             found.append(paths.granian(mock_port, workdir))
         elif name == "litellm":

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -42,7 +43,8 @@ from proxy.resume import routes as resume_routes
 from proxy.resume.backends import BACKENDS as STORE_BACKENDS
 from proxy.resume.generations import Generations
 from proxy.resume.streams import ResumableStreams
-from proxy.validation import ParsedChat, parse_chat_body, parse_stream_query
+from proxy.v1.routes import Door
+from proxy.validation import ParsedChat, check_supported, parse_chat_body, parse_stream_query
 
 log = logging.getLogger("llm_sse_proxy")
 STATIC = Path(__file__).parent / "static"
@@ -107,11 +109,14 @@ def create_app(
     async def chat(request: Request) -> Response:
         if "last-event-id" in request.headers:
             return await reconnect(request)  # a fetch client's retry (fetch-event-source sends it)
+        client, body = await read_chat(request)
+        return await stream(request, client, parse_chat_body(body))
+
+    async def read_chat(request: Request) -> tuple[Client, bytes]:
         client = await admission.admit(request)
         if not _is_json(request.headers.get("content-type", "")):
             raise UnsupportedMediaType("send the chat as JSON with content-type: application/json")
-        body = await read_body(request, config.server.max_body_bytes)
-        return await stream(request, client, parse_chat_body(body))
+        return client, await read_body(request, config.server.max_body_bytes)
 
     async def stream_get(request: Request) -> Response:
         if request.method == "HEAD":
@@ -135,12 +140,27 @@ def create_app(
         return JSONResponse(body, headers={"x-request-id": request_id(request), "cache-control": "no-store"})
 
     async def stream(request: Request, client: Client, parsed: ParsedChat) -> Response:
+        relay, options = await begin(request, client, parsed)
+        runtime: Runtime = request.app.state.runtime
+        if runtime.resumable is not None:
+            try:
+                return await runtime.resumable.start(request, client, relay.run, options["on_done"])
+            except BaseException:
+                options["on_done"]("error")  # no generation started: free its slot now
+                raise
+        return SSEResponse(relay.run, **options)
+
+    async def begin(request: Request, client: Client, parsed: ParsedChat) -> tuple[Relay, dict[str, Any]]:
+        """The relay for a chat, and its response's options; the client's stream slot is taken."""
         name = parsed.model or config.default_model
         runtime: Runtime = request.app.state.runtime
         if name not in runtime.upstreams:
             raise NotFound(f"unknown model {name!r}; GET /models lists them")
         check_size(parsed.request, config.limits)
-        chain = [runtime.upstreams[n] for n in [name, *config.model(name).fallbacks]]  # type: ignore[union-attr]
+        models = [config.model(n) for n in [name, *config.model(name).fallbacks]]  # type: ignore[union-attr]
+        for model in models:  # a fallback must answer the same request, or be refused up front too
+            check_supported(parsed.request, model.name, REGISTRY[model.adapter].takes)  # type: ignore[union-attr]
+        chain = [runtime.upstreams[m.name] for m in models]  # type: ignore[union-attr]
         relay = Relay(chain, parsed.request, retry=config.retry, timeouts=config.timeouts, sleep=sleep,
                       events=parsed.events)
         rid = request_id(request)
@@ -161,20 +181,8 @@ def create_app(
                     request_id=rid, client=client.identity, model=name, outcome=outcome, duration=duration,
                     prompt=prompt))
 
-        if runtime.resumable is not None:
-            try:
-                return await runtime.resumable.start(request, client, relay.run, done)
-            except BaseException:
-                done("error")  # no generation started: free its slot now
-                raise
-        return SSEResponse(
-            relay.run,
-            ping_interval=config.server.ping_interval,
-            send_timeout=config.server.send_timeout,
-            shutdown=shutdown,
-            headers={"x-request-id": rid},
-            on_done=done,
-        )
+        return relay, {"ping_interval": config.server.ping_interval, "send_timeout": config.server.send_timeout,
+                       "shutdown": shutdown, "headers": {"x-request-id": rid}, "on_done": done}
 
     async def models(request: Request) -> Response:
         return JSONResponse({"default": config.default_model, "models": [{"name": m.name} for m in config.models]})
@@ -195,6 +203,7 @@ def create_app(
         Route("/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    routes += Door(config, admission, read_chat, begin).routes()
     if config.resume.enabled:
         routes += resume_routes.ROUTES
     if config.metrics.enabled:

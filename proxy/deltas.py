@@ -76,6 +76,11 @@ class ChatRequest:
     top_p: float | None = None
     max_tokens: int | None = None
     stop: Sequence[str] | None = None
+    # Issue 15: OpenAI's sampling and format fields; an adapter whose API lacks one refuses it (`takes`).
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    response_format: Mapping[str, Any] | None = None  # OpenAI's shape: {"type": ..., "json_schema": {...}}
     tools: tuple[Tool, ...] = ()
     tool_choice: str | Mapping[str, Any] | None = None  # "auto" | "none" | "required" | {"name": ...}
 
@@ -159,3 +164,8 @@ class AdapterSpec:
     options: type[BaseModel]
     build: Callable[..., Adapter]
     uses_http: bool = False
+    takes: frozenset[str] = frozenset()  # the OPTIONAL_FIELDS its API has; a request with another is a 400
+
+
+# ChatRequest's fields that not every API has (issue 15): each adapter's spec lists those it passes on.
+OPTIONAL_FIELDS = ("presence_penalty", "frequency_penalty", "seed", "response_format")

@@ -73,6 +73,7 @@ class PayloadTooLarge(RequestError):
 
 class UpstreamError(ProxyError):
     type = "upstream_error"
+    status: int | None = None  # the upstream's HTTP status, when it answered with an error status
     retryable = False
 
 

@@ -57,6 +57,7 @@ class Outcome:
     model: str | None = None
     usage: Usage | None = None
     error_type: str | None = None
+    error_status: int | None = None  # the upstream's HTTP status behind the error, if any
     attempts: int = 0
     fallbacks: int = 0
     ttft: float | None = None
@@ -98,6 +99,7 @@ class Relay:
         try:
             await self._through_chain(emit)
         except UpstreamError as exc:
+            self.outcome.error_status = exc.status
             await self._fail(emit, exc.type, exc.message)
         except Exception as exc:  # the one boundary where a bug must not become a hung or bare-cut stream
             # The stack, without the exception's message: that may quote a secret from inside an SDK.

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from proxy.deltas import ChatRequest, ContentPart, ImagePart, Message, TextPart, Tool, ToolCall
+from proxy.deltas import OPTIONAL_FIELDS, ChatRequest, ContentPart, ImagePart, Message, TextPart, Tool, ToolCall
 from proxy.errors import BadRequest
 from proxy.rich_events import parse_event_names
 
@@ -93,22 +93,55 @@ class _NamedToolChoice(_Body):
     function: _FunctionChoice
 
 
+class _StreamOptions(_Body):
+    include_usage: bool | None = None
+
+
+class _JSONSchemaFormat(_Body):
+    name: _FunctionName
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class _ResponseFormat(_Body):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: _JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> _ResponseFormat:
+        if (self.json_schema is not None) != (self.type == "json_schema"):
+            raise ValueError("json_schema: goes with type json_schema, and only with it")
+        return self
+
+
 class _ChatBody(_Body):
+    """One body for both doors: POST /chat and POST /v1/chat/completions (OpenAI's request fields)."""
+
     messages: list[_MessageBody] = Field(min_length=1)
     model: _Name | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    response_format: _ResponseFormat | None = None
     stop: str | list[str] | None = None
     n: int | None = Field(None, ge=1)
     tools: list[_ToolBody] | None = Field(None, max_length=128)
     tool_choice: Literal["auto", "none", "required"] | _NamedToolChoice | None = None
+    stream: bool | None = None  # POST /chat always streams
+    stream_options: _StreamOptions | None = None
     events: list[str] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> _ChatBody:
         if self.n is not None and self.n > 1:
             raise ValueError("n: one stream carries one answer; send n > 1 as separate requests")
+        if self.max_tokens is not None and self.max_completion_tokens is not None:
+            raise ValueError("max_completion_tokens: send it or max_tokens, not both")
         if self.tool_choice is not None and not self.tools:
             raise ValueError("tool_choice: needs tools")
         if isinstance(self.tool_choice, _NamedToolChoice) and self.tools:
@@ -122,6 +155,8 @@ class ParsedChat:
     request: ChatRequest
     model: str | None
     events: frozenset[str] = frozenset()  # the named events the client asked for
+    stream: bool = False  # read by the OpenAI-compatible door only; POST /chat always streams
+    include_usage: bool = False  # stream_options.include_usage, the same
 
 
 def parse_chat_body(body: bytes) -> ParsedChat:
@@ -144,12 +179,25 @@ def parse_chat_body(body: bytes) -> ParsedChat:
         messages=tuple(_message(m) for m in chat.messages),
         temperature=chat.temperature,
         top_p=chat.top_p,
-        max_tokens=chat.max_tokens,
+        max_tokens=chat.max_tokens or chat.max_completion_tokens,
         stop=tuple(stop) if stop is not None else None,
         tools=tuple(Tool(t.function.name, t.function.description, t.function.parameters) for t in chat.tools or ()),
         tool_choice=_tool_choice(chat.tool_choice),
+        presence_penalty=chat.presence_penalty,
+        frequency_penalty=chat.frequency_penalty,
+        seed=chat.seed,
+        response_format=chat.response_format.model_dump(by_alias=True, exclude_none=True)
+        if chat.response_format is not None else None,
     )
-    return ParsedChat(request, chat.model, parse_event_names(chat.events or ()))
+    usage = bool(chat.stream_options and chat.stream_options.include_usage)
+    return ParsedChat(request, chat.model, parse_event_names(chat.events or ()), bool(chat.stream), usage)
+
+
+def check_supported(request: ChatRequest, model: str, takes: frozenset[str]) -> None:
+    """A 400 for a field the model's API does not have, rather than an answer made without it."""
+    for name in OPTIONAL_FIELDS:
+        if name not in takes and getattr(request, name) is not None:
+            raise BadRequest(f"{name}: the model {model!r} cannot take it; leave it out or use another model")
 
 
 def parse_stream_query(query: Mapping[str, str], default_prompt: str) -> ParsedChat:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from proxy.deltas import Message
+from proxy.deltas import OPTIONAL_FIELDS, ChatRequest, Message
 from proxy.errors import BadRequest
-from proxy.validation import parse_chat_body, parse_stream_query
+from proxy.validation import check_supported, parse_chat_body, parse_stream_query
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -88,3 +88,56 @@ def test_good_bodies(extra: dict, check) -> None:
 def test_stream_query(query: dict, messages: list, model: str | None) -> None:
     parsed = parse_stream_query(query, "default")
     assert list(parsed.request.messages) == messages and parsed.model == model
+
+
+JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "check"),
+    [
+        ({"stream": True}, lambda p: p.stream and not p.include_usage),
+        ({"stream": True, "stream_options": {"include_usage": True}}, lambda p: p.stream and p.include_usage),
+        ({"stream": False}, lambda p: not p.stream),
+        ({"max_completion_tokens": 7}, lambda p: p.request.max_tokens == 7),
+        ({"presence_penalty": -2, "frequency_penalty": 1.5}, lambda p: (p.request.presence_penalty,
+                                                                        p.request.frequency_penalty) == (-2, 1.5)),
+        ({"seed": 42}, lambda p: p.request.seed == 42),
+        ({"response_format": {"type": "json_object"}}, lambda p: p.request.response_format == {"type": "json_object"}),
+        ({"response_format": JSON_SCHEMA}, lambda p: p.request.response_format == JSON_SCHEMA),
+        ({"messages": [{"role": "developer", "content": "be brief"}, *USER]}, lambda p: p.request.messages[0].role == "developer"),
+    ],
+)
+def test_openai_request_fields(extra: dict, check) -> None:
+    assert check(parse_chat_body(json.dumps({"messages": USER, **extra}).encode()))
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"stream": "yes"}, "stream"),
+        ({"stream_options": {"include_usage": True, "other": 1}}, "stream_options.other"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens"),
+        ({"max_tokens": 5, "max_completion_tokens": 5}, "max_completion_tokens"),
+        ({"presence_penalty": 2.5}, "presence_penalty"),
+        ({"frequency_penalty": "1"}, "frequency_penalty"),
+        ({"seed": 1.5}, "seed"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"response_format": {"type": "json_object", "json_schema": JSON_SCHEMA["json_schema"]}}, "json_schema"),
+        ({"response_format": {"type": "json_schema"}}, "json_schema"),
+    ],
+)
+def test_bad_openai_request_fields_name_the_field(extra: dict, field: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_chat_body(json.dumps({"messages": USER, **extra}).encode())
+    assert field in caught.value.message
+
+
+@pytest.mark.parametrize("name", OPTIONAL_FIELDS)
+def test_a_field_the_model_cannot_take_is_a_400_that_names_it(name: str) -> None:
+    values = {"presence_penalty": 1.0, "frequency_penalty": 1.0, "seed": 1, "response_format": {"type": "json_object"}}
+    request = ChatRequest(messages=(Message("user", "hi"),), **{name: values[name]})
+    check_supported(request, "m", frozenset(OPTIONAL_FIELDS))
+    with pytest.raises(BadRequest) as caught:
+        check_supported(request, "m", frozenset(OPTIONAL_FIELDS) - {name})
+    assert name in caught.value.message and "'m'" in caught.value.message
