@@ -80,7 +80,7 @@ def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-
     return PathSpec(name, port, "/chat", schema=True, argv=argv)
 
 
-def proxy_openai(mock_port: int, workdir: Path, name: str = "llm-sse-proxy-openai") -> PathSpec:
+def proxy_openai(mock_port: int, workdir: Path, name: str = "llm-sse-proxy-v1") -> PathSpec:
     """The same proxy and config, asked through its OpenAI-compatible door (issue 15): OpenAI's chunks out."""
     spec = proxy(mock_port, workdir, name=name)
     spec.name, spec.endpoint, spec.schema = name, "/v1/chat/completions", False

@@ -7,11 +7,11 @@ import math
 import sys
 from pathlib import Path
 
-ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-anthropic", "llm-sse-proxy-gemini", "llm-sse-proxy-ollama",
+ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1", "llm-sse-proxy-anthropic", "llm-sse-proxy-gemini", "llm-sse-proxy-ollama",
          "llm-sse-proxy-granian", "litellm"]
 COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "llm-sse-proxy-granian": "#9467bd",
           "litellm": "#d62728", "llm-sse-proxy-anthropic": "#8c564b", "llm-sse-proxy-gemini": "#17becf",
-          "llm-sse-proxy-ollama": "#bcbd22"}
+          "llm-sse-proxy-ollama": "#bcbd22", "llm-sse-proxy-v1": "#ff7f0e"}
 
 
 def write(results: dict, out: Path) -> None:
@@ -81,7 +81,8 @@ def ratio_table(results: dict) -> str:
 
 
 def adapter_table(results: dict) -> str:
-    """Each native adapter's CPU over the OpenAI adapter's, the same proxy and the same streams (target: ≤ 1.10)."""
+    """Each native adapter's CPU over the OpenAI adapter's, the same proxy and the same streams (target: ≤ 1.10);
+    and `v1`: the OpenAI-compatible door (/v1/chat/completions) over the SSE door (/chat), same adapter."""
     pairs = [pair for pair in results.get("ratios", {}) if pair.endswith("/openai") and results["ratios"][pair]]
     if not pairs:
         return ""

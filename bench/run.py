@@ -61,7 +61,7 @@ LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
-    parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-openai",
+    parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1",
                                                       *paths.NATIVE, "llm-sse-proxy-granian", "litellm"]),
                         help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
@@ -126,7 +126,7 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
             found.append(paths.proxy(mock_port, workdir))
         elif name in paths.NATIVE:
             found.append(paths.proxy(mock_port, workdir, name=name, adapter=name.removeprefix("llm-sse-proxy-")))
-        elif name == "llm-sse-proxy-openai":
+        elif name == "llm-sse-proxy-v1":
             found.append(paths.proxy_openai(mock_port, workdir))
         elif name == "llm-sse-proxy-granian":
             found.append(paths.granian(mock_port, workdir))
@@ -208,7 +208,8 @@ def cpu_ratios(runs: dict[str, dict]) -> dict:
     return {"proxy/floor": interleave.ratios(runs, "llm-sse-proxy", "floor", _figure),
             "litellm/proxy": interleave.ratios(runs, "litellm", "llm-sse-proxy", _figure),
             "granian/uvicorn": interleave.ratios(runs, "llm-sse-proxy-granian", "llm-sse-proxy", _figure),
-            **{f"{name}/openai": interleave.ratios(runs, name, "llm-sse-proxy", _figure) for name in paths.NATIVE}}
+            **{f"{name}/openai": interleave.ratios(runs, name, "llm-sse-proxy", _figure) for name in paths.NATIVE},
+            "llm-sse-proxy-v1/openai": interleave.ratios(runs, "llm-sse-proxy-v1", "llm-sse-proxy", _figure)}
 
 
 def run_client(spec: PathSpec, model: str, chunks: int, *, concurrency: int, streams: int = 1_000_000,
