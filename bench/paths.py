@@ -26,6 +26,7 @@ MODELS = ("n100-i0", "n1-i0", "n100-i20", "n50-i20", "n120-i1000", "n30-i10000")
 ADAPTER_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama": ""}
 # The proxy with a native adapter: `llm-sse-proxy-<adapter>`, the same streams in that dialect's wire bytes.
 NATIVE = tuple(f"llm-sse-proxy-{adapter}" for adapter in ADAPTER_PATHS if adapter != "openai")
+CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1")  # variants of the proxy measured in the CPU phase only
 
 
 @dataclass

@@ -87,7 +87,7 @@ def main() -> int:
             runs = cpu_rounds(found, mock, plan, out) if "cpu" in phases else {}
             for spec in found:
                 say(f"== {spec.name}")
-                results["paths"][spec.name] = (dict(NO_SERVER_FIGURES) if spec.name in paths.NATIVE
+                results["paths"][spec.name] = (dict(NO_SERVER_FIGURES) if spec.name in paths.CPU_ONLY
                                                else measure_path(spec, mock, plan, out, phases))
                 results["paths"][spec.name].update(cpu_summary(runs.get(spec.name, {})))
             results["ratios"] = cpu_ratios(runs)
