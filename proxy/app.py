@@ -84,7 +84,8 @@ def create_app(
                 adapter: Adapter = spec.build(model.options, http=http, sleep=sleep)
                 if model.max_tokens_cap is not None:
                     adapter = CappedAdapter(adapter, model.max_tokens_cap)
-                upstreams[model.name] = Upstream(model.name, adapter, show_reasoning=model.reasoning == "stream")
+                upstreams[model.name] = Upstream(model.name, adapter, show_reasoning=model.reasoning == "stream",
+                                                 recovery=model.recovery, continue_with=model.continue_with)
             app.state.runtime = Runtime(upstreams, await open_resumable(stack))
             yield
 
@@ -137,7 +138,7 @@ def create_app(
         check_size(parsed.request, config.limits)
         chain = [runtime.upstreams[n] for n in [name, *config.model(name).fallbacks]]  # type: ignore[union-attr]
         relay = Relay(chain, parsed.request, retry=config.retry, timeouts=config.timeouts, sleep=sleep,
-                      events=parsed.events)
+                      events=parsed.events, faults=config.faults)
         rid = request_id(request)
         prompt = _last_user_message(parsed) if config.logging.log_prompts else None
         leave = admission.enter(client)  # last: nothing below can fail and leak the slot
