@@ -22,6 +22,7 @@ from adapters.request_parts import data_url, tool_arguments
 from adapters.upstream_http import Redactor, loads, stream_deltas
 from proxy.deltas import (
     AdapterSpec,
+    MalformedChunk,
     ChatRequest,
     Delta,
     Finish,
@@ -85,11 +86,18 @@ class AnthropicAdapter:
         message = MessageState()
         async for raw in body:
             for _event, data in decoder.feed(raw):
-                for delta in message.read(data):
+                for delta in _read(message, data):
                     yield delta
                     if isinstance(delta, Finish):
                         return
         raise UpstreamTruncated("the upstream closed the stream before message_stop")
+
+
+def _read(state: MessageState, data: str) -> Iterable[Delta]:
+    try:
+        return state.read(data)
+    except UpstreamMalformed as exc:  # one bad event: the proxy decides (faults.on_malformed_chunk)
+        return (MalformedChunk(exc.message),)
 
 
 class MessageState:

@@ -12,7 +12,7 @@ sentinel: the chunk with `finishReason` is the last, and a close before it is a 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +25,7 @@ from adapters.request_parts import data_url, tool_arguments
 from adapters.upstream_http import Redactor, error_message, loads, stream_deltas
 from proxy.deltas import (
     AdapterSpec,
+    MalformedChunk,
     ChatRequest,
     Delta,
     Finish,
@@ -76,11 +77,18 @@ class GeminiAdapter:
         answer = AnswerState()
         async for raw in body:
             for _event, data in decoder.feed(raw):
-                for delta in answer.read(data):
+                for delta in _read(answer, data):
                     yield delta
                     if isinstance(delta, Finish):
                         return
         raise UpstreamTruncated("the upstream closed the stream before a finish reason")
+
+
+def _read(state: AnswerState, data: str) -> Iterable[Delta]:
+    try:
+        return state.read(data)
+    except UpstreamMalformed as exc:  # one bad event: the proxy decides (faults.on_malformed_chunk)
+        return (MalformedChunk(exc.message),)
 
 
 class AnswerState:

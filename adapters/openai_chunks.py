@@ -15,7 +15,10 @@ from typing import Any, NamedTuple
 
 from adapters.upstream_http import error_message, loads
 from proxy.deltas import Delta, ReasoningDelta, RefusalDelta, ToolCallDelta, Usage
-from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamUnavailable
+from proxy.errors import ContentPolicyRejected, UpstreamError, UpstreamMalformed, UpstreamUnavailable
+
+# OpenAI's code for a refused image prompt, and Azure's for its content filter (as an error, not a finish reason).
+CONTENT_POLICY_CODES = frozenset({"content_policy_violation", "content_filter"})
 
 
 class Chunk(NamedTuple):  # one per upstream chunk: a tuple is built at half a frozen dataclass's cost
@@ -133,4 +136,6 @@ def _count(details: Any, name: str) -> int | None:
 def _in_band_error(error: Any) -> UpstreamError:
     # `{"error": {"message": ...}}`, or a bare string: the upstream's words, redacted by the adapter.
     message = error_message({"error": error}) or "the upstream reported an error mid-stream"
+    if isinstance(error, dict) and (error.get("code") in CONTENT_POLICY_CODES or error.get("type") in CONTENT_POLICY_CODES):
+        return ContentPolicyRejected(f"the upstream's content policy refused it: {message}")
     return UpstreamUnavailable(f"the upstream reported an error: {message}")
