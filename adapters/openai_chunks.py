@@ -11,6 +11,7 @@ times the finish reason (`content_filter`) that ends the answer.
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 from adapters.upstream_http import error_message, loads

@@ -3,12 +3,12 @@
 One request is charged once: `POST /chat`, `GET /stream` and `POST /token` each cost one request from
 the client's bucket, except a `GET /stream` that redeems a token, which was paid for at `POST /token`.
 A request without a valid key is charged to its IP address before it is refused, so a flood of bad
-keys is throttled like any other.
+keys is throttled like any other. The counters live behind `SharedLimits`: in this process, or in
+Redis when `resume.redis_url` is set (then every check is one round trip, hence `async`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -17,6 +17,9 @@ from proxy.auth import Authenticator, Client
 from proxy.config import Config
 from proxy.errors import Unauthorized
 from proxy.limits import RateLimiter, StreamGates
+from proxy.redis_client import OnError
+from proxy.redis_limits import RedisLimits
+from proxy.shared_limits import Leave, MemoryLimits, SharedLimits
 
 ANONYMOUS = "anonymous"
 
@@ -24,28 +27,32 @@ ANONYMOUS = "anonymous"
 @dataclass
 class Admission:
     auth: Authenticator
-    limiter: RateLimiter
-    gates: StreamGates
+    limits: SharedLimits
 
     @classmethod
-    def from_config(cls, config: Config) -> Admission:
-        limits = config.limits
-        return cls(
-            Authenticator(config.auth),
-            RateLimiter(limits.requests_per_minute, limits.burst),
-            StreamGates(limits.streams_per_client, limits.max_streams),
-        )
+    def from_config(cls, config: Config, on_error: OnError) -> Admission:
+        """`on_error` counts the Redis operations that failed (a metric)."""
+        auth, limits, url = Authenticator(config.auth), config.limits, config.resume.redis_url
+        if url is None:
+            rates = RateLimiter(limits.requests_per_minute, limits.burst)
+            gates = StreamGates(limits.streams_per_client, limits.max_streams)
+            return cls(auth, MemoryLimits(rates, gates, auth.used))
+        return cls(auth, RedisLimits(
+            url.get_secret_value(), per_minute=limits.requests_per_minute, burst=limits.burst,
+            per_client=limits.streams_per_client, total=limits.max_streams, on_error=on_error))
 
-    def admit(self, request: Request, *, token: str | None = None) -> Client:
+    async def admit(self, request: Request, *, token: str | None = None) -> Client:
         """Identify the client and charge its bucket; raise 401 or 429 when it may not go on."""
         kid = self.auth.from_headers(request.headers)
         if kid is not None:
             client = Client(f"key:{kid}", authenticated=True)
         elif token is not None and self.auth.enabled:
-            return Client(f"key:{self.auth.redeem(token)}", authenticated=True)
+            verified = self.auth.verify(token)
+            await self.limits.spend_token(verified.nonce, verified.expires)
+            return Client(f"key:{verified.kid}", authenticated=True)
         else:
             client = Client(f"ip:{request.client.host if request.client else 'unknown'}", authenticated=False)
-        self.limiter.take(client.identity)
+        await self.limits.take(client.identity)
         if self.auth.enabled and not client.authenticated:
             raise Unauthorized("send a valid key as 'Authorization: Bearer <key>', or a ?token= from POST /token")
         return client
@@ -53,6 +60,6 @@ class Admission:
     def issue_token(self, client: Client) -> str:
         return self.auth.issue(client.identity.removeprefix("key:") if client.authenticated else ANONYMOUS)
 
-    def enter(self, client: Client) -> Callable[[], None]:
+    async def enter(self, client: Client) -> Leave:
         """A stream slot for this client (429 or 503 when there is none); call the result to leave."""
-        return self.gates.enter(client.identity)
+        return await self.limits.enter(client.identity)

@@ -67,8 +67,8 @@ def create_app(
     """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly."""
     http_clients = HttpClients(config.timeouts.connect)
     make_client = http_client_factory or (lambda model: http_clients.new())
-    admission = Admission.from_config(config)
     metrics = Metrics()
+    admission = Admission.from_config(config, on_error=metrics.shared_state_error)
     if config.resume.enabled and config.resume.store not in STORE_BACKENDS:
         raise ConfigError(f"resume.store: {config.resume.store!r} is not available in this build")
     if admission.auth.enabled and "*" in config.server.cors_origins:
@@ -77,6 +77,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(admission.limits)
             upstreams = {}
             for model in config.models:
                 spec = REGISTRY[model.adapter]
@@ -96,14 +97,14 @@ def create_app(
         generations = Generations(store, shutdown=shutdown)
         stack.push_async_callback(generations.aclose)  # before the store closes
         return ResumableStreams(
-            store, generations, admission.auth, admission.limiter,
+            store, generations, admission.auth, admission.limits,
             ping_interval=config.server.ping_interval, send_timeout=config.server.send_timeout,
             request_id=request_id)
 
     async def chat(request: Request) -> Response:
         if "last-event-id" in request.headers:
             return await reconnect(request)  # a fetch client's retry (fetch-event-source sends it)
-        client = admission.admit(request)
+        client = await admission.admit(request)
         if not _is_json(request.headers.get("content-type", "")):
             raise UnsupportedMediaType("send the chat as JSON with content-type: application/json")
         body = await read_body(request, config.server.max_body_bytes)
@@ -114,7 +115,7 @@ def create_app(
             return Response(headers=SSE_HEADERS)  # a probe must not start (and bill) a generation
         if "last-event-id" in request.headers:
             return await reconnect(request)
-        client = admission.admit(request, token=request.query_params.get("token"))
+        client = await admission.admit(request, token=request.query_params.get("token"))
         return await stream(request, client, parse_stream_query(request.query_params, config.default_prompt))
 
     async def reconnect(request: Request) -> Response:
@@ -126,7 +127,7 @@ def create_app(
         return Response(status_code=204, headers={"x-request-id": request_id(request)})
 
     async def token(request: Request) -> Response:
-        client = admission.admit(request)
+        client = await admission.admit(request)
         body = {"token": admission.issue_token(client), "expires_in": config.auth.token_ttl}
         return JSONResponse(body, headers={"x-request-id": request_id(request), "cache-control": "no-store"})
 
@@ -141,7 +142,7 @@ def create_app(
                       events=parsed.events, faults=config.faults)
         rid = request_id(request)
         prompt = _last_user_message(parsed) if config.logging.log_prompts else None
-        leave = admission.enter(client)  # last: nothing below can fail and leak the slot
+        leave = await admission.enter(client)  # last: nothing below can fail and leak the slot
         metrics.stream_started()
         started = anyio.current_time()
 

@@ -4,7 +4,8 @@ Keys are kept only as SHA-256 digests, so a presented key is hashed and looked u
 tells an attacker nothing about a key they do not already have. A stream token is
 `<key id>.<expiry>.<nonce>.<HMAC-SHA256 of those>`; it is good for one stream and `token_ttl` seconds.
 Used nonces are kept until their token would have expired, in a bounded store: when it is full, new
-tokens are refused rather than old ones forgotten (fail closed).
+tokens are refused rather than old ones forgotten (fail closed). With Redis configured, the nonces are
+spent there instead (proxy/redis_limits.py), so a token is single-use across replicas.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from proxy.errors import Overloaded, Unauthorized
 
 Clock = Callable[[], float]
 MAX_USED_TOKENS = 100_000
+ALREADY_USED = "the stream token was already used; ask POST /token for a new one"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +40,41 @@ def key_id(digest: str) -> str:
     return digest[:12]
 
 
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A stream token whose signature and expiry are good; it still has to be spent once."""
+
+    kid: str
+    nonce: str
+    expires: int
+
+
+class UsedTokens:
+    """The used nonces of one process, each kept until its token would have expired."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, int] = {}
+        self._expiries: list[tuple[int, str]] = []
+
+    def spend(self, nonce: str, expires: int, now: float) -> None:
+        """Mark a nonce used; raise Unauthorized if it was, Overloaded if the store is full."""
+        while self._expiries and self._expiries[0][0] < now:
+            _, old = heapq.heappop(self._expiries)
+            self._used.pop(old, None)
+        if nonce in self._used:
+            raise Unauthorized(ALREADY_USED)
+        if len(self._used) >= MAX_USED_TOKENS:
+            raise Overloaded("too many stream tokens in use; try again shortly")
+        self._used[nonce] = expires
+        heapq.heappush(self._expiries, (expires, nonce))
+
+
 @dataclass
 class Authenticator:
     config: AuthConfig
     clock: Clock = time.time
+    used: UsedTokens = field(default_factory=UsedTokens)
     _secret: bytes = b""
-    _used: dict[str, float] = field(default_factory=dict)
-    _expiries: list[tuple[float, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         configured = self.config.token_secret
@@ -67,25 +97,23 @@ class Authenticator:
         body = f"{kid}.{expires}.{secrets.token_urlsafe(12)}"
         return f"{body}.{self._sign(body)}"
 
-    def redeem(self, token: str) -> str:
-        """Check and use up a stream token; return its key id. Raises Unauthorized."""
+    def verify(self, token: str) -> Verified:
+        """Check a stream token's signature and expiry, without spending it. Raises Unauthorized."""
         body, _, signature = token.rpartition(".")
         parts = body.split(".")
         presented = signature.encode("utf-8", "surrogateescape")  # compare_digest refuses non-ASCII str
         if len(parts) != 3 or not hmac.compare_digest(presented, self._sign(body).encode()):
             raise Unauthorized("the stream token is not valid")
         kid, expires, nonce = parts
-        now = self.clock()
-        if not (expires.isascii() and expires.isdigit()) or int(expires) < now:
+        if not (expires.isascii() and expires.isdigit()) or int(expires) < self.clock():
             raise Unauthorized("the stream token has expired; ask POST /token for a new one")
-        self._forget_expired(now)
-        if nonce in self._used:
-            raise Unauthorized("the stream token was already used; ask POST /token for a new one")
-        if len(self._used) >= MAX_USED_TOKENS:
-            raise Overloaded("too many stream tokens in use; try again shortly")
-        self._used[nonce] = int(expires)
-        heapq.heappush(self._expiries, (int(expires), nonce))
-        return kid
+        return Verified(kid, nonce, int(expires))
+
+    def redeem(self, token: str) -> str:
+        """Check and use up a stream token in this process's own store; return its key id."""
+        verified = self.verify(token)
+        self.used.spend(verified.nonce, verified.expires, self.clock())
+        return verified.kid
 
     def signed_key(self, token: str) -> str | None:
         """The key id of a token this proxy signed, used or expired alike; None if the signature is wrong.
@@ -106,8 +134,3 @@ class Authenticator:
     def _sign(self, body: str) -> str:
         mac = hmac.new(self._secret, body.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
-
-    def _forget_expired(self, now: float) -> None:
-        while self._expiries and self._expiries[0][0] < now:
-            _, nonce = heapq.heappop(self._expiries)
-            self._used.pop(nonce, None)

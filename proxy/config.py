@@ -106,7 +106,8 @@ class FaultsConfig(_Section):
 
 class ResumeConfig(_Section):
     """Resumable streams (issue 10): each event has `id: <stream id>:<seq>`, and generation outlives
-    the connection by `grace` seconds so a client can come back with Last-Event-ID."""
+    the connection by `grace` seconds so a client can come back with Last-Event-ID. `redis_url` also
+    moves the rate buckets, stream slots and used stream tokens into Redis (proxy/redis_limits.py)."""
 
     enabled: bool = True  # false: today's stream, cancelled within 1 s of a disconnect
     store: Literal["memory", "redis"] = "memory"
@@ -116,6 +117,7 @@ class ResumeConfig(_Section):
     max_events_per_stream: int = Field(20_000, ge=2)  # past the caps, the oldest events are dropped
     max_bytes_per_stream: int = Field(2 * 1024 * 1024, ge=1024)
     memory_budget: int = Field(256 * 1024 * 1024, ge=1024)  # all streams' events; past it new streams get 503
+    owner_lease: float = Field(10.0, ge=0.3, le=300)  # redis: a dead replica's streams end with owner_lost after this
 
     @model_validator(mode="after")
     def _redis_needs_a_url(self) -> ResumeConfig:

@@ -40,6 +40,8 @@ class Metrics:
         self.recoveries = Counter("llm_proxy_recoveries", "Answers recovered mid-stream, by kind", ["model", "kind"],
                                   registry=r)
         self.malformed = Counter("llm_proxy_malformed_chunks", "Malformed upstream chunks", ["model"], registry=r)
+        self.shared_state_errors = Counter("llm_proxy_shared_state_errors", "Redis operations that failed, by operation",
+                                           ["operation"], registry=r)
 
     def stream_started(self) -> None:
         self.active.inc()
@@ -70,6 +72,9 @@ class Metrics:
 
     def reject(self, reason: str) -> None:
         self.rejected.labels(reason).inc()
+
+    def shared_state_error(self, operation: str) -> None:
+        self.shared_state_errors.labels(operation).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -96,7 +96,7 @@ def test_used_tokens_are_forgotten_once_expired_and_the_store_is_bounded(monkeyp
         auth.redeem(auth.issue("k"))  # full: refuse rather than forget a used token early
     clock.now += 61
     auth.redeem(auth.issue("k"))
-    assert len(auth._used) == 1
+    assert len(auth.used._used) == 1
     assert MAX_USED_TOKENS >= 10_000
 
 

@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from proxy.config import ResumeConfig
 from proxy.resume.memory import MemoryLimits, MemoryStore
+from proxy.resume.redis_store import open_redis_store
 from proxy.resume.store import StreamStore
 
 OpenStore = Callable[[ResumeConfig], AbstractAsyncContextManager[StreamStore]]
@@ -28,4 +29,4 @@ async def open_memory_store(config: ResumeConfig) -> AsyncIterator[StreamStore]:
         await store.aclose()
 
 
-BACKENDS: dict[str, OpenStore] = {"memory": open_memory_store}
+BACKENDS: dict[str, OpenStore] = {"memory": open_memory_store, "redis": open_redis_store}

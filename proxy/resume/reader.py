@@ -15,7 +15,7 @@ import orjson
 
 from proxy.relay import Emit
 from proxy.response import SSEResponse
-from proxy.resume.errors import CursorAhead, ResumeGap, StreamNotFound
+from proxy.resume.errors import CursorAhead, ResumeGap, StoreUnavailable, StreamNotFound
 from proxy.resume.store import StreamStore
 from proxy.sse import terminate_payload
 
@@ -61,3 +61,7 @@ class ReaderResponse(SSEResponse):
                     await self._write(frame)
         except (ResumeGap, CursorAhead, StreamNotFound):
             await self._write(unnumbered_terminate("resume_gap", "the events after this point are no longer kept"))
+        except StoreUnavailable:
+            # The store went away mid-stream (Redis down): end with a terminate rather than a cut, so the
+            # client knows to ask again later instead of reconnecting into the outage.
+            await self._write(unnumbered_terminate("store_unavailable", "the stream store is unavailable; try later"))

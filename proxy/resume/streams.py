@@ -19,13 +19,13 @@ from starlette.responses import JSONResponse, Response
 
 from proxy.auth import Authenticator, Client
 from proxy.errors import Unauthorized
-from proxy.limits import RateLimiter
 from proxy.response import OnDone, Produce
 from proxy.resume.errors import InvalidCursor, StreamNotFound
 from proxy.resume.generations import Generations
 from proxy.resume.ids import is_sid, parse_cursor, resume_after
 from proxy.resume.reader import ReaderResponse
 from proxy.resume.store import StreamStatus, StreamStore
+from proxy.shared_limits import SharedLimits
 
 RequestId = Callable[[Request], str]
 NO_STORE = {"cache-control": "no-store"}
@@ -37,7 +37,7 @@ class ResumableStreams:
         store: StreamStore,
         generations: Generations,
         auth: Authenticator,
-        limiter: RateLimiter,
+        limits: SharedLimits,
         *,
         ping_interval: float,
         send_timeout: float,
@@ -46,7 +46,7 @@ class ResumableStreams:
         self.store = store
         self.generations = generations
         self.auth = auth
-        self.limiter = limiter
+        self.limits = limits
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
         self.request_id = request_id
@@ -98,7 +98,7 @@ class ResumableStreams:
 
     async def _status_for(self, request: Request, sid: str) -> StreamStatus | None:
         """The stream's status if it exists and belongs to the client; None otherwise."""
-        client = self._identify(request)
+        client = await self._identify(request)
         if not is_sid(sid):
             return None
         status = await self.store.status(sid)
@@ -106,7 +106,7 @@ class ResumableStreams:
             return None
         return status
 
-    def _identify(self, request: Request) -> Client:
+    async def _identify(self, request: Request) -> Client:
         """Who asks, charged to its rate bucket (a reconnect loop is throttled like any request)."""
         kid = self.auth.from_headers(request.headers)
         token = request.query_params.get("token")
@@ -116,7 +116,7 @@ class ResumableStreams:
             client = Client(f"key:{kid}", authenticated=True)
         else:
             client = Client(f"ip:{request.client.host if request.client else 'unknown'}", authenticated=False)
-        self.limiter.take(client.identity)
+        await self.limits.take(client.identity)
         if self.auth.enabled and not client.authenticated:
             raise Unauthorized("send the key that started the stream as 'Authorization: Bearer <key>', "
                                "or the stream's ?token=")
