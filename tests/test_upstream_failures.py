@@ -157,7 +157,8 @@ async def test_unreachable_upstream_is_an_error_terminate(dialect: str) -> None:
     ("error_after=3", "upstream_unavailable"),
 ])
 async def test_mid_stream_failure_keeps_the_text_and_is_never_retried(fault: str, error_type: str, dialect: str) -> None:
-    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}", dialect)])) as client:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}", dialect)],
+                                                            faults={"on_malformed_chunk": "error"})) as client:
         text, terminate = await ask(client)
     assert text == "".join(REPLY_CHUNKS)
     assert terminate["reason"] == "error" and terminate["error"]["type"] == error_type
