@@ -84,13 +84,17 @@ class AnthropicAdapter:
     async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
         decoder = EventStreamDecoder(self.options.max_event_bytes)
         message = MessageState()
-        async for raw in body:
-            for _event, data in decoder.feed(raw):
-                for delta in _read(message, data):
-                    yield delta
-                    if isinstance(delta, Finish):
-                        return
-        raise UpstreamTruncated("the upstream closed the stream before message_stop")
+        try:
+            async for raw in body:
+                for _event, data in decoder.feed(raw):
+                    for delta in _read(message, data):
+                        yield delta
+                        if isinstance(delta, Finish):
+                            return
+            raise UpstreamTruncated("the upstream closed the stream before message_stop")
+        except UpstreamError as exc:
+            exc.usage = usage_of(message.usage)  # message_start's counts: a cut attempt is billed too (issue 12)
+            raise
 
 
 def _read(state: MessageState, data: str) -> Iterable[Delta]:

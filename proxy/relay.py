@@ -295,6 +295,7 @@ class Relay:
                        upstream: Upstream, emit: Emit) -> Delta:
         """The first event of a recovery attempt: a reset, or the continuation spliced onto the text sent.
         Returns the next delta to relay."""
+        deadline.pause()
         if plan.kind == "restart":
             await self._reset(upstream, emit)
             return delta
@@ -311,17 +312,24 @@ class Relay:
             await emit(text_payload(text))
             self.outcome.chunks += 1
             self.recovery.sent.append(text)
-        return delta
-
-    async def _seam(self, delta: Delta, deltas: AsyncIterator[Delta], deadline: ReadDeadline) -> tuple[str, Delta]:
-        """The continuation's first MAX_ECHO characters or more (or all of it, if shorter), and the delta after."""
-        pieces, size = [], 0
-        while isinstance(delta, TextDelta) and size < MAX_ECHO:
-            pieces.append(delta.text)
-            size += len(delta.text)
+        if delta is None:  # the seam is sent: only now may the next read fail without losing it
             deadline.arm(self.timeouts.idle, self._silent)
             delta = await _next(deltas)
-        deadline.pause()
+        return delta
+
+    async def _seam(self, delta: Delta, deltas: AsyncIterator[Delta],
+                    deadline: ReadDeadline) -> tuple[str, Delta | None]:
+        """The continuation's first MAX_ECHO characters or more (or all of it, if shorter), and the delta that
+        followed them: None when the seam is full and the next delta is still to be read."""
+        pieces, size = [], 0
+        while isinstance(delta, TextDelta):
+            pieces.append(delta.text)
+            size += len(delta.text)
+            if size >= MAX_ECHO:
+                return "".join(pieces), None
+            deadline.arm(self.timeouts.idle, self._silent)
+            delta = await _next(deltas)
+            deadline.pause()
         return "".join(pieces), delta
 
     async def _reset(self, upstream: Upstream, emit: Emit) -> None:
