@@ -136,6 +136,11 @@ class ModelConfig(_Section):
     continue_with: Literal["none", "trailing_assistant", "prefix_flag", "continue_final_message"] = "none"
     options: Any = None  # the adapter's own options model, validated by its spec
 
+    @field_validator("recovery", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
+
 
 class Config(_Section):
     server: ServerConfig = ServerConfig()

@@ -147,3 +147,8 @@ def test_the_readmes_configuration_example_is_valid_and_shows_the_server_default
     example = readme.split("## Configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     config = parse_config(yaml.safe_load(example), where="README", environ={})
     assert config.server == ServerConfig()
+
+
+def test_a_bare_yaml_off_is_recovery_off(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD + "    recovery: off\n    continue_with: prefix_flag\n"), environ={})
+    assert (config.models[0].recovery, config.models[0].continue_with) == ("off", "prefix_flag")
