@@ -108,6 +108,7 @@ class Relay:
         self._spent: Usage | None = None  # what failed attempts reported using
         self._plan: Plan | None = None  # how the attempt under way was asked, when it recovers
         self._malformed_run = 0
+        self._refused = False  # the attempt that just failed refused a continuation
         self.outcome = Outcome()
         self.committed = False
         self._started = 0.0
@@ -141,8 +142,10 @@ class Relay:
                 continue
             except UpstreamError as exc:
                 self.outcome.failures.append(exc.type)
-                if self.committed and not self.recovery.active or self._final(exc):
+                if self.committed and not self.recovery.active:
                     raise
+                if self._final(exc):
+                    raise self.recovery.original or exc
                 log.warning("model %s failed: %s: %s", upstream.name, exc.type, exc.message)
                 last = exc
         if self.recovery.original is not None:
@@ -174,9 +177,11 @@ class Relay:
 
     def _failed(self, exc: UpstreamError, upstream: Upstream) -> None:
         self._spent = add_usage(self._spent, exc.usage)
+        self._refused = False
         if not self.committed or isinstance(exc, CannotRecoverHere):
             return
         if self._plan is not None and self._plan.kind == "continue" and isinstance(exc, UpstreamRejected):
+            self._refused = True  # the original request was accepted: what it refuses is the prefill
             self.recovery.refused(upstream)
         time_left = anyio.current_time() < self._total_deadline
         self.recovery.begin(exc, upstream, time_left=time_left)
@@ -186,7 +191,7 @@ class Relay:
         if not isinstance(exc, UpstreamError) or isinstance(exc, CannotRecoverHere):
             return False
         if self.committed:
-            refused = isinstance(exc, UpstreamRejected) and self.recovery.may_reset  # restart it instead
+            refused = self._refused and self.recovery.may_reset  # restart it instead
             if not self.recovery.active or not (exc.retryable or refused):
                 return False
         elif not exc.retryable:
