@@ -249,3 +249,25 @@ async def test_recoveries_are_counted_in_metrics_and_the_access_log(caplog: pyte
     assert 'llm_proxy_recoveries_total{kind="continue",model="gpt"} 1.0' in metrics
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "llm_sse_proxy.access"]
     assert lines[-1]["recovered"] == "continue" and lines[-1]["attempts"] == 2
+
+
+async def test_a_model_without_continue_with_is_never_asked_to_continue() -> None:
+    async with mock_upstream() as up:
+        model = recovering(up, "gpt", "drop_after=3+fault_attempts=1", recovery="continue")  # continue_with: none
+        async with proxy(upstream_config([model])) as client:
+            text, terminate, _, _ = await converse(client)
+    assert text == "".join(CHUNKS[:3]) and terminate["error"]["type"] == "truncated"
+    assert up.recorder.count() == 1  # retries left, but no one to continue the answer
+
+
+async def test_get_stream_opts_in_to_reset_with_a_query_parameter() -> None:
+    async with mock_upstream() as up:
+        model = recovering(up, "gpt", "close_after=2+fault_attempts=1", recovery="restart")
+        async with proxy(upstream_config([model])) as client:
+            async with client.stream("GET", "/stream", params={"prompt": "hi", "events": "reset"}) as response:
+                raw = await response.aread()
+    events = parse_stream(raw).events
+    assert [e.type for e in events].count("reset") == 1
+    after = [json.loads(e.data) for e in events[[e.type for e in events].index("reset") + 1 :]]
+    assert "".join(p.get("text", "") for p in after) == DEFAULT_REPLY
+    assert after[-1]["recovered"]["kind"] == "restart"
