@@ -29,7 +29,18 @@ from tenacity.wait import wait_exponential_jitter
 
 from proxy.config import FaultsConfig, RetryConfig, TimeoutsConfig
 from proxy.deadline import ReadDeadline
-from proxy.deltas import Adapter, ChatRequest, Delta, Finish, MalformedChunk, Sleep, TextDelta, ToolCallDelta, Usage
+from proxy.deltas import (
+    Adapter,
+    ChatRequest,
+    Delta,
+    Finish,
+    MalformedChunk,
+    ReasoningDelta,
+    Sleep,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from proxy.errors import (
     ContentPolicyRejected,
     NoFirstToken,
@@ -325,13 +336,19 @@ class Relay:
     async def _seam(self, delta: Delta, deltas: AsyncIterator[Delta],
                     deadline: ReadDeadline) -> tuple[str, Delta | None]:
         """The continuation's first MAX_ECHO characters or more (or all of it, if shorter), and the delta that
-        followed them: None when the seam is full and the next delta is still to be read."""
+        followed them: None when the seam is full and the next delta is still to be read. Reasoning before
+        the seam is not relayed (the client is mid-answer); a tool call or a refusal ends the seam."""
         pieces, size = [], 0
-        while isinstance(delta, TextDelta):
-            pieces.append(delta.text)
-            size += len(delta.text)
-            if size >= MAX_ECHO:
-                return "".join(pieces), None
+        while not isinstance(delta, Finish):
+            if isinstance(delta, TextDelta):
+                pieces.append(delta.text)
+                size += len(delta.text)
+                if size >= MAX_ECHO:
+                    return "".join(pieces), None
+            elif isinstance(delta, MalformedChunk):
+                self._skip(delta)
+            elif not isinstance(delta, ReasoningDelta):
+                break
             deadline.arm(self.timeouts.idle, self._silent)
             delta = await _next(deltas)
             deadline.pause()

@@ -271,3 +271,13 @@ async def test_get_stream_opts_in_to_reset_with_a_query_parameter() -> None:
     after = [json.loads(e.data) for e in events[[e.type for e in events].index("reset") + 1 :]]
     assert "".join(p.get("text", "") for p in after) == DEFAULT_REPLY
     assert after[-1]["recovered"]["kind"] == "restart"
+
+
+async def test_a_continuation_that_reasons_first_is_still_spliced() -> None:
+    async with mock_upstream() as up:
+        model = recovering(up, "r1", "reasoning=2+drop_after=3+fault_attempts=1+echo_chars=8", recovery="continue",
+                           continue_with="trailing_assistant")
+        async with proxy(upstream_config([model])) as client:
+            text, terminate, events, _ = await converse(client)  # reasoning not asked for
+    assert text == DEFAULT_REPLY and terminate["recovered"]["kind"] == "continue"
+    assert {kind for kind, _ in events} == {"message"}
