@@ -7,12 +7,15 @@ applying `reset` events: everything before the last one is discarded), and what 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from adapters.mock import DEFAULT_REPLY as MOCK_REPLY
 from mock_upstream import DEFAULT_REPLY
 from mock_upstream.continuation import PREFILL_REJECTED
+from proxy.config import load_config
 from tests.conftest import RESUME_OFF, assert_one_terminate_last, chat_body, proxy
 from tests.sse_parse import parse_stream
 from tests.upstream_fixtures import mock_upstream, upstream_config
@@ -281,3 +284,12 @@ async def test_a_continuation_that_reasons_first_is_still_spliced() -> None:
             text, terminate, events, _ = await converse(client)  # reasoning not asked for
     assert text == DEFAULT_REPLY and terminate["recovered"]["kind"] == "continue"
     assert {kind for kind, _ in events} == {"message"}
+
+
+async def test_the_offline_mock_rehearses_a_recovery() -> None:
+    config = load_config(Path(__file__).parent.parent / "config.yaml", environ={})
+    async with proxy(config) as client:
+        for _ in range(2):  # every answer is lost after 5 chunks, and continued
+            text, terminate, _, _ = await converse(client, model="mock-recover")
+            assert text == MOCK_REPLY and terminate["reason"] == "stop"
+            assert terminate["recovered"] == {"kind": "continue", "after_chars": 30, "model": "mock-recover"}
