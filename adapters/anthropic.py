@@ -80,9 +80,15 @@ class AnthropicAdapter:
         sent.headers["content-type"] = "application/json"
         return stream_deltas(self.http, sent, self._deltas, self.redact)
 
-    def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
-        unfinished = "the upstream closed the stream before message_stop"
-        return event_deltas(body, MessageState(), self.options.max_event_bytes, unfinished)
+    async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
+        message = MessageState()
+        try:
+            async for delta in event_deltas(body, message, self.options.max_event_bytes,
+                                            "the upstream closed the stream before message_stop"):
+                yield delta
+        except UpstreamError as exc:
+            exc.usage = usage_of(message.usage)  # message_start's counts: a cut attempt is billed too (issue 12)
+            raise
 
 
 class MessageState:

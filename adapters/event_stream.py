@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
-from proxy.deltas import Delta, Finish
+from proxy.deltas import Delta, Finish, MalformedChunk
 from proxy.errors import UpstreamMalformed, UpstreamTruncated
 
 MAX_EVENT = 1 << 20  # 1 MiB: a chat delta is a few hundred bytes
@@ -106,7 +106,11 @@ async def event_deltas(body: AsyncIterator[bytes], reader: EventReader, max_even
     feed, read = decoder.feed, reader.read  # bound once: this loop runs per chunk
     async for raw in body:
         for _event, data in feed(raw):
-            for delta in read(data):
+            try:
+                deltas = read(data)
+            except UpstreamMalformed as exc:  # one bad event: the proxy decides (faults.on_malformed_chunk)
+                deltas = (MalformedChunk(exc.message),)
+            for delta in deltas:
                 yield delta
                 if isinstance(delta, Finish):
                     return

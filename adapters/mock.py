@@ -3,6 +3,8 @@
 It uses no network. It records every request it was asked, so tests and demos can check them. It
 can script what reasoning models and tool-using models stream: `thinking` (reasoning before the
 reply), `tool_calls` (calls after the reply, their arguments in pieces) and `refusal` (instead of it).
+Asked to continue an assistant message that begins its reply (mid-stream recovery, issue 12), it
+streams the rest of the reply.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class MockOptions(BaseModel):
     finish_reason: str = "stop"
     fail_before_first_token: bool = False
     fail_after_chunks: int | None = Field(None, ge=0)
+    fail_continuations: bool = True  # false: a continuation of the answer (a recovery) is not failed again
     fail_kind: Literal["unavailable", "rejected"] = "unavailable"
     fail_message: str = "the mock upstream failed, as scripted"
 
@@ -78,7 +81,7 @@ class MockAdapter:
         texts = 0
         for index, piece in enumerate(pieces):
             if isinstance(piece, TextDelta):
-                if texts == opts.fail_after_chunks:
+                if texts == opts.fail_after_chunks and (opts.fail_continuations or request.continue_with is None):
                     raise self._failure()
                 if limit is not None and texts >= limit:
                     yield Finish("length", _usage(request, texts))
@@ -103,10 +106,12 @@ class MockAdapter:
         return pieces
 
     def _reply(self, request: ChatRequest) -> str:
-        if not self.options.echo:
-            return self.options.reply
-        users = [m.text for m in request.messages if m.role == "user"]
-        return users[-1] if users else self.options.reply
+        reply = self.options.reply
+        if self.options.echo:
+            users = [m.text for m in request.messages if m.role == "user"]
+            reply = users[-1] if users else reply
+        prefill = request.messages[-1].text if request.continue_with is not None else None
+        return reply[len(prefill):] if prefill is not None and reply.startswith(prefill) else reply
 
     def _failure(self) -> Exception:
         if self.options.fail_kind == "rejected":

@@ -8,7 +8,7 @@ carries `think` levels and `done_reason`. Thinking arrives in `message.thinking`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Literal
 
 import httpx2
@@ -20,6 +20,7 @@ from adapters.request_parts import data_url, tool_arguments
 from adapters.upstream_http import Redactor, loads, stream_deltas
 from proxy.deltas import (
     AdapterSpec,
+    MalformedChunk,
     ChatRequest,
     Delta,
     Finish,
@@ -69,16 +70,23 @@ class OllamaAdapter:
         chat = ChatState()
         async for raw in body:
             for line in decoder.feed(raw):
-                for delta in chat.read(line):
+                for delta in _read(chat, line):
                     yield delta
                     if isinstance(delta, Finish):
                         return
         if rest := decoder.rest():  # a last object without its newline
-            for delta in chat.read(rest):
+            for delta in _read(chat, rest):
                 yield delta
                 if isinstance(delta, Finish):
                     return
         raise UpstreamTruncated("the upstream closed the stream before done")
+
+
+def _read(chat: ChatState, line: bytes) -> Iterable[Delta]:
+    try:
+        return chat.read(line)
+    except UpstreamMalformed as exc:  # one bad line: the proxy decides (faults.on_malformed_chunk)
+        return (MalformedChunk(exc.message),)
 
 
 class ChatState:

@@ -16,11 +16,13 @@ from typing import Any, NamedTuple
 
 from adapters.upstream_http import RETRYABLE_STATUS, error_message, loads
 from proxy.deltas import Delta, ReasoningDelta, RefusalDelta, ToolCallDelta, Usage
-from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
+from proxy.errors import ContentPolicyRejected, UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
 
+# OpenAI's code for a refused image prompt, and Azure's for its content filter (as an error, not a finish reason).
+CONTENT_POLICY_CODES = frozenset({"content_policy_violation", "content_filter"})
 # In-band error codes (or types) that refuse the request itself: asking again would fail again (issue 16).
-REJECTION_CODES = frozenset({"context_length_exceeded", "invalid_request_error", "insufficient_quota",
-                             "content_policy_violation", "content_filter", "invalid_prompt"})
+REJECTION_CODES = CONTENT_POLICY_CODES | {"context_length_exceeded", "invalid_request_error", "insufficient_quota",
+                                          "invalid_prompt"}
 
 
 class Chunk(NamedTuple):  # one per upstream chunk: a tuple is built at half a frozen dataclass's cost
@@ -145,6 +147,8 @@ def _in_band_error(error: Any) -> UpstreamError:
     # `{"error": {"message": ...}}`, or a bare string: the upstream's words, redacted by the adapter.
     message = error_message({"error": error}) or "the upstream reported an error mid-stream"
     if code := _rejection_code(error):  # a refusal of the request: the same request would fail again
+        if code in CONTENT_POLICY_CODES:
+            return ContentPolicyRejected(f"the upstream's content policy refused it: {message}")
         return UpstreamRejected(f"the upstream rejected the request ({code}): {message}")
     return UpstreamUnavailable(f"the upstream reported an error: {message}")
 

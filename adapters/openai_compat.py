@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.connection_guard import ending_body_with_connection
 from adapters.event_stream import MAX_EVENT, EventStreamDecoder
-from adapters.openai_chunks import parse_chunk
+from adapters.openai_chunks import CONTENT_POLICY_CODES, parse_chunk
 from adapters.openai_endpoint import ChatCompletions
 from adapters.openai_params import chat_params
 from adapters.upstream_http import (
@@ -32,9 +32,8 @@ from adapters.upstream_http import (
     retry_after,
     status_error,
 )
-from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
-from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamTruncated
-
+from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, MalformedChunk, TextDelta, Usage
+from proxy.errors import ContentPolicyRejected, UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamTruncated
 
 MAX_FINISH_REASON = 64  # finish reasons are short identifiers: a longer one, or an object, is not one
 
@@ -100,7 +99,11 @@ class OpenAICompatAdapter:
         try:
             async for raw in body:
                 for _event, data in decoder.feed(raw):
-                    chunk = parse_chunk(data)
+                    try:
+                        chunk = parse_chunk(data)
+                    except UpstreamMalformed as exc:  # one bad chunk: the proxy decides (faults.on_malformed_chunk)
+                        yield MalformedChunk(exc.message)
+                        continue
                     if chunk.done:
                         yield _finish(finish_reason, usage)
                         return
@@ -130,6 +133,8 @@ class OpenAICompatAdapter:
         message = self.redact(error_message(exc.body) or exc.message)
         if _error_code(exc.body) == "insufficient_quota":  # a billing state, not a passing limit
             return UpstreamRejected(f"the upstream answered {status}: {message}")
+        if _error_code(exc.body) in CONTENT_POLICY_CODES:
+            return ContentPolicyRejected(f"the upstream's content policy refused it: {message}")
         return status_error(status, message, retry_after(exc.response.headers))
 
 

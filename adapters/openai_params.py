@@ -29,7 +29,19 @@ def chat_params(model: str, request: ChatRequest) -> dict[str, Any]:
         params["tools"] = [_tool(tool) for tool in request.tools]
     if request.tool_choice is not None:
         params["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.continue_with is not None:
+        _continue(params, request.continue_with)
     return params
+
+
+def _continue(params: dict[str, Any], spelling: str) -> None:
+    """Ask the server to continue the trailing assistant message (docs: rich-deltas-and-recovery.md §1.1)."""
+    if spelling == "prefix_flag":  # DeepSeek's beta URL, Mistral
+        params["messages"][-1]["prefix"] = True
+    elif spelling == "continue_final_message":  # vLLM, SGLang: leave the final message open-ended
+        params["continue_final_message"] = True
+        params["add_generation_prompt"] = False
+    # trailing_assistant (llama.cpp's server, Ollama): a trailing assistant message is continued as it is
 
 
 def _message(message: Message) -> dict[str, Any]:

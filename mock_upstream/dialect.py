@@ -22,6 +22,7 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from mock_upstream import continuation
 from mock_upstream.recorder import Attempt, Recorder
 from mock_upstream.server import _ClosingStream, _drop, _options, _plan, _Plan, _reply_text, _TRANSPORT
 
@@ -109,6 +110,14 @@ async def serve(request: Request, dialect: Dialect, model_hint: str | None = Non
         if opts.get("echo_key"):
             message = f"Invalid API key: {key}."
         return _reject(attempt, dialect.error(plan.status, message, opts), f"fail:{plan.status}")
+    if not continuation.fault_fires(opts, n, plan.fail):
+        plan.fault = None
+    try:
+        ask.text = continuation.reply(body, ask.text, opts)
+    except continuation.PrefillRejected as exc:
+        return _reject(attempt, dialect.error(400, str(exc), {}), "prefill")
+    except ValueError as exc:
+        return _reject(attempt, dialect.error(400, f"bad request to the mock: {exc}", {}))
     script = dialect.script(ask, plan)
     stream = play(attempt, script, plan, request.scope.get(_TRANSPORT))
     return _ClosingStream(stream, media_type=script.media_type, headers={"cache-control": "no-cache",
@@ -126,7 +135,7 @@ async def play(attempt: Attempt, script: Script, plan: _Plan, transport: Any) ->
             if i == at:
                 attempt.fault = plan.fault
                 if plan.fault == "malformed_after":
-                    yield script.malformed  # and the stream goes on
+                    yield script.malformed * plan.malformed_times  # and the stream goes on
                 else:
                     if plan.fault == "error_after":
                         yield script.error

@@ -38,7 +38,8 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
   ``mock_upstream/faults.py``.
 
 A ``*_after`` fault with K beyond the reply's length fires after the last content chunk. Reasoning,
-tool calls and refusals: see ``mock_upstream.openai_rich``.
+tool calls and refusals: see ``mock_upstream.openai_rich``; continuations (a trailing assistant
+message), ``fault_attempts`` and ``malformed_times``: ``mock_upstream.continuation``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from mock_upstream import faults
+from mock_upstream import continuation, faults
 from mock_upstream.openai_rich import RICH_OPTIONS, RichDeltas, rich_deltas
 from mock_upstream.recorder import Attempt, Recorder
 
@@ -70,7 +71,7 @@ AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "
                 "big_after", "endless_after", "unended_after", "fieldless_after")
 OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
                                     "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip") + RICH_OPTIONS
-                    ) | faults.OPTIONS
+                    + continuation.CONTINUATION_OPTIONS) | faults.OPTIONS
 _FIELDLESS = b'data: {"id":"chatcmpl-fieldless","object":"chat.completion.chunk"}\n\n'
 _ENDLESS_HEAD = b'data: {"choices":[{"index":0,"delta":{"content":"'
 _ENDLESS_BYTES = 256 << 20
@@ -92,6 +93,7 @@ class _Plan:
     first_delay: float | None = None
     chunk_chars: int = 5
     big_bytes: int = 8 << 20
+    malformed_times: int = 1
 
 
 def _options(model: str, headers: Any) -> tuple[str, dict[str, str]]:
@@ -123,6 +125,7 @@ def _plan(model: str, opts: dict[str, str]) -> _Plan:
         plan.first_delay = float(opts["first_delay_ms"]) / 1000
     plan.chunk_chars = int(opts.get("chunk_chars", 5))
     plan.big_bytes = int(opts.get("big_bytes", 8 << 20))
+    plan.malformed_times = int(opts.get("malformed_times", 1))
     if plan.chunk_chars < 1 or plan.fault_at < 0 or plan.fail < 0:
         raise ValueError("chunk_chars must be >= 1, counts >= 0")
     return plan
@@ -273,7 +276,7 @@ async def _one(data: bytes):
 
 
 _CARRY_ON = {  # faults after which the stream goes on, if the client is still there
-    "malformed_after": lambda ev, plan: _one(_MALFORMED),
+    "malformed_after": lambda ev, plan: _one(_MALFORMED * plan.malformed_times),
     "fieldless_after": lambda ev, plan: _one(_FIELDLESS),
     "big_after": _big,
     "endless_after": _endless,
@@ -333,7 +336,14 @@ async def chat_completions(request: Request) -> Response:
     attempt.key = plan.key
     if (n := recorder._try(plan.key)) <= plan.fail:
         return _reject(attempt, _scripted_failure(plan, opts, n, request.headers.get("authorization", "").removeprefix("Bearer ")), f"fail:{plan.status}")
-    text = _reply_text(body, request.app.state.default_reply)
+    if not continuation.fault_fires(opts, n, plan.fail):
+        plan.fault = None
+    try:
+        text = continuation.reply(body, _reply_text(body, request.app.state.default_reply), opts)
+    except continuation.PrefillRejected as exc:
+        return _reject(attempt, _error(400, str(exc)), "prefill")
+    except ValueError as exc:
+        return _reject(attempt, _error(400, f"bad mock option: {exc}"))
     pieces = [text[i : i + plan.chunk_chars] for i in range(0, len(text), plan.chunk_chars)]
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
     finish = "stop"

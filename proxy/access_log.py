@@ -50,6 +50,8 @@ def stream_line(
         "tokens_in": usage.prompt_tokens if usage else None,
         "tokens_out": usage.completion_tokens if usage else None,
         "client_disconnect": outcome.reason in ("cancelled", "send_timeout"),
+        "recovered": outcome.recovered,
+        "malformed_chunks": outcome.malformed,
     }
     if prompt is not None:
         line["prompt"] = prompt

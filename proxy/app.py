@@ -91,7 +91,8 @@ def create_app(
                 adapter: Adapter = spec.build(model.options, http=http, sleep=sleep)
                 if model.max_tokens_cap is not None:
                     adapter = CappedAdapter(adapter, model.max_tokens_cap)
-                upstreams[model.name] = Upstream(model.name, adapter, show_reasoning=model.reasoning == "stream")
+                upstreams[model.name] = Upstream(model.name, adapter, show_reasoning=model.reasoning == "stream",
+                                                 recovery=model.recovery, continue_with=model.continue_with)
             app.state.runtime = Runtime(upstreams, await open_resumable(stack))
             yield
 
@@ -162,7 +163,7 @@ def create_app(
             check_supported(parsed.request, model.name, REGISTRY[model.adapter].takes)  # type: ignore[union-attr]
         chain = [runtime.upstreams[m.name] for m in models]  # type: ignore[union-attr]
         relay = Relay(chain, parsed.request, retry=config.retry, timeouts=config.timeouts, sleep=sleep,
-                      events=parsed.events)
+                      events=parsed.events, faults=config.faults)
         rid = request_id(request)
         prompt = _last_user_message(parsed) if config.logging.log_prompts else None
         leave = await admission.enter(client)  # last: nothing below can fail and leak the slot

@@ -94,6 +94,16 @@ class TimeoutsConfig(_Section):
     total: float = Field(600.0, gt=0)
 
 
+class FaultsConfig(_Section):
+    """What the relay does with the upstream faults that are not plain errors (issue 12)."""
+
+    on_malformed_chunk: Literal["skip", "error"] = "skip"  # skip: counted, and the stream goes on
+    max_malformed_in_a_row: int = Field(3, ge=1)  # then the stream ends as an error all the same
+    first_token_timeout: Literal["next_model", "retry"] = "next_model"  # a silent model is rarely cured by asking again
+    content_policy: Literal["final", "fallback"] = "final"  # final: the rejection is the answer
+    max_recoveries: int = Field(1, ge=0, le=10)  # mid-stream recoveries per request
+
+
 class ResumeConfig(_Section):
     """Resumable streams (issue 10): each event has `id: <stream id>:<seq>`, and generation outlives
     the connection by `grace` seconds so a client can come back with Last-Event-ID. `redis_url` also
@@ -122,7 +132,14 @@ class ModelConfig(_Section):
     fallbacks: list[str] = []
     max_tokens_cap: int | None = Field(None, ge=1)  # requests above it are clamped to it
     reasoning: Literal["stream", "drop"] = "stream"  # drop: its reasoning never reaches a client
+    recovery: Literal["off", "continue", "restart"] = "off"  # when this model's stream dies mid-answer (issue 12)
+    continue_with: Literal["none", "trailing_assistant", "prefix_flag", "continue_final_message"] = "none"
     options: Any = None  # the adapter's own options model, validated by its spec
+
+    @field_validator("recovery", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
 
 
 class Config(_Section):
@@ -137,6 +154,7 @@ class Config(_Section):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     resume: ResumeConfig = ResumeConfig()
+    faults: FaultsConfig = FaultsConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -146,7 +164,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # The shell's forms: ${VAR}, ${VAR:-default} (unset or empty), ${VAR-default} (unset). Keys and
 # secrets take the plain form only, so no default can put one in the file.
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
-_MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap", "reasoning"}
+_MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap", "reasoning", "recovery", "continue_with"}
 _SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -247,7 +265,7 @@ def _key_hashes(entry: Any, loc: str, where: str, environ: Mapping[str, str]) ->
 def _as_mock(model: Any) -> Any:
     if not isinstance(model, dict):
         return model
-    return {k: model[k] for k in ("name", "fallbacks", "max_tokens_cap", "reasoning") if k in model} | {"adapter": "mock"}
+    return {k: model[k] for k in _MODEL_KEYS - {"adapter"} if k in model} | {"adapter": "mock"}
 
 
 def _substitute(value: Any, loc: str, where: str, environ: Mapping[str, str]) -> Any:

@@ -13,6 +13,8 @@ from typing import Any, Literal, Protocol, TypeAlias
 from pydantic import BaseModel
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
+# How a target continues a trailing assistant message (issue 12); the adapter spells it in its dialect.
+ContinueWith = Literal["trailing_assistant", "prefix_flag", "continue_final_message"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,8 @@ class ChatRequest:
     response_format: Mapping[str, Any] | None = None  # OpenAI's shape: {"type": ..., "json_schema": {...}}
     tools: tuple[Tool, ...] = ()
     tool_choice: str | Mapping[str, Any] | None = None  # "auto" | "none" | "required" | {"name": ...}
+    # Set: the last message is assistant text the model is to continue, not answer (mid-stream recovery).
+    continue_with: ContinueWith | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,13 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class MalformedChunk:
+    """One upstream chunk the adapter could not read; the proxy skips it or ends the stream (issue 12)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """The upstream's own end marker: the answer is complete."""
 
@@ -138,7 +149,7 @@ class Finish:
     usage: Usage | None = field(default=None)
 
 
-Delta: TypeAlias = TextDelta | ReasoningDelta | RefusalDelta | ToolCallDelta | Finish
+Delta: TypeAlias = TextDelta | ReasoningDelta | RefusalDelta | ToolCallDelta | MalformedChunk | Finish
 
 
 class Adapter(Protocol):

@@ -14,13 +14,20 @@ ProxyError
 └── UpstreamError           inside the stream: terminate with reason "error"
     ├── UpstreamUnavailable retryable (connect errors, 408/409/429/5xx)
     ├── UpstreamTimeout     retryable before the first token
+    │   └── NoFirstToken    the first delta did not come in time: the next model is asked (issue 12)
     ├── UpstreamRejected    not retryable (400/401/403/404/422, quota)
+    │   └── ContentPolicyRejected  the provider's content policy refused it: the answer, not a fault
     ├── UpstreamMalformed   the upstream sent data that is not its format
     ├── InvalidToolCall     the model wrote a tool call a client cannot act on (arguments not JSON)
     └── UpstreamTruncated   the upstream ended without its end marker (retryable)
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxy.deltas import Usage
 
 
 class ProxyError(Exception):
@@ -75,6 +82,7 @@ class UpstreamError(ProxyError):
     type = "upstream_error"
     status: int | None = None  # the upstream's HTTP status, when it answered with an error status
     retryable = False
+    usage: "Usage | None" = None  # what the failed attempt had used, when its upstream said (it is billed)
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -91,8 +99,16 @@ class UpstreamTimeout(UpstreamError):
     retryable = True
 
 
+class NoFirstToken(UpstreamTimeout):
+    pass
+
+
 class UpstreamRejected(UpstreamError):
     type = "upstream_rejected"
+
+
+class ContentPolicyRejected(UpstreamRejected):
+    type = "content_policy"
 
 
 class UpstreamMalformed(UpstreamError):

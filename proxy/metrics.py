@@ -37,6 +37,9 @@ class Metrics:
         self.disconnects = Counter("llm_proxy_client_disconnects", "Clients gone before the end", ["reason"], registry=r)
         self.rejected = Counter("llm_proxy_rejected_requests", "Requests refused before streaming", ["reason"], registry=r)
         self.tokens = Counter("llm_proxy_tokens", "Tokens the upstreams reported", ["model", "direction"], registry=r)
+        self.recoveries = Counter("llm_proxy_recoveries", "Answers recovered mid-stream, by kind", ["model", "kind"],
+                                  registry=r)
+        self.malformed = Counter("llm_proxy_malformed_chunks", "Malformed upstream chunks", ["model"], registry=r)
         self.shared_state_errors = Counter("llm_proxy_shared_state_errors", "Redis operations that failed, by operation",
                                            ["operation"], registry=r)
 
@@ -59,6 +62,10 @@ class Metrics:
             self.fallbacks.labels(model).inc(outcome.fallbacks)
         if outcome.reason in DISCONNECTS:
             self.disconnects.labels(DISCONNECTS[outcome.reason]).inc()
+        if outcome.recovered is not None:
+            self.recoveries.labels(model, outcome.recovered).inc()
+        if outcome.malformed:
+            self.malformed.labels(model).inc(outcome.malformed)
         if outcome.usage is not None:
             self.tokens.labels(answered, "in").inc(outcome.usage.prompt_tokens)
             self.tokens.labels(answered, "out").inc(outcome.usage.completion_tokens)

@@ -8,6 +8,9 @@ The commit point is the first event actually sent, whatever its kind; the timeou
 activity, whatever the client sees (issue 11). So a model that reasons for longer than `first_token`
 is not declared dead, and when its reasoning was not asked for (or is dropped) and it fails before
 its first text, nothing has reached the client: the retry is safe, as before any token.
+
+After the commit point, a model configured with `recovery` may have its cut answer recovered on the
+next attempt of the same order (proxy/recovery.py: continue the text, or restart it with a reset).
 """
 
 from __future__ import annotations
@@ -24,11 +27,32 @@ import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from proxy.config import RetryConfig, TimeoutsConfig
+from proxy.config import FaultsConfig, RetryConfig, TimeoutsConfig
 from proxy.deadline import ReadDeadline
-from proxy.deltas import Adapter, ChatRequest, Delta, Finish, Sleep, TextDelta, Usage
-from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamTruncated
+from proxy.deltas import (
+    Adapter,
+    ChatRequest,
+    Delta,
+    Finish,
+    MalformedChunk,
+    ReasoningDelta,
+    Sleep,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from proxy.errors import (
+    ContentPolicyRejected,
+    NoFirstToken,
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamTruncated,
+)
+from proxy.recovery import CannotRecoverHere, Plan, Recovery, add_usage
 from proxy.rich_events import Extras, Named
+from proxy.splice import MAX_ECHO, splice
 from proxy.sse import terminate_payload, text_payload
 
 log = logging.getLogger("llm_sse_proxy.relay")
@@ -47,6 +71,8 @@ class Upstream:
     name: str
     adapter: Adapter
     show_reasoning: bool = True
+    recovery: str = "off"  # off | continue | restart: when this model's stream dies mid-answer
+    continue_with: str = "none"  # how this model continues an assistant message, as a recovery target
 
 
 @dataclass(slots=True)
@@ -64,6 +90,8 @@ class Outcome:
     chunks: int = 0
     retries: list[str] = field(default_factory=list)  # the error types that were retried
     failures: list[str] = field(default_factory=list)  # the error types that ended a model's turn
+    recovered: str | None = None  # the kind of mid-stream recovery, when one succeeded
+    malformed: int = 0  # malformed upstream chunks (skipped, but for one that ended the stream)
 
 
 class Relay:
@@ -78,6 +106,7 @@ class Relay:
         timeouts: TimeoutsConfig,
         sleep: Sleep = anyio.sleep,
         events: frozenset[str] = frozenset(),
+        faults: FaultsConfig = FaultsConfig(),
     ) -> None:
         self.chain = chain
         self.request = request
@@ -85,6 +114,13 @@ class Relay:
         self.retry = retry
         self.timeouts = timeouts
         self.sleep = sleep
+        self.faults = faults
+        self.recovery = Recovery(request, may_reset="reset" in events, budget=faults.max_recoveries)
+        self._recording = any(upstream.recovery != "off" for upstream in chain)  # keep the text sent
+        self._spent: Usage | None = None  # what failed attempts reported using
+        self._plan: Plan | None = None  # how the attempt under way was asked, when it recovers
+        self._malformed_run = 0
+        self._refused = False  # the attempt that just failed refused a continuation
         self.outcome = Outcome()
         self.committed = False
         self._started = 0.0
@@ -115,14 +151,24 @@ class Relay:
             try:
                 await self._with_retries(upstream, emit)
                 return
+            except CannotRecoverHere:
+                continue
             except UpstreamError as exc:
                 self.outcome.failures.append(exc.type)
-                if self.committed:
+                if self.committed and not self.recovery.active:
                     raise
+                if self._final(exc):
+                    raise self.recovery.original or exc
                 log.warning("model %s failed: %s: %s", upstream.name, exc.type, exc.message)
                 last = exc
+        if self.recovery.original is not None:
+            raise self.recovery.original  # never what a recovery attempt said (a refused prefill, say)
         assert last is not None
         raise last
+
+    def _final(self, exc: UpstreamError) -> bool:
+        """A content-policy rejection is the answer: no fallback, unless configured (issue 12)."""
+        return isinstance(exc, ContentPolicyRejected) and self.faults.content_policy == "final"
 
     async def _with_retries(self, upstream: Upstream, emit: Emit) -> None:
         retrying = AsyncRetrying(
@@ -136,11 +182,34 @@ class Relay:
         async for attempt in retrying:
             with attempt:
                 self.outcome.attempts += 1
-                await self._stream(upstream, emit)
+                try:
+                    await self._stream(upstream, emit)
+                except UpstreamError as exc:
+                    self._failed(exc, upstream)
+                    raise
+
+    def _failed(self, exc: UpstreamError, upstream: Upstream) -> None:
+        self._spent = add_usage(self._spent, exc.usage)
+        self._refused = False
+        if not self.committed or isinstance(exc, CannotRecoverHere):
+            return
+        if self._plan is not None and self._plan.kind == "continue" and isinstance(exc, UpstreamRejected):
+            self._refused = True  # the original request was accepted: what it refuses is the prefill
+            self.recovery.refused(upstream)
+        time_left = anyio.current_time() < self._total_deadline
+        self.recovery.begin(exc, upstream, time_left=time_left)
 
     def _should_retry(self, exc: BaseException) -> bool:
         # Never True for CancelledError: tenacity would swallow the client's disconnect.
-        if self.committed or not isinstance(exc, UpstreamError) or not exc.retryable:
+        if not isinstance(exc, UpstreamError) or isinstance(exc, CannotRecoverHere):
+            return False
+        if self.committed:
+            refused = self._refused and self.recovery.may_reset  # restart it instead
+            if not self.recovery.active or not (exc.retryable or refused):
+                return False
+        elif not exc.retryable:
+            return False
+        if isinstance(exc, NoFirstToken) and self.faults.first_token_timeout == "next_model":
             return False
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None and retry_after > self.retry.retry_after_max:
@@ -169,7 +238,8 @@ class Relay:
         return backoff(state)
 
     async def _stream(self, upstream: Upstream, emit: Emit) -> None:
-        async with aclosing(upstream.adapter.stream(self.request)) as deltas:
+        self._plan = plan = self.recovery.plan(upstream) if self.recovery.active else None
+        async with aclosing(upstream.adapter.stream(plan.request if plan else self.request)) as deltas:
             with anyio.CancelScope() as reading:
                 deadline = ReadDeadline(reading, cap=self._total_deadline)
                 try:
@@ -179,13 +249,18 @@ class Relay:
             if reading.cancelled_caught:
                 if deadline.deadline >= self._total_deadline:
                     raise UpstreamTimeout(f"the stream exceeded its total time limit of {self.timeouts.total:g} s")
+                if deadline.expired == self._no_first_token:
+                    raise NoFirstToken(deadline.expired)
                 raise UpstreamTimeout(deadline.expired or "the upstream timed out")
 
     async def _relay(self, deltas: AsyncIterator[Delta], deadline: ReadDeadline, upstream: Upstream, emit: Emit) -> None:
         deadline.arm(self.timeouts.first_token, self._no_first_token)
         delta = await _next(deltas)
+        if self._plan is not None:
+            delta = await self._recover(self._plan, delta, deltas, deadline, upstream, emit)
         extras = Extras(self.events, show_reasoning=upstream.show_reasoning)
         idle, silent = self.timeouts.idle, self._silent
+        recording, sent = self._recording, self.recovery.sent
         while not isinstance(delta, Finish):
             deadline.pause()
             if isinstance(delta, TextDelta):
@@ -193,16 +268,25 @@ class Relay:
                     await self._send(extras.close_calls(), upstream, emit, deadline)
                 if not self.committed:
                     self._commit(upstream, deadline)
+                self._malformed_run = 0
                 while True:  # a run of text: the hot path, no more work per chunk than before issue 11
                     await emit(text_payload(delta.text))
                     self.outcome.chunks += 1
+                    if recording:
+                        sent.append(delta.text)
                     deadline.arm(idle, silent)
                     delta = await _next(deltas)
                     if not isinstance(delta, TextDelta):
                         break
                     deadline.pause()
                 continue
-            await self._send(extras.named(delta), upstream, emit, deadline)
+            if isinstance(delta, MalformedChunk):
+                self._skip(delta)
+            else:
+                self._malformed_run = 0
+                if isinstance(delta, ToolCallDelta):
+                    self.recovery.only_text = False  # a call under way cannot be continued as text
+                await self._send(extras.named(delta), upstream, emit, deadline)
             deadline.arm(idle, silent)  # every upstream delta is activity, sent to the client or not
             delta = await _next(deltas)
         deadline.pause()
@@ -214,7 +298,70 @@ class Relay:
         for name, payload in events:
             if not self.committed:
                 self._commit(upstream, deadline)
+            self.recovery.only_text = False
             await emit(payload, name)
+
+    def _skip(self, delta: MalformedChunk) -> None:
+        """One chunk the adapter could not read: skipped and counted, unless they keep coming."""
+        self.outcome.malformed += 1
+        self._malformed_run += 1
+        if self.faults.on_malformed_chunk == "error" or self._malformed_run >= self.faults.max_malformed_in_a_row:
+            raise UpstreamMalformed(delta.message)
+        log.warning("skipped a malformed upstream chunk: %s", delta.message)
+
+    async def _recover(self, plan: Plan, delta: Delta, deltas: AsyncIterator[Delta], deadline: ReadDeadline,
+                       upstream: Upstream, emit: Emit) -> Delta:
+        """The first event of a recovery attempt: a reset, or the continuation spliced onto the text sent.
+        Returns the next delta to relay."""
+        deadline.pause()
+        if plan.kind == "restart":
+            await self._reset(upstream, emit)
+            return delta
+        text, delta = await self._seam(delta, deltas, deadline)
+        seam = splice(self.recovery.text(), text)
+        if seam.restarted:
+            if not self.recovery.may_reset:
+                raise CannotRecoverHere(f"{upstream.name} started its answer over")
+            await self._reset(upstream, emit)
+        else:
+            self.recovery.done("continue", upstream.name)
+            text = seam.emit
+        if text:
+            await emit(text_payload(text))
+            self.outcome.chunks += 1
+            self.recovery.sent.append(text)
+        if delta is None:  # the seam is sent: only now may the next read fail without losing it
+            deadline.arm(self.timeouts.idle, self._silent)
+            delta = await _next(deltas)
+        return delta
+
+    async def _seam(self, delta: Delta, deltas: AsyncIterator[Delta],
+                    deadline: ReadDeadline) -> tuple[str, Delta | None]:
+        """The continuation's first MAX_ECHO characters or more (or all of it, if shorter), and the delta that
+        followed them: None when the seam is full and the next delta is still to be read. Reasoning before
+        the seam is not relayed (the client is mid-answer); a tool call or a refusal ends the seam."""
+        pieces, size = [], 0
+        while not isinstance(delta, Finish):
+            if isinstance(delta, TextDelta):
+                pieces.append(delta.text)
+                size += len(delta.text)
+                if size >= MAX_ECHO:
+                    return "".join(pieces), None
+            elif isinstance(delta, MalformedChunk):
+                self._skip(delta)
+            elif not isinstance(delta, ReasoningDelta):
+                break
+            deadline.arm(self.timeouts.idle, self._silent)
+            delta = await _next(deltas)
+            deadline.pause()
+        return "".join(pieces), delta
+
+    async def _reset(self, upstream: Upstream, emit: Emit) -> None:
+        original = self.recovery.original
+        assert original is not None
+        self.recovery.done("restart", upstream.name)
+        self.outcome.model = upstream.name
+        await emit({"action": "reset", "reason": original.type, "model": upstream.name}, "reset")
 
     def _commit(self, upstream: Upstream, deadline: ReadDeadline) -> None:
         """The first event goes to the client: from now on nothing is retried."""
@@ -225,14 +372,21 @@ class Relay:
     async def _finish(self, emit: Emit, finish: Finish, extras: Extras, upstream: Upstream) -> None:
         self.outcome.model = upstream.name
         self.outcome.reason = reason = extras.reason(finish.reason)
-        self.outcome.usage = finish.usage
-        await emit(terminate_payload(reason, usage=finish.usage, model=upstream.name,
-                                     tool_calls=extras.tool_calls(), usage_details=extras.details))
+        self.outcome.usage = usage = add_usage(self._spent, finish.usage)  # every attempt's tokens are billed
+        recovered = self._recovered()
+        await emit(terminate_payload(reason, usage=usage, model=upstream.name, tool_calls=extras.tool_calls(),
+                                     usage_details=extras.details, recovered=recovered))
 
     async def _fail(self, emit: Emit, error_type: str, message: str) -> None:
         self.outcome.reason = "error"
         self.outcome.error_type = error_type
-        await emit(terminate_payload("error", error=(error_type, message), model=self.outcome.model))
+        await emit(terminate_payload("error", error=(error_type, message), model=self.outcome.model,
+                                     recovered=self._recovered()))
+
+    def _recovered(self) -> dict[str, Any] | None:
+        recovered = self.recovery.recovered
+        self.outcome.recovered = recovered["kind"] if recovered else None
+        return recovered
 
 
 async def _next(deltas: AsyncIterator[Delta]) -> Delta:

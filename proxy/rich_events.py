@@ -7,7 +7,9 @@ ask gets exactly the events it got before these existed (README, "The event sche
 - `refusal`: `{"text"}` per piece of a refusal; the terminate's reason is then `refusal`;
 - `tool_call`: `{"index", "id", "name", "arguments"}` once per call, when it is complete: when the next
   call begins, or anything else arrives, or the answer ends. Its `arguments` must be valid JSON;
-- `tool_call_delta`: each piece as it arrives (`index`, `arguments`, and `id`/`name` on the first).
+- `tool_call_delta`: each piece as it arrives (`index`, `arguments`, and `id`/`name` on the first);
+- `reset`: `{"action": "reset", "reason", "model"}`: discard what was shown, the answer starts over
+  (a mid-stream recovery by restart, proxy/recovery.py; the relay sends it, not this module).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from proxy.deltas import Delta, ReasoningDelta, RefusalDelta, ToolCall, ToolCall
 from proxy.errors import BadRequest, InvalidToolCall, UpstreamMalformed
 from proxy.sse import tool_call_payload
 
-EVENT_NAMES = ("reasoning", "refusal", "tool_call", "tool_call_delta")
+EVENT_NAMES = ("reasoning", "refusal", "tool_call", "tool_call_delta", "reset")
 TOOL_EVENTS = frozenset({"tool_call", "tool_call_delta"})
 
 Named = tuple[str, dict[str, Any]]  # (event name, payload)

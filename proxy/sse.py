@@ -70,6 +70,7 @@ def terminate_payload(
     model: str | None = None,
     tool_calls: Sequence[Mapping[str, Any]] = (),
     usage_details: bool = False,
+    recovered: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The one final event; `error` is (type, message). The fields a request gets only when it asked
     for named events (`usage_details`, `tool_calls`) come last, so older fields keep their bytes."""
@@ -82,6 +83,8 @@ def terminate_payload(
         payload["error"] = {"type": error[0], "message": error[1]}
     if tool_calls:
         payload["tool_calls"] = list(tool_calls)  # the tool_call events' payloads, in order
+    if recovered is not None:
+        payload["recovered"] = dict(recovered)  # {"kind", "after_chars", "model"}: a mid-stream recovery
     return payload
 
 

@@ -46,7 +46,7 @@ FAULTS: dict[str, tuple[int, str, tuple[str, str | None], bool]] = {
     "fallback": (10, "+fail=1000000000:503", ("stop", None), True),
     "drop": (8, f"+drop_after={K}", ("error", "truncated"), False),
     "close": (8, f"+close_after={K}", ("error", "truncated"), False),
-    "malformed": (8, f"+malformed_after={K}", ("error", "malformed_upstream_data"), False),
+    "malformed": (8, f"+malformed_after={K}", ("stop", None), True),  # one bad chunk: skipped (faults.on_malformed_chunk)
     "midstream": (8, f"+error_after={K}", ("error", "upstream_unavailable"), False),
     "stall": (8, f"+stall_after={K}", ("error", "timeout"), False),
 }

@@ -35,6 +35,9 @@ def test_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, GOOD), environ={})
     assert config.server.ping_interval == 15 and config.server.cors_origins == ["*"]
     assert config.retry.attempts == 3 and config.timeouts.idle == 30
+    assert (config.models[0].recovery, config.models[0].continue_with) == ("off", "none")
+    assert (config.faults.on_malformed_chunk, config.faults.first_token_timeout, config.faults.content_policy,
+            config.faults.max_recoveries) == ("skip", "next_model", "final", 1)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +59,10 @@ def test_defaults(tmp_path: Path) -> None:
         (GOOD + "    chunk_delay_ms: slow\n", "models[0] (mock).chunk_delay_ms:"),
         (GOOD + "    colour: blue\n", "models[0] (mock).colour: Extra inputs"),
         (GOOD + "    fallbacks: [ghost]\n", "models[0] (mock).fallbacks: unknown model 'ghost'"),
+        (GOOD + "    recovery: resume\n", "models[0] (mock).recovery:"),
+        (GOOD + "    continue_with: prefill\n", "models[0] (mock).continue_with:"),
+        (GOOD + "faults: {on_malformed_chunk: ignore}\n", "faults.on_malformed_chunk:"),
+        (GOOD + "faults: {content_policy: retry}\n", "faults.content_policy:"),
         (GOOD + "  - name: mock\n    adapter: mock\n", "duplicate name 'mock'"),
         (GOOD + "    reply: ${MISSING_VAR_FOR_TEST}\n", "models[0] (mock).reply: environment variable MISSING_VAR_FOR_TEST is not set"),
     ],
@@ -140,3 +147,8 @@ def test_the_readmes_configuration_example_is_valid_and_shows_the_server_default
     example = readme.split("## Configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     config = parse_config(yaml.safe_load(example), where="README", environ={})
     assert config.server == ServerConfig()
+
+
+def test_a_bare_yaml_off_is_recovery_off(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD + "    recovery: off\n    continue_with: prefix_flag\n"), environ={})
+    assert (config.models[0].recovery, config.models[0].continue_with) == ("off", "prefix_flag")

@@ -1,4 +1,5 @@
-"""Malformed upstream data ends the stream with an error terminate and loses none of the text before it."""
+"""Malformed upstream data: one bad chunk is skipped (counted); with `on_malformed_chunk: error`, or when they
+keep coming, the stream ends with an error terminate and loses none of the text before it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,33 @@ from tests.upstream_fixtures import DIALECTS, mock_upstream, upstream_config
 pytestmark = pytest.mark.anyio
 
 FIRST_THREE = "Hello! This is "  # the mock upstream's first three chunks of five characters
+
+
+WHOLE = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
+ON_ERROR = {"on_malformed_chunk": "error"}
+
+
+SKIPPED = [(d, f) for d in DIALECTS for f in ("malformed_after=3", "malformed_after=0")] + [("openai", "fieldless_after=3")]
+
+
+@pytest.mark.parametrize(("dialect", "fault"), SKIPPED)
+async def test_one_malformed_chunk_is_skipped_and_counted(fault: str, dialect: str) -> None:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}", dialect)])) as client:
+        text, terminate = await ask(client)
+        metrics = (await client.get("/metrics")).text
+    assert text == WHOLE and terminate["reason"] == "stop"
+    assert up.recorder.count() == 1
+    assert 'llm_proxy_malformed_chunks_total{model="gpt"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_malformed_chunks_that_keep_coming_end_the_stream(dialect: str) -> None:
+    async with mock_upstream() as up:
+        config = upstream_config([up.model("gpt", "gpt+malformed_after=3+malformed_times=3", dialect)])
+        async with proxy(config) as client:
+            text, terminate = await ask(client)
+    assert text == FIRST_THREE
+    assert terminate["reason"] == "error" and terminate["error"]["type"] == "malformed_upstream_data"
 
 
 @pytest.mark.parametrize(
@@ -36,7 +64,8 @@ async def test_a_bad_chunk_in_any_dialect_ends_with_an_error(fault: str, error_t
 
 
 async def bad_chunk_ends_with_an_error(fault: str, error_type: str, dialect: str) -> None:
-    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}", dialect)])) as client:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}", dialect)],
+                                                            faults=ON_ERROR)) as client:
         text, terminate = await ask(client)
         await up.recorder.wait_closed(0, timeout=5)
     assert text == FIRST_THREE

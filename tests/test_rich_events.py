@@ -29,7 +29,7 @@ def test_event_names(names: list[str], expected: frozenset[str]) -> None:
 
 @pytest.mark.parametrize("names", [["thinking"], ["reasoning", "text"], ["Reasoning"], ["message"]])
 def test_unknown_event_names_are_refused_with_the_known_ones(names: list[str]) -> None:
-    with pytest.raises(BadRequest, match=r"events: unknown event .* \(known: reasoning, refusal, tool_call, tool_call_delta\)"):
+    with pytest.raises(BadRequest, match=r"events: unknown event .* \(known: reasoning, refusal, tool_call, tool_call_delta, reset\)"):
         parse_event_names(names)
 
 

@@ -157,7 +157,8 @@ async def test_unreachable_upstream_is_an_error_terminate(dialect: str) -> None:
     ("error_after=3", "upstream_unavailable"),
 ])
 async def test_mid_stream_failure_keeps_the_text_and_is_never_retried(fault: str, error_type: str, dialect: str) -> None:
-    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}", dialect)])) as client:
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+{fault}", dialect)],
+                                                            faults={"on_malformed_chunk": "error"})) as client:
         text, terminate = await ask(client)
     assert text == "".join(REPLY_CHUNKS)
     assert terminate["reason"] == "error" and terminate["error"]["type"] == error_type
@@ -182,11 +183,23 @@ async def test_a_stalled_upstream_ends_within_the_idle_timeout(dialect: str) -> 
     assert up.recorder.count() == 1
 
 
-async def test_no_first_token_in_time_is_retried_then_fails(dialect: str) -> None:
+async def test_no_first_token_in_time_goes_to_the_next_model_without_a_retry(dialect: str) -> None:
+    timeouts = {"connect": 2, "first_token": 0.3, "idle": 5, "total": 30}
+    async with mock_upstream() as up:
+        silent = up.model("gpt", "gpt+first_delay_ms=3000", dialect, fallbacks=["backup"])
+        async with proxy(upstream_config([silent, up.model("backup", "b", dialect)], timeouts=timeouts)) as client:
+            text, terminate = await ask(client)
+        await up.recorder.wait_closed(0, timeout=2)
+    assert terminate["reason"] == "stop" and terminate["model"] == "backup" and text.startswith("Hello!")
+    assert up.recorder.count("gpt+first_delay_ms=3000") == 1 and up.recorder.count("b") == 1
+
+
+async def test_no_first_token_in_time_is_retried_when_configured_then_fails(dialect: str) -> None:
     timeouts = {"connect": 2, "first_token": 0.3, "idle": 5, "total": 30}
     async with mock_upstream() as up:
         config = upstream_config([up.model("gpt", "gpt+first_delay_ms=3000", dialect)], timeouts=timeouts,
-                                 retry={"attempts": 2, "backoff_initial": 0.01, "backoff_max": 0.01})
+                                 retry={"attempts": 2, "backoff_initial": 0.01, "backoff_max": 0.01},
+                                 faults={"first_token_timeout": "retry"})
         async with proxy(config) as client:
             text, terminate = await ask(client)
         for index in range(2):

@@ -13,7 +13,8 @@ const thinking = $("thinking");
 const reasoning = $("reasoning");
 const tools = $("tools");
 // The named events this page shows; a request that does not ask for them gets answer text only.
-const EVENTS = ["reasoning", "tool_call", "refusal"];
+// `reset`: a model configured `recovery: restart` lost its answer mid-way and starts over (README, Recovery).
+const EVENTS = ["reasoning", "tool_call", "refusal", "reset"];
 const offerTool = $("offer-tool");
 // A tool the page can offer, as a tool-using client sends its own: the model may call it, the page only
 // shows the call. Only over fetch: GET /stream takes no tools.
@@ -90,6 +91,14 @@ function start() {
     toolCall(call) {
       if (!run.over) tools.append(toolCallFigure(call));
     },
+    reset() { // discard what this answer showed: it starts over
+      if (run.over) return;
+      reply.textContent = "";
+      reasoning.textContent = "";
+      thinking.hidden = true;
+      tools.textContent = "";
+      run.deltas = 0;
+    },
     done(terminate) {
       if (run.over) return;
       finish(run, terminate);
@@ -134,6 +143,7 @@ function viaEventSource({ prompt, model }, on, hasText) {
   source.addEventListener("reasoning", (event) => seen(event) && on.reasoning(JSON.parse(event.data).text));
   source.addEventListener("refusal", (event) => seen(event) && on.text(JSON.parse(event.data).text));
   source.addEventListener("tool_call", (event) => seen(event) && on.toolCall(JSON.parse(event.data)));
+  source.addEventListener("reset", (event) => seen(event) && on.reset());
   source.addEventListener("message", (event) => {
     if (!seen(event)) return;
     const payload = JSON.parse(event.data);
@@ -186,6 +196,7 @@ function viaFetch({ prompt, model }, on) {
     onReasoning: on.reasoning,
     onRefusal: on.text, // what the model said instead of an answer
     onToolCall: on.toolCall,
+    onReset: on.reset,
     onDone: on.done,
     onError: (err) => {
       if (err.name !== "AbortError") on.fail(describeFailure(err));

@@ -19,6 +19,10 @@
 // onToolCall({index, id, name, arguments}) (arguments: the JSON text the model wrote), onRefusal(text),
 // or onNamedEvent(type, payload) for any named event (tool_call_delta, say).
 //
+// Mid-stream recovery by restart (the proxy's `recovery: restart`): ask for `events: ["reset"]` and pass
+// onReset({reason, model}). It means: discard everything this answer showed so far (text, reasoning,
+// tool calls); the answer starts over with the events that follow.
+//
 // Resumable streams (the proxy's default): when the connection is cut mid-answer, it reconnects to
 // GET streams/<id> with Last-Event-ID and goes on from the last event it got, at most `retries`
 // times in a row, so the answer arrives whole and once. An abort is a deliberate stop: it also tells
@@ -101,10 +105,12 @@ export function createParser({ onEvent, onComment = () => {}, onRetry = () => {}
 /** POST `body` as JSON to the proxy and stream the reply into the callbacks. */
 export async function streamChat({
   url, body, signal, headers = {}, retries = 8,
-  onText = () => {}, onReasoning = () => {}, onToolCall = () => {}, onRefusal = () => {}, onNamedEvent = () => {},
-  onDone = () => {}, onError = () => {},
+  onText = () => {}, onReasoning = () => {}, onToolCall = () => {}, onRefusal = () => {}, onReset = () => {},
+  onNamedEvent = () => {}, onDone = () => {}, onError = () => {},
 }) {
-  const named = { reasoning: (p) => onReasoning(p.text), tool_call: onToolCall, refusal: (p) => onRefusal(p.text) };
+  const named = {
+    reasoning: (p) => onReasoning(p.text), tool_call: onToolCall, refusal: (p) => onRefusal(p.text), reset: onReset,
+  };
   let finished = false;
   const finish = (callback, value) => {
     if (finished) return;

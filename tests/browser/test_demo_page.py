@@ -210,3 +210,16 @@ async def test_demo_page_shows_thinking_and_tool_calls(page: Page, transport: st
     assert captions == ["Tool call: get_weather"]
     assert arguments == [json.dumps(json.loads(mock_tools.tool_calls[0].arguments), indent=2)]
     assert notice == "The model asked to call the tools above; this demo does not run them."
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_demo_page_honours_a_reset_and_shows_the_answer_once(page: Page, transport: str) -> None:
+    async with mock_upstream() as up:
+        model = up.model("restarts", f"{transport}+drop_after=5+fault_attempts=1", recovery="restart")
+        async with running(upstream_config([model])) as (base, _app, _counter):
+            await open_demo(page, base)
+            await ask(page, "hi", model="restarts", transport=transport)
+            assert await settled_state(page) == "done"
+            reply = await page.text_content("#reply")
+    assert reply == DEFAULT_REPLY_UPSTREAM  # the first attempt's 5 chunks were discarded, not shown twice
+    assert up.recorder.count() == 2

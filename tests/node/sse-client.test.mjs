@@ -191,6 +191,21 @@ test("streamChat: named events reach onReasoning, onToolCall, onRefusal and onNa
   assert.deepEqual(result.done, [{ action: "terminate", reason: "tool_calls" }]);
 });
 
+test("streamChat: a reset reaches onReset between the texts it discards and the answer that starts over", async () => {
+  const log = [];
+  await run(fakeFetch(200, [
+    'id: 1\ndata: {"text":"Hel"}\n\n',
+    'id: 2\nevent: reset\ndata: {"action":"reset","reason":"truncated","model":"backup"}\n\n',
+    'id: 3\ndata: {"text":"Hello!"}\n\n',
+    'id: 4\ndata: {"action":"terminate","reason":"stop","recovered":{"kind":"restart","after_chars":3,"model":"backup"}}\n\n',
+  ]), {
+    onText: (t) => log.push(["text", t]),
+    onReset: (p) => log.push(["reset", p.reason, p.model]),
+    onDone: (t) => log.push(["done", t.recovered.kind]),
+  });
+  assert.deepEqual(log, [["text", "Hel"], ["reset", "truncated", "backup"], ["text", "Hello!"], ["done", "restart"]]);
+});
+
 test("streamChat: without the new callbacks, named events are ignored", async () => {
   const seen = await run(fakeFetch(200, [
     'event: reasoning\ndata: {"text":"hidden"}\n\ndata: {"text":"shown"}\n\ndata: {"action":"terminate","reason":"stop"}\n\n',
