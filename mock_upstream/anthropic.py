@@ -26,7 +26,7 @@ from mock_upstream.dialect import (
     sse,
     user_text,
 )
-from mock_upstream.server import _Plan
+from mock_upstream.plan import Plan
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
@@ -57,7 +57,7 @@ def error(status: int, message: str, opts: dict[str, str]) -> JSONResponse:
     return JSONResponse(body, status, headers=retry_headers(opts))
 
 
-def script(ask: Ask, plan: _Plan) -> Script:
+def script(ask: Ask, plan: Plan) -> Script:
     pieces, cut = ask.pieces(plan)
     prompt = ask.prompt_tokens()
     usage = {"input_tokens": prompt - prompt // 2, "cache_creation_input_tokens": 0,

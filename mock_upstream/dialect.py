@@ -24,7 +24,8 @@ from starlette.responses import JSONResponse, Response
 
 from mock_upstream import continuation
 from mock_upstream.recorder import Attempt, Recorder
-from mock_upstream.server import _ClosingStream, _drop, _options, _plan, _Plan, _reply_text, _TRANSPORT
+from mock_upstream.plan import Plan, make_plan, parse_options, reply_text
+from mock_upstream.server import _ClosingStream, _drop, _TRANSPORT
 
 PLAYED_FAULTS = {"drop_after", "close_after", "stall_after", "malformed_after", "error_after"}
 REASONING = "The user wants the canned reply. I will stream it in small pieces."
@@ -42,7 +43,7 @@ class Ask:
     tool: str | None = None  # the first tool's name, when tools were sent
     prompt_chars: int = 0
 
-    def pieces(self, plan: _Plan) -> tuple[list[str], bool]:
+    def pieces(self, plan: Plan) -> tuple[list[str], bool]:
         """The reply in chunks of `plan.chunk_chars`, cut at max_tokens (one chunk a token); and whether it was."""
         pieces = [self.text[i : i + plan.chunk_chars] for i in range(0, len(self.text), plan.chunk_chars)]
         if self.max_tokens is not None and len(pieces) > self.max_tokens:
@@ -73,13 +74,13 @@ class Dialect:
     parse: Callable[[Request, dict, str], Ask]  # request, body, default reply; may raise ValueError: a 400
     key: Callable[[Request], str | None]  # the key it was sent, or None: a 401
     error: Callable[[int, str, dict[str, str]], JSONResponse]  # status, message, mock options
-    script: Callable[[Ask, _Plan], Script]
+    script: Callable[[Ask, Plan], Script]
 
 
 def user_text(messages: Any, default_reply: str) -> tuple[str, int]:
     """The reply for OpenAI-shaped `messages` (the OpenAI dialect's rule), and the prompt's characters."""
     chars = sum(len(json.dumps(m.get("content", ""))) for m in messages if isinstance(m, dict))
-    return _reply_text({"messages": messages}, default_reply), chars
+    return reply_text({"messages": messages}, default_reply), chars
 
 
 async def serve(request: Request, dialect: Dialect, model_hint: str | None = None) -> Response:
@@ -97,8 +98,8 @@ async def serve(request: Request, dialect: Dialect, model_hint: str | None = Non
     if body is None:
         return _reject(attempt, dialect.error(400, "The body must be a JSON object.", {}))
     try:
-        _model, opts = _options(attempt.model, request.headers)
-        plan = _plan(attempt.model, opts)
+        _model, opts = parse_options(attempt.model, request.headers)
+        plan = make_plan(attempt.model, opts)
         if plan.fault is not None and plan.fault not in PLAYED_FAULTS:
             raise ValueError(f"{plan.fault} is not played by this dialect")
         ask = dialect.parse(request, body, request.app.state.default_reply)
@@ -124,7 +125,7 @@ async def serve(request: Request, dialect: Dialect, model_hint: str | None = Non
                                                                           **script.extra_headers})
 
 
-async def play(attempt: Attempt, script: Script, plan: _Plan, transport: Any) -> AsyncIterator[bytes]:
+async def play(attempt: Attempt, script: Script, plan: Plan, transport: Any) -> AsyncIterator[bytes]:
     """Send the script, with the fault the plan asks for after K content chunks."""
     try:
         for piece in script.head:

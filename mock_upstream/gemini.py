@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mock_upstream.dialect import REASONING, TOOL_ARGUMENTS, Ask, Dialect, Script, serve, sse, user_text
-from mock_upstream.server import _Plan
+from mock_upstream.plan import Plan
 
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
@@ -56,7 +56,7 @@ def error(status: int, message: str, opts: dict[str, str]) -> JSONResponse:
     return JSONResponse({"error": error}, status)
 
 
-def script(ask: Ask, plan: _Plan) -> Script:
+def script(ask: Ask, plan: Plan) -> Script:
     pieces, cut = ask.pieces(plan)
     prompt, thoughts = ask.prompt_tokens(), (7 if ask.thinking else 0)
     head = [_chunk([{"text": REASONING[:30], "thought": True}], prompt, 0, thoughts),

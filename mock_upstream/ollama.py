@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mock_upstream.dialect import REASONING, TOOL_ARGUMENTS, Ask, Dialect, Script, retry_headers, serve, user_text
-from mock_upstream.server import _Plan
+from mock_upstream.plan import Plan
 
 CREATED_AT = "2026-01-01T00:00:00.000000Z"
 
@@ -41,7 +41,7 @@ def error(status: int, message: str, opts: dict[str, str]) -> JSONResponse:
     return JSONResponse({"error": message}, status, headers=retry_headers(opts))
 
 
-def script(ask: Ask, plan: _Plan) -> Script:
+def script(ask: Ask, plan: Plan) -> Script:
     pieces, cut = ask.pieces(plan)
     head = [_line(ask, thinking=REASONING[:30]), _line(ask, thinking=REASONING[30:])] if ask.thinking else []
     content = [_line(ask, content=p) for p in pieces]

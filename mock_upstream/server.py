@@ -49,7 +49,6 @@ import json
 import time
 import uuid
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -62,16 +61,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mock_upstream import continuation, faults
-from mock_upstream.openai_rich import RICH_OPTIONS, RichDeltas, rich_deltas
+from mock_upstream.openai_rich import RichDeltas, rich_deltas
+from mock_upstream.plan import Plan, make_plan, parse_options, reply_text
 from mock_upstream.recorder import Attempt, Recorder
 
 DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
 MODELS = ("mock-gpt", "mock-gpt-mini")
-AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
-                "big_after", "endless_after", "unended_after", "fieldless_after")
-OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
-                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip") + RICH_OPTIONS
-                    + continuation.CONTINUATION_OPTIONS) | faults.OPTIONS
 _FIELDLESS = b'data: {"id":"chatcmpl-fieldless","object":"chat.completion.chunk"}\n\n'
 _ENDLESS_HEAD = b'data: {"choices":[{"index":0,"delta":{"content":"'
 _ENDLESS_BYTES = 256 << 20
@@ -82,55 +77,6 @@ _MIDSTREAM_ERROR = (b'data: {"error":{"message":"The server had an error while p
 _TRANSPORT = "mock_upstream.transport"  # scope key: uvicorn's transport, for drop_after
 
 
-@dataclass
-class _Plan:
-    key: str
-    fail: int = 0
-    status: int = 503
-    fault: str | None = None
-    fault_at: int = 0
-    delay: float = 0.0
-    first_delay: float | None = None
-    chunk_chars: int = 5
-    big_bytes: int = 8 << 20
-    malformed_times: int = 1
-
-
-def _options(model: str, headers: Any) -> tuple[str, dict[str, str]]:
-    base, *parts = model.split("+")
-    opts = {}
-    for part in parts:
-        name, _, value = part.partition("=")
-        opts[name.strip().replace("-", "_")] = value.strip()
-    for name, value in headers.items():  # Starlette lower-cases header names
-        if name.startswith("x-mock-"):
-            opts[name[7:].replace("-", "_")] = value.strip()
-    if unknown := sorted(opts.keys() - OPTIONS):
-        raise ValueError(f"unknown mock option(s): {', '.join(unknown)}")
-    return base, opts
-
-
-def _plan(model: str, opts: dict[str, str]) -> _Plan:
-    plan = _Plan(key=opts.get("key") or model)
-    if "fail" in opts:
-        n, _, status = opts["fail"].partition(":")
-        plan.fail, plan.status = int(n), int(status or 503)
-    faults = [name for name in AFTER_FAULTS if name in opts]
-    if len(faults) > 1:
-        raise ValueError(f"only one *_after fault per request, got {faults}")
-    if faults:
-        plan.fault, plan.fault_at = faults[0], int(opts[faults[0]])
-    plan.delay = float(opts.get("delay_ms", 0)) / 1000
-    if "first_delay_ms" in opts:
-        plan.first_delay = float(opts["first_delay_ms"]) / 1000
-    plan.chunk_chars = int(opts.get("chunk_chars", 5))
-    plan.big_bytes = int(opts.get("big_bytes", 8 << 20))
-    plan.malformed_times = int(opts.get("malformed_times", 1))
-    if plan.chunk_chars < 1 or plan.fault_at < 0 or plan.fail < 0:
-        raise ValueError("chunk_chars must be >= 1, counts >= 0")
-    return plan
-
-
 def _error(status: int, message: str, type_: str | None = None, code: str | None = None,
            headers: dict[str, str] | None = None) -> JSONResponse:
     if type_ is None:
@@ -138,16 +84,6 @@ def _error(status: int, message: str, type_: str | None = None, code: str | None
         code = code or ("rate_limit_exceeded" if status == 429 else None)
     body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
     return JSONResponse(body, status, headers=headers)
-
-
-def _reply_text(body: dict, default: str) -> str:
-    users = [m for m in body.get("messages", ()) if isinstance(m, dict) and m.get("role") == "user"]
-    content = users[-1].get("content") if users else None
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    if isinstance(content, str) and content.startswith("echo:"):
-        return content[5:]
-    return default
 
 
 def _usage(body: dict, completion: int) -> dict:
@@ -211,7 +147,7 @@ async def _drop(transport: Any) -> None:
     raise _Dropped("drop_after")
 
 
-async def _body(attempt: Attempt, ev: _Events, plan: _Plan, transport: Any):
+async def _body(attempt: Attempt, ev: _Events, plan: Plan, transport: Any):
     try:
         yield ev.role
         for piece in ev.before:
@@ -252,11 +188,11 @@ async def _body(attempt: Attempt, ev: _Events, plan: _Plan, transport: Any):
         attempt.closed_at = time.monotonic()
 
 
-async def _big(ev: _Events, plan: _Plan):
+async def _big(ev: _Events, plan: Plan):
     yield ev.content_chunk("x" * plan.big_bytes)
 
 
-async def _endless(ev: _Events, plan: _Plan):
+async def _endless(ev: _Events, plan: Plan):
     yield _ENDLESS_HEAD
     piece = b"x" * 65536
     for _ in range(_ENDLESS_BYTES // len(piece)):
@@ -264,7 +200,7 @@ async def _endless(ev: _Events, plan: _Plan):
         yield piece
 
 
-async def _unended(ev: _Events, plan: _Plan):
+async def _unended(ev: _Events, plan: Plan):
     lines = b"data: x\n" * 8192
     for _ in range(_ENDLESS_BYTES // len(lines)):
         await anyio.lowlevel.checkpoint()
@@ -296,7 +232,7 @@ def _reject(attempt: Attempt, response: JSONResponse, fault: str | None = None) 
     return response
 
 
-def _scripted_failure(plan: _Plan, opts: dict[str, str], n: int, bearer: str) -> JSONResponse:
+def _scripted_failure(plan: Plan, opts: dict[str, str], n: int, bearer: str) -> JSONResponse:
     names = (("retry-after", "retry_after"), ("retry-after-ms", "retry_after_ms"))
     headers = {header: opts[option] for header, option in names if option in opts}
     err = opts.get("error_type")
@@ -328,8 +264,8 @@ async def chat_completions(request: Request) -> Response:
     if body is None:
         return _reject(attempt, _error(400, "Body must be JSON with a string 'model' and a list 'messages'."))
     try:
-        model, opts = _options(attempt.model, request.headers)
-        plan = _plan(attempt.model, opts)
+        model, opts = parse_options(attempt.model, request.headers)
+        plan = make_plan(attempt.model, opts)
         rich = rich_deltas(opts, plan.chunk_chars)
     except ValueError as exc:
         return _reject(attempt, _error(400, f"bad mock option: {exc}"))
@@ -339,7 +275,7 @@ async def chat_completions(request: Request) -> Response:
     if not continuation.fault_fires(opts, n, plan.fail):
         plan.fault = None
     try:
-        text = continuation.reply(body, _reply_text(body, request.app.state.default_reply), opts)
+        text = continuation.reply(body, reply_text(body, request.app.state.default_reply), opts)
     except continuation.PrefillRejected as exc:
         return _reject(attempt, _error(400, str(exc)), "prefill")
     except ValueError as exc:
