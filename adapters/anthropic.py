@@ -2,7 +2,7 @@
 
 A plain httpx2 request on the proxy's client, not the official SDK: the SDK (2.x, on httpx2) would only
 build the request and raise the status errors, for about 250 us more CPU per request and the same cost
-per chunk (bench/anthropic_sdk_cost.py, README "Native adapters"). The body is decoded here either way.
+per chunk (bench/anthropic_sdk_cost.py, docs/configuration.md, "Native Anthropic, Gemini and Ollama"). The body is decoded here either way.
 
 Thinking streams as reasoning; its signature never leaves this module. Server-side tools (web search)
 run at Anthropic, so their blocks are not tool calls for the client and are skipped.

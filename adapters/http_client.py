@@ -23,7 +23,7 @@ class HttpClients:
         """The openai SDK's httpx2 client on its aiohttp transport (the `openai[aiohttp]` extra).
 
         The same httpx2 API and SDK behaviour at about half the CPU per relayed chunk of httpx2's own
-        transport (README, Performance). Most aiohttp errors arrive as httpx2's; the adapter catches
+        transport (docs/performance.md). Most aiohttp errors arrive as httpx2's; the adapter catches
         the rest (openai_compat.TRANSPORT_ERRORS). Any adapter that speaks httpx2 can use it.
         """
         if self._tls is None:

@@ -5,7 +5,7 @@ query) and headers (auth, its own headers and the configured default headers) ev
 and it turns an error response into its typed `APIStatusError`, and a failed send into
 `APIConnectionError`/`APITimeoutError`, exactly as its own request path does. Per request only the body
 changes. Going through the SDK's request path each time (options, copies, header merging, URL parsing)
-cost about a quarter of a 1-chunk stream's CPU (issue 13's profile; README, Performance).
+cost about a quarter of a 1-chunk stream's CPU (issue 13's profile; docs/performance.md).
 """
 
 from __future__ import annotations

@@ -253,7 +253,7 @@ def reset_connection(transport: asyncio.BaseTransport) -> None:
 
 def bound_send_buffers(transport: asyncio.BaseTransport) -> None:
     """Bound what a client that stops reading holds in the proxy: the kernel's send buffer (autotuned up to
-    4 MiB on Linux; set, it stays at twice SEND_BUFFER_BYTES) and the transport's (issue 16, README)."""
+    4 MiB on Linux; set, it stays at twice SEND_BUFFER_BYTES) and the transport's (issue 16, docs/security.md)."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
         try:

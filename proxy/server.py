@@ -114,7 +114,7 @@ class GracefulServer(uvicorn.Server):
             log.info("llm-sse-proxy listening on http://%s:%d (Ctrl-C to stop)", _url_host(host), port)
         # Everything built so far (the imports, the app, its clients) lives as long as the process:
         # freezing it keeps the collector from rescanning it in every full collection, each a pause for
-        # every open stream (see README, Performance). Collect first, so no start-up garbage is frozen.
+        # every open stream (see docs/performance.md). Collect first, so no start-up garbage is frozen.
         gc.collect()
         gc.freeze()
 

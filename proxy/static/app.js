@@ -13,7 +13,7 @@ const thinking = $("thinking");
 const reasoning = $("reasoning");
 const tools = $("tools");
 // The named events this page shows; a request that does not ask for them gets answer text only.
-// `reset`: a model configured `recovery: restart` lost its answer mid-way and starts over (README, Recovery).
+// `reset`: a model configured `recovery: restart` lost its answer mid-way and starts over (docs/streams.md, Mid-stream recovery).
 const EVENTS = ["reasoning", "tool_call", "refusal", "reset"];
 const offerTool = $("offer-tool");
 // A tool the page can offer, as a tool-using client sends its own: the model may call it, the page only
