@@ -79,6 +79,12 @@ class _DoorResponse(SSEResponse):
         held = self.held.bind(send, scope.get(SEND_BODY, send))
         await super().__call__({**scope, SEND_BODY: held}, receive, held)
 
+    async def _end(self, ending: str | None) -> None:
+        """As SSEResponse does at its terminate: report, then end the body (or send the held reply)."""
+        self._report(ending)
+        await self._write(b"", more_body=False)
+        self._ended = True
+
     def _fail_before_start(self, error_type: str, message: str) -> None:
         status = error_status(error_type, self.outcome.error_status)
         self.held.reply = (status, json_line(error_body(status, error_type, message)))
@@ -92,7 +98,7 @@ class ChunkStream(_DoorResponse):
         self.encoder = encoder
         self.include_usage = include_usage
 
-    async def emit(self, payload: dict[str, Any], event: str | None = None) -> None:
+    async def emit(self, payload: dict[str, Any], event: str | None = None, ending: str | None = None) -> None:
         if event is None and "text" in payload:  # the hot path: a piece of the answer
             if not self.held.started:
                 await self._open()
@@ -101,6 +107,7 @@ class ChunkStream(_DoorResponse):
             await self._named(event, payload)
         else:
             await self._terminate(payload)
+            await self._end(ending)
 
     async def _open(self) -> None:
         """Send the head and the role chunk; from then on events bypass the held `send`."""
@@ -133,7 +140,7 @@ class CompletionReply(_DoorResponse):
         super().__init__(*args, **kwargs)
         self.builder = builder
 
-    async def emit(self, payload: dict[str, Any], event: str | None = None) -> None:
+    async def emit(self, payload: dict[str, Any], event: str | None = None, ending: str | None = None) -> None:
         if event is not None or "text" in payload:
             self.builder.add(payload, event)
             return
@@ -142,3 +149,4 @@ class CompletionReply(_DoorResponse):
             self._fail_before_start(*failure)
         else:
             self.held.reply = (200, json_line(self.builder.completion(payload)))
+        await self._end(ending)
