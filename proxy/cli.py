@@ -13,7 +13,8 @@ from proxy.app import create_app
 from proxy.config import Config, ConfigError, load_config
 from proxy.response import Shutdown
 from proxy.server import BindError, GracefulServer, bind, fit_file_limit, uvicorn_config
-from proxy.starter import REAL_MODEL_HINT, choose_config, write_starter
+from proxy.starter import REAL_MODEL_HINT, ConfigChoice, choose_config, write_starter
+from proxy.summary import startup_summary
 from proxy.workers import run_workers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -75,9 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     choice = choose_config(args.config)
     args.config = str(choice.path)  # the --workers processes read the same file
-    if choice.built_in:
-        print(f"llm-sse-proxy: no config.yaml in this directory: serving the built-in offline mock; {REAL_MODEL_HINT}",
-              file=sys.stderr)
     try:
         config = load_config(args.config, mock=args.mock)
     except ConfigError as exc:
@@ -91,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llm-sse-proxy: {exc}", file=sys.stderr)
         return 1
     fit_file_limit(config)
+    print_summary(config, args, choice, host, sock.getsockname()[1])
     try:
         if args.workers > 1:
             if config.resume.enabled and config.resume.store == "memory":
@@ -103,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130  # Ctrl-C: the server has already stopped; a traceback would only alarm
     return 0
+
+
+def print_summary(config: Config, args: argparse.Namespace, choice: ConfigChoice, host: str, port: int) -> None:
+    where = f"built-in, the offline mock (no config.yaml here); {REAL_MODEL_HINT}" if choice.built_in else args.config
+    summary = startup_summary(config, config_file=where, mock=args.mock, host=host, port=port)
+    print("".join(f"llm-sse-proxy: {line}\n" for line in summary), end="", file=sys.stderr)
 
 
 def serve(config: Config, args: argparse.Namespace, sockets: list[socket.socket]) -> None:

@@ -79,7 +79,7 @@ def test_the_installed_command_streams_from_any_directory_with_no_config(install
     assert (client.status_code, client.text) == (200, (ROOT / "proxy/static/sse-client.js").read_text())
     assert (events[-1]["action"], events[-1]["reason"]) == ("terminate", "stop") and len(events) > 1
     said = "".join(stderr)
-    assert "serving the built-in offline mock" in said and "llm-sse-proxy init" in said
+    assert "config: built-in, the offline mock (no config.yaml here); for a real model, run `llm-sse-proxy init`" in said
     assert f"listening on http://127.0.0.1:{port}" in said
 
 
