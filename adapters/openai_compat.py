@@ -121,7 +121,7 @@ class OpenAICompatAdapter:
         message = self.redact(error_message(exc.body) or exc.message)
         if _error_code(exc.body) == "insufficient_quota":  # a billing state, not a passing limit
             return UpstreamRejected(f"the upstream answered {status}: {message}")
-        return status_error(status, message, retry_after(exc.response.headers))
+        return status_error(status, message, retry_after(exc.response.headers), exc.response.request)
 
 
 def _finish(finish_reason: str | None, usage: Usage | None) -> Finish:
