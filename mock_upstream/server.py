@@ -16,6 +16,7 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
 - ``fail=N:STATUS``: the first N attempts for this key get STATUS (default 503) and an OpenAI error body.
   ``retry_after=S`` / ``retry_after_ms=MS`` add ``Retry-After`` / ``retry-after-ms``; ``error_type=T`` sets
   the error's ``type`` and ``code`` (e.g. ``insufficient_quota``).
+- ``cycle=M``: with ``fail``, the count restarts every M attempts (M > N), so each run of M starts with N failures.
 - ``key=K``: the counter ``fail`` uses (default: the model name as sent), so tests can count apart.
 - ``drop_after=K``: K content chunks, then the TCP connection closes mid-body (incomplete chunked read).
 - ``close_after=K``: K content chunks, then a clean end of the HTTP body: no finish chunk, no ``[DONE]``.
@@ -59,13 +60,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mock_upstream.openai_rich import RICH_OPTIONS, RichDeltas, rich_deltas
+from mock_upstream.options_help import options_epilog
 from mock_upstream.recorder import Attempt, Recorder
 
 DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
 MODELS = ("mock-gpt", "mock-gpt-mini")
 AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
                 "big_after", "endless_after", "unended_after", "fieldless_after")
-OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
+OPTIONS = frozenset(AFTER_FAULTS + ("fail", "cycle", "retry_after", "retry_after_ms", "error_type", "key",
                                     "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip") + RICH_OPTIONS)
 _FIELDLESS = b'data: {"id":"chatcmpl-fieldless","object":"chat.completion.chunk"}\n\n'
 _ENDLESS_HEAD = b'data: {"choices":[{"index":0,"delta":{"content":"'
@@ -82,6 +84,7 @@ class _Plan:
     key: str
     fail: int = 0
     status: int = 503
+    cycle: int = 0  # fail's count restarts every `cycle` attempts; 0: it counts for the mock's lifetime
     fault: str | None = None
     fault_at: int = 0
     delay: float = 0.0
@@ -109,6 +112,9 @@ def _plan(model: str, opts: dict[str, str]) -> _Plan:
     if "fail" in opts:
         n, _, status = opts["fail"].partition(":")
         plan.fail, plan.status = int(n), int(status or 503)
+    plan.cycle = int(opts.get("cycle", 0))
+    if plan.cycle and plan.cycle <= plan.fail:
+        raise ValueError("cycle must be more than fail's N")
     faults = [name for name in AFTER_FAULTS if name in opts]
     if len(faults) > 1:
         raise ValueError(f"only one *_after fault per request, got {faults}")
@@ -327,7 +333,7 @@ async def chat_completions(request: Request) -> Response:
     except ValueError as exc:
         return _reject(attempt, _error(400, f"bad mock option: {exc}"))
     attempt.key = plan.key
-    if (n := recorder._try(plan.key)) <= plan.fail:
+    if (n := recorder._try(plan.key, plan.cycle)) <= plan.fail:
         return _reject(attempt, _scripted_failure(plan, opts, n, request.headers.get("authorization", "").removeprefix("Bearer ")), f"fail:{plan.status}")
     text = _reply_text(body, request.app.state.default_reply)
     pieces = [text[i : i + plan.chunk_chars] for i in range(0, len(text), plan.chunk_chars)]
@@ -393,8 +399,10 @@ def create_mock_upstream_app(recorder: Recorder | None = None, *, default_reply:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mock-upstream", description="Fake OpenAI chat-completions server "
-                                     "with fault injection (see the module docstring for the x-mock-* options).")
+    parser = argparse.ArgumentParser(prog="llm-sse-proxy mock-upstream", epilog=options_epilog(),
+                                     description="A fake LLM server (OpenAI, Anthropic, Gemini, Ollama dialects) "
+                                     "with fault injection, for rehearsals and tests.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
     parser.add_argument("--reply", default=DEFAULT_REPLY, help="the reply text when not echoing")

@@ -1,0 +1,35 @@
+"""The mock's options as `mock-upstream --help` lists them (the module docstrings say more)."""
+
+from __future__ import annotations
+
+OPTION_HELP = (
+    ("fail=N:STATUS", "the first N attempts for this key get STATUS (default 503) and an error body"),
+    ("cycle=M", "with fail: the count restarts every M attempts, so each run of M starts with N failures"),
+    ("key=K", "the counter fail uses (default: the model name as sent), to count apart"),
+    ("retry_after=S, retry_after_ms=MS", "with fail: a Retry-After / retry-after-ms header"),
+    ("error_type=T", "with fail: the error's type and code (e.g. insufficient_quota)"),
+    ("echo_key=1", "a fail error quotes the bearer key, as careless servers do"),
+    ("drop_after=K", "K content chunks, then the TCP connection closes mid-body"),
+    ("close_after=K", "K chunks, then a clean end of the body: no finish reason, no [DONE]"),
+    ("stall_after=K", "K chunks, then silence until the client goes away"),
+    ("malformed_after=K", "K chunks, then a chunk that is not JSON, then the rest"),
+    ("error_after=K", "K chunks, then an in-band {\"error\": ...} payload and [DONE]"),
+    ("big_after=K, big_bytes=N", "K chunks, then one chunk of N characters (default 8 MiB), then the rest"),
+    ("endless_after=K", "K chunks, then a data: line that never ends (up to 256 MiB)"),
+    ("unended_after=K", "K chunks, then data: lines that never end their event (up to 256 MiB)"),
+    ("fieldless_after=K", "K chunks, then a JSON chunk without choices, then the rest"),
+    ("delay_ms=MS, first_delay_ms=MS", "a pause before each content chunk, or before the first one only"),
+    ("chunk_chars=N", "code points per content chunk (default 5)"),
+    ("gzip=1", "the body gzip-compressed, flushed after every event"),
+    ("reasoning=K, reasoning_field=F", "K reasoning deltas before the answer (F: reasoning_content or reasoning)"),
+    ("tool_calls=N, bad_tool_args=1", "N get_weather calls after the answer; bad_tool_args breaks the last one's JSON"),
+    ("refusal=1", "a refusal in delta.refusal instead of the answer"),
+)
+
+
+def options_epilog() -> str:
+    width = max(len(syntax) for syntax, _ in OPTION_HELP)
+    rows = "\n".join(f"  {syntax:<{width}}  {meaning}" for syntax, meaning in OPTION_HELP)
+    return ("Faults and options, per request: a model-name suffix (gpt+fail=2:503+cycle=3) or a header\n"
+            "(x-mock-fail: 2:503). A prompt starting with echo: is echoed back.\n\n" + rows + "\n\n"
+            "Dialects: OpenAI at /v1, Anthropic at /v1/messages, Gemini at /v1beta, Ollama at /api/chat.")
