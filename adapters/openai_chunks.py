@@ -14,9 +14,13 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from adapters.upstream_http import error_message, loads
+from adapters.upstream_http import RETRYABLE_STATUS, error_message, loads
 from proxy.deltas import Delta, ReasoningDelta, RefusalDelta, ToolCallDelta, Usage
-from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamUnavailable
+from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
+
+# In-band error codes (or types) that refuse the request itself: asking again would fail again (issue 16).
+REJECTION_CODES = frozenset({"context_length_exceeded", "invalid_request_error", "insufficient_quota",
+                             "content_policy_violation", "content_filter", "invalid_prompt"})
 
 
 class Chunk(NamedTuple):  # one per upstream chunk: a tuple is built at half a frozen dataclass's cost
@@ -116,10 +120,12 @@ def _parts(parts: list[Any]) -> tuple[str | None, str]:
 
 
 def _usage(raw: Any) -> Usage | None:
+    """Token counts, or None when absent or not counts (negative, fractional, booleans): the answer itself
+    is still good, and nothing downstream must add a count that is not one (issue 16)."""
     if not isinstance(raw, dict):
         return None
     prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-    if not (isinstance(prompt, int) and isinstance(completion, int)):
+    if not (_is_count(prompt) and _is_count(completion)):
         return None
     reasoning = _count(raw.get("completion_tokens_details"), "reasoning_tokens")
     cached = _count(raw.get("prompt_tokens_details"), "cached_tokens")
@@ -128,10 +134,29 @@ def _usage(raw: Any) -> Usage | None:
 
 def _count(details: Any, name: str) -> int | None:
     value = details.get(name) if isinstance(details, dict) else None
-    return value if isinstance(value, int) else None
+    return value if _is_count(value) else None
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
 
 
 def _in_band_error(error: Any) -> UpstreamError:
     # `{"error": {"message": ...}}`, or a bare string: the upstream's words, redacted by the adapter.
     message = error_message({"error": error}) or "the upstream reported an error mid-stream"
+    if code := _rejection_code(error):  # a refusal of the request: the same request would fail again
+        return UpstreamRejected(f"the upstream rejected the request ({code}): {message}")
     return UpstreamUnavailable(f"the upstream reported an error: {message}")
+
+
+def _rejection_code(error: Any) -> str | None:
+    """The code or type that makes an in-band error a rejection, or a 4xx status given as its code."""
+    if not isinstance(error, dict):
+        return None
+    for key in ("code", "type"):
+        value = error.get(key)
+        if isinstance(value, str) and value in REJECTION_CODES:
+            return value
+        if type(value) is int and 400 <= value < 500 and value not in RETRYABLE_STATUS:
+            return str(value)
+    return None

@@ -16,6 +16,7 @@ import httpx2
 import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from adapters.connection_guard import ending_body_with_connection
 from adapters.event_stream import MAX_EVENT, EventStreamDecoder
 from adapters.openai_chunks import parse_chunk
 from adapters.openai_endpoint import ChatCompletions
@@ -23,6 +24,7 @@ from adapters.openai_params import chat_params
 from adapters.upstream_http import (
     TRANSPORT_ERRORS,
     Redactor,
+    check_media_type,
     connection_error,
     drain,
     error_message,
@@ -31,7 +33,10 @@ from adapters.upstream_http import (
     status_error,
 )
 from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, TextDelta, Usage
-from proxy.errors import UpstreamError, UpstreamRejected, UpstreamTruncated
+from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamTruncated
+
+
+MAX_FINISH_REASON = 64  # finish reasons are short identifiers: a longer one, or an object, is not one
 
 
 class OpenAIOptions(BaseModel):
@@ -67,14 +72,16 @@ class OpenAICompatAdapter:
         try:
             response = await self.chat.post(self._params(request))
             try:
+                check_media_type(response, "text/event-stream")
                 body = raw_body(response)
-                async with aclosing(self._deltas(body)) as deltas:
-                    async for delta in deltas:
-                        try:
-                            yield delta
-                        finally:
-                            if isinstance(delta, Finish):
-                                await drain(body)
+                with ending_body_with_connection(response):
+                    async with aclosing(self._deltas(body)) as deltas:
+                        async for delta in deltas:
+                            try:
+                                yield delta
+                            finally:
+                                if isinstance(delta, Finish):
+                                    await drain(body)
             finally:
                 await response.aclose()
         except UpstreamError as exc:  # from the body: an in-band error's text comes from the upstream
@@ -106,9 +113,11 @@ class OpenAICompatAdapter:
                     usage = chunk.usage or usage
         except TRANSPORT_ERRORS:  # the answer had begun: whatever broke the connection, it is cut short
             raise UpstreamTruncated("the upstream connection broke before the answer was complete") from None
+        except httpx2.DecodingError:  # a content-encoding httpx2 decodes (br, zstd) was corrupt
+            raise UpstreamMalformed("the upstream sent a body that does not decode") from None
         if finish_reason is None:
             raise UpstreamTruncated("the upstream closed the stream before the answer was complete")
-        yield Finish(finish_reason, usage)  # a finish reason but no [DONE]: the answer is whole
+        yield _finish(finish_reason, usage)  # a finish reason but no [DONE]: the answer is whole
 
     def _params(self, request: ChatRequest) -> dict[str, Any]:
         params = chat_params(self.options.model, request)
@@ -124,9 +133,12 @@ class OpenAICompatAdapter:
         return status_error(status, message, retry_after(exc.response.headers), exc.response.request)
 
 
-def _finish(finish_reason: str | None, usage: Usage | None) -> Finish:
+def _finish(finish_reason: Any, usage: Usage | None) -> Finish:
+    """The Finish, once per stream: the finish reason is checked here rather than in every chunk."""
     if finish_reason is None:
         raise UpstreamTruncated("the upstream ended the stream without a finish reason")
+    if type(finish_reason) is not str or len(finish_reason) > MAX_FINISH_REASON:
+        raise UpstreamMalformed("the upstream sent a finish_reason that is not a short string")
     return Finish(finish_reason, usage)
 
 

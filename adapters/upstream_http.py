@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -19,8 +18,18 @@ import anyio
 import httpx2
 import orjson
 
+from adapters import decompress
+from adapters.connection_guard import ending_body_with_connection
+from adapters.redaction import Redactor
 from proxy.deltas import Delta, Finish
-from proxy.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamTruncated, UpstreamUnavailable
+from proxy.errors import (
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamTruncated,
+    UpstreamUnavailable,
+)
 
 log = logging.getLogger("llm_sse_proxy.upstream")
 
@@ -35,8 +44,6 @@ TRANSPORT_ERRORS = (httpx2.TransportError, aiohttp.ClientError)
 Decode = Callable[[AsyncIterator[bytes]], AsyncIterator[Delta]]
 RetryDelay = Callable[[Any, httpx2.Headers], "float | None"]
 
-_KEYLIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}")
-
 
 def loads(data: str | bytes) -> Any:
     """json.loads, through orjson (3x faster) for all it accepts; it refuses lone surrogate escapes and NaN."""
@@ -44,18 +51,6 @@ def loads(data: str | bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return json.loads(data)
-
-
-class Redactor:
-    """Upstream errors can quote the key (OpenAI's 401 does, masked): never pass it on."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return _KEYLIKE.sub("[redacted]", text)
 
 
 def retry_after(headers: httpx2.Headers) -> float | None:
@@ -146,9 +141,23 @@ async def drain(body: AsyncIterator[bytes]) -> None:
 
 
 def raw_body(response: httpx2.Response) -> AsyncIterator[bytes]:
-    # Undecoded bytes when they are the body: aiter_bytes adds a generator step per read, for a
-    # content-encoding that event streams rarely have.
-    return response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
+    """The body's bytes: raw when not encoded (aiter_bytes adds a generator step per read), gzip and
+    deflate inflated in bounded steps (adapters/decompress.py), other encodings through httpx2."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return response.aiter_raw()
+    if decompress.handles(encoding):
+        return decompress.decoded(response.aiter_raw(), encoding)
+    return response.aiter_bytes()
+
+
+def check_media_type(response: httpx2.Response, expected: str) -> None:
+    """A 200 that is not the stream asked for (a JSON completion, a captive portal's page) is a final
+    answer: asking again would bill another completion. A missing content type gets the benefit of the doubt."""
+    content_type = response.headers.get("content-type")
+    if content_type is not None and content_type.split(";", 1)[0].strip().lower() != expected:
+        shown = content_type[:100].encode("ascii", "replace").decode()
+        raise UpstreamMalformed(f"the upstream answered 200 with content-type {shown!r}, not {expected}")
 
 
 async def cut_short(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -158,6 +167,8 @@ async def cut_short(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield raw
     except TRANSPORT_ERRORS:  # the answer had begun: whatever broke the connection, it is cut short
         raise UpstreamTruncated("the upstream connection broke before the answer was complete") from None
+    except httpx2.DecodingError:  # a content-encoding httpx2 decodes (br, zstd) was corrupt
+        raise UpstreamMalformed("the upstream sent a body that does not decode") from None
 
 
 async def stream_deltas(
@@ -174,13 +185,14 @@ async def stream_deltas(
             if response.status_code >= 400:
                 raise await _status_error(response, retry_delay)
             body = raw_body(response)
-            async with aclosing(decode(cut_short(body))) as deltas:
-                async for delta in deltas:
-                    try:
-                        yield delta
-                    finally:
-                        if isinstance(delta, Finish):
-                            await drain(body)
+            with ending_body_with_connection(response):
+                async with aclosing(decode(cut_short(body))) as deltas:
+                    async for delta in deltas:
+                        try:
+                            yield delta
+                        finally:
+                            if isinstance(delta, Finish):
+                                await drain(body)
         finally:
             await response.aclose()
     except UpstreamError as exc:  # its text may quote the upstream, and so a key

@@ -1,4 +1,4 @@
-"""The mock's options as `mock-upstream --help` lists them (the module docstrings say more)."""
+"""The mock's options as `mock-upstream --help` lists them (server.py, openai_rich.py and faults.py say more)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ OPTION_HELP = (
     ("key=K", "the counter fail uses (default: the model name as sent), to count apart"),
     ("retry_after=S, retry_after_ms=MS", "with fail: a Retry-After / retry-after-ms header"),
     ("error_type=T", "with fail: the error's type and code (e.g. insufficient_quota)"),
-    ("echo_key=1", "a fail error quotes the bearer key, as careless servers do"),
+    ("echo_key=1|prefix|basic", "a fail error quotes the key whole, cut short, or as Basic credentials"),
     ("drop_after=K", "K content chunks, then the TCP connection closes mid-body"),
     ("close_after=K", "K chunks, then a clean end of the body: no finish reason, no [DONE]"),
     ("stall_after=K", "K chunks, then silence until the client goes away"),
@@ -24,6 +24,14 @@ OPTION_HELP = (
     ("reasoning=K, reasoning_field=F", "K reasoning deltas before the answer (F: reasoning_content or reasoning)"),
     ("tool_calls=N, bad_tool_args=1", "N get_weather calls after the answer; bad_tool_args breaks the last one's JSON"),
     ("refusal=1", "a refusal in delta.refusal instead of the answer"),
+    ("bom=1", "the body starts with a UTF-8 BOM (and no role chunk)"),
+    ("not_sse=json|html", "a 200 that is not an event stream: the completion as JSON, or an HTML page"),
+    ("reject_after=K", "K chunks, then an in-band context_length_exceeded error"),
+    ("blank_after=K, blank_bytes=N", "K chunks, then N bytes (16 MiB) of blank lines; with gzip=1 a bomb"),
+    ("corrupt_gzip_after=K", "with gzip=1: K chunks, then bytes that do not inflate"),
+    ("bad_finish=1, bad_usage=1", "finish_reason as an object; negative token counts"),
+    ("linger=1", "the body left open after [DONE]"),
+    ("broken_chunk_after=K", "K chunks, then broken chunked framing, the connection left open"),
 )
 
 

@@ -35,6 +35,8 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
   and the role chunk go out at once).
 - ``chunk_chars=N``: code points per content chunk.
 - ``gzip=1``: the body gzip-compressed (``content-encoding: gzip``), flushed after every event.
+- Hostile and odd bodies (a BOM, a 200 that is not an event stream, gzip bombs, broken framing...): see
+  ``mock_upstream/faults.py``.
 
 A ``*_after`` fault with K beyond the reply's length fires after the last content chunk. Reasoning,
 tool calls and refusals: see ``mock_upstream.openai_rich``.
@@ -59,6 +61,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from mock_upstream import faults
 from mock_upstream.openai_rich import RICH_OPTIONS, RichDeltas, rich_deltas
 from mock_upstream.options_help import options_epilog
 from mock_upstream.recorder import Attempt, Recorder
@@ -68,7 +71,8 @@ MODELS = ("mock-gpt", "mock-gpt-mini")
 AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
                 "big_after", "endless_after", "unended_after", "fieldless_after")
 OPTIONS = frozenset(AFTER_FAULTS + ("fail", "cycle", "retry_after", "retry_after_ms", "error_type", "key",
-                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip") + RICH_OPTIONS)
+                                    "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip") + RICH_OPTIONS
+                    ) | faults.OPTIONS
 _FIELDLESS = b'data: {"id":"chatcmpl-fieldless","object":"chat.completion.chunk"}\n\n'
 _ENDLESS_HEAD = b'data: {"choices":[{"index":0,"delta":{"content":"'
 _ENDLESS_BYTES = 256 << 20
@@ -301,7 +305,7 @@ def _scripted_failure(plan: _Plan, opts: dict[str, str], n: int, bearer: str) ->
     err = opts.get("error_type")
     message = f"Mock failure {n} of {plan.fail} for key {plan.key!r}."
     if opts.get("echo_key"):
-        message = f"Incorrect API key provided: {bearer}. You can find your API key in your account settings."
+        message = f"Incorrect API key provided: {faults.key_echo(bearer, opts['echo_key'])}. You can find your API key in your account settings."
     return _error(plan.status, message, err, err, headers)
 
 
@@ -346,12 +350,17 @@ async def chat_completions(request: Request) -> Response:
         attempt.finished, attempt.closed_at = True, time.monotonic()
         return JSONResponse(_completion(model, "".join(pieces), finish, usage))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if (page := faults.not_an_event_stream(opts, _completion(model, "".join(pieces), finish, usage))) is not None:
+        attempt.finished, attempt.closed_at, attempt.fault = True, time.monotonic(), "not_sse"
+        return page
     finish = "tool_calls" if rich.after and finish == "stop" else finish
     events = _Events(model, pieces, finish, usage if include_usage else None, rich)
-    stream = _body(attempt, events, plan, request.scope.get(_TRANSPORT))
+    faults.alter_events(events, opts)
+    transport = request.scope.get(_TRANSPORT)
+    stream = faults.wrap(_body(attempt, events, plan, transport), opts, attempt, transport)
     headers = {"cache-control": "no-cache"}
     if opts.get("gzip") == "1":
-        stream, headers["content-encoding"] = _gzipped(stream), "gzip"
+        stream, headers["content-encoding"] = faults.wrap_encoded(_gzipped(stream), opts, attempt), "gzip"
     return _ClosingStream(stream, media_type="text/event-stream", headers=headers)
 
 

@@ -33,6 +33,7 @@ from proxy.auth import Client
 from proxy.config import Config, ConfigError, ModelConfig
 from proxy.deltas import Adapter, Sleep
 from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, RequestTimeout, UnsupportedMediaType
+from proxy.http10 import close_delimited
 from proxy.limits import CappedAdapter, check_size
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.relay import Relay, Upstream
@@ -47,6 +48,9 @@ log = logging.getLogger("llm_sse_proxy")
 STATIC = Path(__file__).parent / "static"
 
 HttpClientFactory = Callable[[ModelConfig], httpx2.AsyncClient]
+# A stream is a few KiB a second: small buffers cost it nothing, and bound a stalled client's cost.
+SEND_BUFFER_BYTES = 64 * 1024
+WRITE_HIGH_WATER = 16 * 1024
 
 
 @dataclass
@@ -218,6 +222,9 @@ class ProxyApp(Starlette):
             transport = getattr(getattr(send, "__self__", None), "transport", None)
             if transport is not None:
                 scope[ABORT] = functools.partial(reset_connection, transport)
+                bound_send_buffers(transport)
+            if scope.get("http_version") == "1.0":
+                send = close_delimited(send)
             scope[SEND_BODY] = send
         await super().__call__(scope, receive, send)
 
@@ -232,6 +239,18 @@ def reset_connection(transport: asyncio.BaseTransport) -> None:
         except OSError:
             pass  # already closed: nothing left to drop
     transport.abort()  # type: ignore[attr-defined]
+
+
+def bound_send_buffers(transport: asyncio.BaseTransport) -> None:
+    """Bound what a client that stops reading holds in the proxy: the kernel's send buffer (autotuned up to
+    4 MiB on Linux; set, it stays at twice SEND_BUFFER_BYTES) and the transport's (issue 16, README)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        except OSError:
+            pass  # already closed
+    transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
 
 
 def cors(origins: list[str]) -> Middleware:

@@ -266,6 +266,9 @@ def _key_hashes(entry: Any, loc: str, where: str, environ: Mapping[str, str]) ->
         raise ConfigError(f"{where}: {loc}: {entry.strip()} holds no keys")
     if any(len(k) < 16 for k in keys):
         raise ConfigError(f"{where}: {loc}: every key must be at least 16 characters long")
+    if not all(k.isascii() and k.isprintable() and " " not in k for k in keys):
+        # A header carries bytes; a non-ASCII key would arrive as other characters and never match.
+        raise ConfigError(f"{where}: {loc}: every key must be printable ASCII without spaces")
     return {hashlib.sha256(k.encode()).hexdigest() for k in keys}
 
 

@@ -3,14 +3,19 @@
 It numbers and sends the events a producer emits, sends a keep-alive comment whenever the stream
 has been idle for `ping_interval` (before the first token too), stops the producer at once when
 the client goes away, and on shutdown lets it finish within a grace period before ending it with
-a `shutdown` terminate. Pings run in their own task, so no upstream read is ever interrupted to
+a `shutdown` terminate (or, to a client that stopped reading, a reset, after FAREWELL_SECONDS). Pings run in their own task, so no upstream read is ever interrupted to
 send one (streaming-pitfalls.md 7.5).
 
-A client that stops reading makes `send` wait once the server's buffers are full (about 64 KiB in
-uvicorn's transport, plus the kernel's): memory per stream stays bounded. The same task that pings
+A client that stops reading makes `send` wait once the server's buffers are full (100-175 KiB: the
+transport's 16 KiB and the socket's, both bounded in `proxy.app.bound_send_buffers`): memory per stream
+stays bounded. The same task that pings
 watches for that: a write still pending after `send_timeout` seconds ends the stream as a disconnect
 ("send_timeout"), which cancels the producer (and so closes the upstream) and aborts the connection.
 `_write` only records when its write started, so the watch costs nothing per event.
+
+The terminate event ends the response: the client has its answer, and `on_done` frees the stream's
+slot, even while the producer still cleans up (an upstream that leaves its body open after its end
+marker is drained for a moment, to reuse its connection).
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ ABORT = "llm_sse_proxy.abort"  # scope key: a callable that aborts the client's 
 # wraps `send` to watch `http.response.start` only (CORS, error handling), yet costs a call per event;
 # none may change an SSE body (never compressed). Without it, events go through the wrapped `send`.
 SEND_BODY = "llm_sse_proxy.send_body"
+
+# The shutdown terminate's write, bounded: uvicorn cancels what is left 2 s after the grace (proxy/server.py).
+FAREWELL_SECONDS = 1.0
 
 SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -111,6 +119,8 @@ class SSEResponse:
         self._events = 0
         self._last_write = 0.0
         self._write_started: float | None = None  # set while a write is pending
+        self._ended = False  # the terminate and the end of the body have been sent
+        self._reported = False
         self._clock: Callable[[], float] = time.monotonic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,6 +132,11 @@ class SSEResponse:
                 ending = "shutdown"  # the server stopping cut it off, not the client
             raise
         finally:
+            self._report(ending)
+
+    def _report(self, ending: str | None) -> None:
+        if not self._reported:
+            self._reported = True
             if self.on_done is not None:
                 self.on_done(ending)
 
@@ -146,6 +161,8 @@ class SSEResponse:
                 nonlocal ending
                 while (await receive())["type"] != "http.disconnect":
                     pass
+                if self._ended:
+                    return  # the server says so once the response is complete: the producer may finish
                 ending = "cancelled"
                 tasks.cancel_scope.cancel()
 
@@ -153,29 +170,38 @@ class SSEResponse:
             if not await self._run_until_shutdown():
                 ending = "shutdown"
             tasks.cancel_scope.cancel()
-        if ending == "send_timeout":
+        self._report(ending)  # before an abort's wait: the log line must not depend on the client
+        if ending == "send_timeout" or (ending == "shutdown" and not self._ended):
             await _abort(scope, receive)
-        elif ending != "cancelled":
+        elif ending != "cancelled" and not self._ended:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         return ending
 
     async def _run_until_shutdown(self) -> bool:
-        """True if the producer finished; False if shutdown ended it with a terminate."""
+        """True if the producer finished; False if shutdown ended it (with a terminate, if the client reads)."""
         with anyio.CancelScope() as work, self.shutdown.ending(work) if self.shutdown else nullcontext():
             await self.produce(self.emit)
             return True
-        await self.emit(terminate_payload("shutdown"))
+        if not self._ended:
+            # A client that stopped reading must not hold the process past the server's own grace.
+            with anyio.move_on_after(FAREWELL_SECONDS):
+                await self.emit(terminate_payload("shutdown"), ending="shutdown")
         return False
 
-    async def emit(self, payload: dict[str, Any], event: str | None = None) -> None:
-        """Send one event (named `event`, if given); the producer awaits it, so a slow client slows it."""
+    async def emit(self, payload: dict[str, Any], event: str | None = None, ending: str | None = None) -> None:
+        """Send one event (named `event`, if given); the producer awaits it, so a slow client slows it. The
+        terminate ends the response (`ending` is what it reports: None when the producer finished)."""
         self._events += 1
         await self._write(encode_event(self._events, payload, event))
+        if payload.get("action") == "terminate":  # always the last event
+            self._report(ending)
+            await self._write(b"", more_body=False)
+            self._ended = True
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes, more_body: bool = True) -> None:
         assert self._send is not None
         self._write_started = started = self._clock()
-        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        await self._send({"type": "http.response.body", "body": data, "more_body": more_body})
         self._write_started = None
         self._last_write = started
 
@@ -184,6 +210,8 @@ class SSEResponse:
         now = self._clock()
         while True:
             await anyio.sleep_until(self._next_check(now))
+            if self._ended:
+                return
             now = self._clock()
             started = self._write_started
             if started is not None:

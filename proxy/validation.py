@@ -133,6 +133,8 @@ def parse_chat_body(body: bytes) -> ParsedChat:
         raise BadRequest("the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
+    if b"\\u" in body:  # only an escape can make a lone surrogate: valid UTF-8 has none
+        _check_unicode(data)
     try:
         chat = _ChatBody.model_validate(data)
     except (ValidationError, RecursionError) as exc:
@@ -185,6 +187,29 @@ def _tool_choice(choice: str | _NamedToolChoice | None) -> str | dict[str, str] 
     if isinstance(choice, _NamedToolChoice):
         return {"name": choice.function.name}
     return choice
+
+
+def _check_unicode(data: Any) -> None:
+    """JSON's `\\ud800` escapes decode to lone surrogates, which no upstream request can encode (issue 16).
+    Every string of the body, keys too, walked without recursion; the error names the first one's place."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        place, value = stack.pop()
+        if isinstance(value, dict):
+            stack += [(f"{place}.{k}" if place else str(k), v) for k, v in value.items()]
+            stack += [(place or "body", k) for k in value]
+        elif isinstance(value, list):
+            stack += [(f"{place}.{i}", v) for i, v in enumerate(value)]
+        elif isinstance(value, str) and not _encodable(value):
+            raise BadRequest(f"{place}: a lone UTF-16 surrogate (an escape like \\ud800 without its pair) is not text")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _describe(exc: Exception) -> str:

@@ -106,6 +106,9 @@ def test_used_tokens_are_forgotten_once_expired_and_the_store_is_bounded(monkeyp
         ({"keys": [KEY]}, {}, "auth.keys[0]: write a ${VAR} reference or a sha256:<64 hex> digest"),
         ({"keys": ["${PROXY_KEYS}"]}, {"PROXY_KEYS": " , "}, "auth.keys[0]: ${PROXY_KEYS} holds no keys"),
         ({"keys": ["${PROXY_KEYS}"]}, {"PROXY_KEYS": "short"}, "at least 16 characters"),
+        ({"keys": ["${PROXY_KEYS}"]}, {"PROXY_KEYS": "clé-de-seize-caractères"}, "printable ASCII"),  # issue 16
+        ({"keys": ["${PROXY_KEYS}"]}, {"PROXY_KEYS": f"{KEY},key with spaces inside"}, "printable ASCII"),
+        ({"keys": ["${PROXY_KEYS}"]}, {"PROXY_KEYS": "tab\there-0123456789"}, "printable ASCII"),
         ({"keys": ["${PROXY_KEYS}"]}, {}, "environment variable PROXY_KEYS is not set"),
         ({"keys": ["sha256:abc"]}, {}, "auth.keys[0]:"),
         ({"keys": "x"}, {}, "auth.keys: must be a list"),

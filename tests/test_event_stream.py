@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.event_stream import EventStreamDecoder
+from proxy.errors import UpstreamMalformed
 
 CASES = [
     (b"data: a\n\n", [("message", "a")]),
@@ -19,6 +20,9 @@ CASES = [
     (b"data: unterminated\n", []),
     (b"id: 3\nretry: 10\n\n", []),
     (b"data\n\n", [("message", "")]),
+    (b"\xef\xbb\xbfdata: a\n\n", [("message", "a")]),  # one leading BOM is dropped (issue 16)
+    (b"\xef\xbb\xbf\xef\xbb\xbfdata: a\n\ndata: b\n\n", [("message", "b")]),  # a second one is a field name's
+    (b"data: \xef\xbb\xbfa\n\n", [("message", "\ufeffa")]),  # not at the start: text
 ]
 
 
@@ -41,3 +45,17 @@ def test_byte_by_byte(raw: bytes, events: list) -> None:
     for i in range(len(raw)):
         got += decoder.feed(raw[i : i + 1])
     assert got == events
+
+
+def test_blank_lines_count_against_the_bound() -> None:
+    decoder = EventStreamDecoder(max_event=1000)
+    assert decoder.feed(b"\n" * 990 + b"data: a\n\n") == [("message", "a")]  # an event resets the count
+    decoder.feed(b"\n" * 1000)
+    with pytest.raises(UpstreamMalformed, match="over 1000 bytes without an event"):
+        decoder.feed(b"\n")
+
+
+def test_comments_count_against_the_bound() -> None:
+    decoder = EventStreamDecoder(max_event=1000)
+    with pytest.raises(UpstreamMalformed, match="without an event"):
+        decoder.feed(b": keep-alive\n" * 100)

@@ -113,12 +113,14 @@ async def test_log_prompts_puts_the_prompt_in_the_line_and_access_log_off_silenc
     assert [line["prompt"] for line in access_lines(caplog)] == ["tell me"]
 
 
-async def test_a_prompt_with_a_lone_surrogate_still_gets_its_access_line(caplog) -> None:
-    caplog.set_level(logging.INFO, logger="llm_sse_proxy")
+async def test_a_prompt_with_a_lone_surrogate_is_refused_without_a_stack_in_the_log(caplog) -> None:
+    caplog.set_level(logging.INFO)
     body = b'{"messages": [{"role": "user", "content": "half \\ud800 a pair"}]}'  # valid JSON, not valid UTF-16
-    async with proxy(make_config(logging={"log_prompts": True})) as client:
-        await read_stream(client, "POST", "/chat", content=body, headers={"content-type": "application/json"})
-    assert [line["prompt"] for line in access_lines(caplog)] == ["half \ud800 a pair"]
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", "gpt")], logging={"log_prompts": True})) as client:
+        response = await client.post("/chat", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "surrogate" in response.json()["error"]["message"]
+    assert up.recorder.count() == 0 and access_lines(caplog) == []
+    assert "Traceback" not in caplog.text and "internal_error" not in caplog.text
 
 
 async def test_errors_echo_the_request_id_and_metrics_can_be_turned_off() -> None:

@@ -6,6 +6,7 @@ a subprocess's output) and greps it for the canaries.
 
 from __future__ import annotations
 
+import base64
 import logging
 import subprocess
 import sys
@@ -198,3 +199,19 @@ async def exercise(url: str) -> list[str]:
         seen.append((await client.get("/stream", params={"token": token})).text)
         seen.append((await client.get("/metrics")).text)
     return seen
+
+
+GROQ_CANARY = "gsk_canary7Q3ZxW7vLk2PjN8sRt5YbHc1M"  # echoed cut short, or inside Basic credentials (issue 16)
+
+
+@pytest.mark.parametrize("shape", ["prefix", "basic"])
+async def test_a_key_echoed_cut_short_or_base64_encoded_never_leaves(shape: str, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with mock_upstream() as up:
+        async with proxy(upstream_config([model(up, "gpt", f"gpt+fail=9:401+echo_key={shape}", key=GROQ_CANARY)])) as client:
+            response, parsed = await read_stream(client, "POST", "/chat", json=chat_body())
+    seen = "\n".join([str(parsed), caplog.text, *(r.getMessage() for r in caplog.records)])
+    assert "Incorrect API key provided:" in seen and "[redacted]" in str(parsed)  # echoed, then redacted
+    runs = [GROQ_CANARY[i : i + 12] for i in range(len(GROQ_CANARY) - 11)]
+    basic = base64.b64encode(f"user:{GROQ_CANARY}".encode()).decode()[8:-4]
+    assert not any(run in seen for run in runs) and basic not in seen

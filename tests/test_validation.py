@@ -39,6 +39,17 @@ USER = [{"role": "user", "content": "hi"}]
         (json.dumps({"messages": USER, "model": ""}).encode(), "model"),
         (json.dumps({"messages": USER, "model": 7}).encode(), "model"),
         (json.dumps({"messages": USER, "unknown": True}).encode(), "unknown"),
+        # Lone surrogates: valid JSON, yet no upstream request can encode them (issue 16).
+        (b'{"messages": [{"role": "user", "content": "half \\ud800 a pair"}]}', "messages.0.content: a lone"),
+        (b'{"messages": [{"role": "system", "content": "\\udfff"}, {"role": "user", "content": "hi"}]}',
+         "messages.0.content: a lone"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "stop": "\\ud800"}', "stop: a lone"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "stop": ["ok", "x\\udbff"]}', "stop.1: a lone"),
+        (b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\ud800"}]}]}',
+         "messages.0.content.0.text: a lone"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": '
+         b'{"name": "f", "parameters": {"\\udc00": {}}}}]}', "tools.0.function.parameters: a lone"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "model": "\\ud800"}', "model"),
     ],
 )
 def test_bad_bodies_name_the_problem(body: bytes, field: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -29,8 +30,10 @@ log = logging.getLogger("llm_sse_proxy.resume")
 class Writer:
     """The producer's `emit`: numbers each event `<sid>:<seq>` and commits it to the store."""
 
-    def __init__(self, store: StreamStore, lease: Lease, stop: anyio.CancelScope) -> None:
+    def __init__(self, store: StreamStore, lease: Lease, stop: anyio.CancelScope,
+                 on_finished: Callable[[], None] = lambda: None) -> None:
         self.store = store
+        self.on_finished = on_finished  # the terminate is stored: the stream is done, though its producer may not be
         self.lease = lease
         self.seq = 0
         self.finished = False
@@ -45,6 +48,7 @@ class Writer:
             if payload.get("action") == "terminate":
                 await self.store.finish(self.lease, seq, frame, payload["reason"])
                 self.finished = True
+                self.on_finished()
             else:
                 await self.store.append(self.lease, seq, (frame,))
         except (StoreError, StoreUnavailable) as exc:
@@ -58,6 +62,7 @@ class Writer:
     async def finish(self, payload: dict[str, Any]) -> None:
         """The terminate of a generation its producer did not end itself."""
         if not self.finished and self.failure is None:
+            self.on_finished = lambda: None  # the generation reports its own ending (shutdown, cancelled)
             await self.emit(payload)
 
 
@@ -96,17 +101,25 @@ class Generations:
             await asyncio.wait(list(self._tasks), timeout=5)
 
     async def _run(self, lease: Lease, produce: Produce, on_done: OnDone | None) -> None:
+        reported = False
+
+        def report(ending: str | None) -> None:
+            nonlocal reported
+            if not reported and on_done is not None:
+                on_done(ending)
+            reported = True
+
         ending: str | None = "cancelled"
         try:
-            ending = await self._generate(lease, produce)
+            # At the terminate, not when the producer returns: it may still drain its upstream (issue 16).
+            ending = await self._generate(lease, produce, lambda: report(None))
         finally:
-            if on_done is not None:
-                on_done(ending)
+            report(ending)
 
-    async def _generate(self, lease: Lease, produce: Produce) -> str | None:
+    async def _generate(self, lease: Lease, produce: Produce, on_finished: Callable[[], None]) -> str | None:
         cause: StopCause | None = None
         async with anyio.create_task_group() as tasks:
-            writer = Writer(self.store, lease, tasks.cancel_scope)
+            writer = Writer(self.store, lease, tasks.cancel_scope, on_finished)
 
             async def watch() -> None:
                 nonlocal cause
