@@ -230,7 +230,7 @@ def _warn_of_written_secrets(written: dict[str, Any], options: type[BaseModel], 
     for name, field in options.model_fields.items():
         value = written.get(name)
         if field.annotation is SecretStr and isinstance(value, str) and value and "${" not in value:
-            log.warning("%s.%s: a secret written in the file; export it and write ${VAR} instead", place, name)
+            log.warning("%s.%s: written in the file itself; export it and write ${VAR} instead", place, name)
 
 
 def _parse_auth(raw: Any, where: str, environ: Mapping[str, str]) -> dict[str, Any]:

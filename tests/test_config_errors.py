@@ -68,7 +68,7 @@ def test_an_upstream_key_written_in_the_file_warns_without_echoing_it(tmp_path: 
     path.write_text(OPENAI + "    api_key: sk-written-in-the-file\n")
     with caplog.at_level(logging.WARNING, logger="llm_sse_proxy.config"):
         load_config(path, environ={})
-    assert caplog.messages == [f"{path}: models[0] (m).api_key: a secret written in the file; "
+    assert caplog.messages == [f"{path}: models[0] (m).api_key: written in the file itself; "
                                "export it and write ${VAR} instead"]
 
 
