@@ -135,7 +135,7 @@ class OpenAICompatAdapter:
             return UpstreamRejected(f"the upstream answered {status}: {message}")
         if _error_code(exc.body) in CONTENT_POLICY_CODES:
             return ContentPolicyRejected(f"the upstream's content policy refused it: {message}")
-        return status_error(status, message, retry_after(exc.response.headers))
+        return status_error(status, message, retry_after(exc.response.headers), exc.response.request)
 
 
 def _finish(finish_reason: Any, usage: Usage | None) -> Finish:

@@ -8,6 +8,7 @@ body into deltas. Neither knows of the other's upstream.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
@@ -29,6 +30,8 @@ from proxy.errors import (
     UpstreamTruncated,
     UpstreamUnavailable,
 )
+
+log = logging.getLogger("llm_sse_proxy.upstream")
 
 RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx (Anthropic's 529 "overloaded" included)
 DRAIN_SECONDS = 1.0
@@ -75,9 +78,16 @@ def error_message(body: Any) -> str | None:
     return message if isinstance(message, str) else None
 
 
-def status_error(status: int, message: str, retry_delay: float | None = None) -> UpstreamError:
-    """An HTTP error status: retryable (408/409/429/5xx) or final."""
+def status_error(status: int, message: str, retry_delay: float | None = None,
+                 request: httpx2.Request | None = None) -> UpstreamError:
+    """An HTTP error status: retryable (408/409/429/5xx) or final. A 404 is most often a base_url
+    without its /v1 (or a model name the upstream lacks): the call is logged, and the text says where to look."""
     text = f"the upstream answered {status}: {message}"
+    if status == 404:
+        text += "; check the model's base_url and model name"
+        if request is not None:
+            log.warning("the upstream answered 404 to %s %s: check the model's base_url", request.method,
+                        url_without_secrets(request.url))
     error: UpstreamError
     if status in RETRYABLE_STATUS or status >= 500:
         error = UpstreamUnavailable(text, retry_after=retry_delay)
@@ -85,6 +95,12 @@ def status_error(status: int, message: str, retry_delay: float | None = None) ->
         error = UpstreamRejected(text)
     error.status = status
     return error
+
+
+def url_without_secrets(url: httpx2.URL) -> str:
+    """Scheme, host, port and path: no user:password, and no query (Gemini's ?key= and the like)."""
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{url.host}{port}{url.path}"
 
 
 def connection_error(exc: BaseException) -> UpstreamError:
@@ -204,4 +220,4 @@ async def _status_error(response: httpx2.Response, retry_delay: RetryDelay | Non
     delay = retry_after(response.headers)
     if delay is None and retry_delay is not None:
         delay = retry_delay(body, response.headers)
-    return status_error(response.status_code, message, delay)
+    return status_error(response.status_code, message, delay, response.request)

@@ -106,7 +106,7 @@ async def serve(request: Request, dialect: Dialect, model_hint: str | None = Non
     except ValueError as exc:
         return _reject(attempt, dialect.error(400, f"bad request to the mock: {exc}", {}))
     attempt.key = plan.key
-    if (n := recorder._try(plan.key)) <= plan.fail:
+    if (n := recorder._try(plan.key, plan.cycle)) <= plan.fail:
         message = f"Mock failure {n} of {plan.fail} for key {plan.key!r}."
         if opts.get("echo_key"):
             message = f"Invalid API key: {key}."

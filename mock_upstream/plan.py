@@ -12,7 +12,7 @@ from mock_upstream.openai_rich import RICH_OPTIONS
 
 AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
                 "big_after", "endless_after", "unended_after", "fieldless_after")
-OPTIONS = frozenset(AFTER_FAULTS + ("fail", "retry_after", "retry_after_ms", "error_type", "key",
+OPTIONS = frozenset(AFTER_FAULTS + ("fail", "cycle", "retry_after", "retry_after_ms", "error_type", "key",
                                     "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip") + RICH_OPTIONS
                     + continuation.CONTINUATION_OPTIONS) | faults.OPTIONS
 
@@ -21,6 +21,7 @@ class Plan:
     key: str
     fail: int = 0
     status: int = 503
+    cycle: int = 0  # fail's count restarts every `cycle` attempts; 0: it counts for the mock's lifetime
     fault: str | None = None
     fault_at: int = 0
     delay: float = 0.0
@@ -49,6 +50,9 @@ def make_plan(model: str, opts: dict[str, str]) -> Plan:
     if "fail" in opts:
         n, _, status = opts["fail"].partition(":")
         plan.fail, plan.status = int(n), int(status or 503)
+    plan.cycle = int(opts.get("cycle", 0))
+    if plan.cycle and plan.cycle <= plan.fail:
+        raise ValueError("cycle must be more than fail's N")
     chosen = [name for name in AFTER_FAULTS if name in opts]
     if len(chosen) > 1:
         raise ValueError(f"only one *_after fault per request, got {chosen}")

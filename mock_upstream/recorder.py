@@ -45,6 +45,7 @@ class Recorder:
     def _closed_at(self, index: int) -> float | None:
         return self.attempts[index].closed_at if -len(self.attempts) <= index < len(self.attempts) else None
 
-    def _try(self, key: str) -> int:
+    def _try(self, key: str, cycle: int = 0) -> int:
+        """This attempt's number for `key`, from 1; with a cycle, counted again from 1 every `cycle` attempts."""
         self._tries[key] = n = self._tries.get(key, 0) + 1
-        return n
+        return (n - 1) % cycle + 1 if cycle else n

@@ -16,6 +16,7 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
 - ``fail=N:STATUS``: the first N attempts for this key get STATUS (default 503) and an OpenAI error body.
   ``retry_after=S`` / ``retry_after_ms=MS`` add ``Retry-After`` / ``retry-after-ms``; ``error_type=T`` sets
   the error's ``type`` and ``code`` (e.g. ``insufficient_quota``).
+- ``cycle=M``: with ``fail``, the count restarts every M attempts (M > N), so each run of M starts with N failures.
 - ``key=K``: the counter ``fail`` uses (default: the model name as sent), so tests can count apart.
 - ``drop_after=K``: K content chunks, then the TCP connection closes mid-body (incomplete chunked read).
 - ``close_after=K``: K content chunks, then a clean end of the HTTP body: no finish chunk, no ``[DONE]``.
@@ -63,6 +64,7 @@ from starlette.routing import Route
 from mock_upstream import continuation, faults
 from mock_upstream.openai_rich import RichDeltas, rich_deltas
 from mock_upstream.plan import Plan, make_plan, parse_options, reply_text
+from mock_upstream.options_help import options_epilog
 from mock_upstream.recorder import Attempt, Recorder
 
 DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
@@ -270,7 +272,7 @@ async def chat_completions(request: Request) -> Response:
     except ValueError as exc:
         return _reject(attempt, _error(400, f"bad mock option: {exc}"))
     attempt.key = plan.key
-    if (n := recorder._try(plan.key)) <= plan.fail:
+    if (n := recorder._try(plan.key, plan.cycle)) <= plan.fail:
         return _reject(attempt, _scripted_failure(plan, opts, n, request.headers.get("authorization", "").removeprefix("Bearer ")), f"fail:{plan.status}")
     if not continuation.fault_fires(opts, n, plan.fail):
         plan.fault = None
@@ -348,8 +350,10 @@ def create_mock_upstream_app(recorder: Recorder | None = None, *, default_reply:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mock-upstream", description="Fake OpenAI chat-completions server "
-                                     "with fault injection (see the module docstring for the x-mock-* options).")
+    parser = argparse.ArgumentParser(prog="llm-sse-proxy mock-upstream", epilog=options_epilog(),
+                                     description="A fake LLM server (OpenAI, Anthropic, Gemini, Ollama dialects) "
+                                     "with fault injection, for rehearsals and tests.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
     parser.add_argument("--reply", default=DEFAULT_REPLY, help="the reply text when not echoing")

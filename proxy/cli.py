@@ -13,6 +13,8 @@ from proxy.app import create_app
 from proxy.config import Config, ConfigError, load_config
 from proxy.response import Shutdown
 from proxy.server import BindError, GracefulServer, bind, fit_file_limit, uvicorn_config
+from proxy.starter import REAL_MODEL_HINT, ConfigChoice, choose_config, write_starter
+from proxy.summary import startup_summary
 from proxy.workers import run_workers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -23,6 +25,7 @@ Serves POST /chat (JSON) and GET /stream?prompt=... (EventSource) on one tiny ev
 data: {"text": ...} per delta, then one data: {"action": "terminate", "reason": ...}.
 
 Other commands:
+  llm-sse-proxy init [PATH]                 write a commented starter config for a real upstream
   llm-sse-proxy mock-upstream --port 9000   run a fake OpenAI-compatible server with fault injection
 """
 
@@ -31,7 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="llm-sse-proxy", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config", default="config.yaml", help="YAML config file (default: %(default)s)")
+    parser.add_argument("--config", help="YAML config file (default: ./config.yaml, else the built-in offline mock)")
     parser.add_argument("--host", help="interface to bind (default: server.host in the config)")
     parser.add_argument("--port", type=_port, help="port to bind (default: server.port in the config)")
     parser.add_argument("--mock", action="store_true", help="point every model at the offline mock adapter")
@@ -67,8 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         from mock_upstream import main as mock_upstream_main
 
         return mock_upstream_main(argv[1:])
+    if argv[:1] == ["init"]:
+        return write_starter(argv[1:])
     args = parse_args(argv)
     setup_logging(args.log_level)
+    choice = choose_config(args.config)
+    args.config = str(choice.path)  # the --workers processes read the same file
     try:
         config = load_config(args.config, mock=args.mock)
     except ConfigError as exc:
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llm-sse-proxy: {exc}", file=sys.stderr)
         return 1
     fit_file_limit(config)
+    print_summary(config, args, choice, host, sock.getsockname()[1])
     try:
         if args.workers > 1:
             if config.resume.enabled and config.resume.store == "memory":
@@ -94,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130  # Ctrl-C: the server has already stopped; a traceback would only alarm
     return 0
+
+
+def print_summary(config: Config, args: argparse.Namespace, choice: ConfigChoice, host: str, port: int) -> None:
+    where = f"built-in, the offline mock (no config.yaml here); {REAL_MODEL_HINT}" if choice.built_in else args.config
+    summary = startup_summary(config, config_file=where, mock=args.mock, host=host, port=port)
+    print("".join(f"llm-sse-proxy: {line}\n" for line in summary), end="", file=sys.stderr)
 
 
 def serve(config: Config, args: argparse.Namespace, sockets: list[socket.socket]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -17,6 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from adapters import REGISTRY
+from proxy.config_errors import close_match, describe, known_keys, unknown_key, yaml_hint
+
+log = logging.getLogger("llm_sse_proxy.config")
 
 
 class ConfigError(Exception):
@@ -177,11 +181,12 @@ def load_config(
     """Read, substitute and validate a config file. `mock` points every model at the mock."""
     where = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
+        raise ConfigError(f"{where}: not valid YAML: {_yaml_problem(exc, text)}") from None
     return parse_config(raw, where=where, environ=os.environ if environ is None else environ, mock=mock)
 
 
@@ -189,6 +194,9 @@ def parse_config(raw: Any, *, where: str, environ: Mapping[str, str], mock: bool
     """Validate an already-parsed YAML tree; `where` names it in errors."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the top level must be a mapping")
+    for key in raw:
+        if key not in Config.model_fields:
+            raise ConfigError(f"{where}: {key}: {unknown_key(str(key), Config.model_fields)}")
     models = raw.get("models")
     if not isinstance(models, list) or not models:
         raise ConfigError(f"{where}: models: a non-empty list of models is required")
@@ -201,7 +209,7 @@ def parse_config(raw: Any, *, where: str, environ: Mapping[str, str], mock: bool
     try:
         config = Config.model_validate({**rest, "models": parsed})
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {_first_problem(exc)}") from None
+        raise ConfigError(f"{where}: {_first_problem(exc, Config)}") from None
     _check_references(config, where)
     return config
 
@@ -211,16 +219,36 @@ def _parse_model(raw: Any, loc: str, where: str, environ: Mapping[str, str]) -> 
         raise ConfigError(f"{where}: {loc}: each model must be a mapping")
     if isinstance(raw.get("name"), str):
         loc = f"{loc} ({raw['name']})"
-    raw = _substitute(raw, loc, where, environ)
+    written, raw = raw, _substitute(raw, loc, where, environ)
     spec = REGISTRY.get(raw.get("adapter"))  # type: ignore[arg-type]
     if spec is None:
-        known = ", ".join(sorted(REGISTRY))
-        raise ConfigError(f"{where}: {loc}.adapter: unknown adapter {raw.get('adapter')!r} (known: {known})")
+        raise ConfigError(f"{where}: {_adapter_problem(raw, loc)}")
+    _warn_of_written_secrets(written, spec.options, f"{where}: {loc}")
     try:
         options = spec.options.model_validate({k: v for k, v in raw.items() if k not in _MODEL_KEYS})
         return ModelConfig.model_validate({**{k: raw[k] for k in _MODEL_KEYS if k in raw}, "options": options})
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {loc}.{_first_problem(exc)}") from None
+        known = {*_MODEL_KEYS, *spec.options.model_fields}
+        raise ConfigError(f"{where}: {loc}.{describe(exc.errors()[0], known)}") from None
+
+
+def _adapter_problem(raw: dict[str, Any], loc: str) -> str:
+    known = ", ".join(sorted(REGISTRY))
+    if "adapter" in raw:
+        return f"{loc}.adapter: unknown adapter {raw['adapter']!r} (known: {known})"
+    misspelled = close_match("adapter", [str(key) for key in raw])  # `adaptor:` and the like
+    if misspelled is not None:
+        return f"{loc}.{misspelled}: unknown key; did you mean 'adapter'?"
+    return f"{loc}.adapter: required (one of: {known})"
+
+
+def _warn_of_written_secrets(written: dict[str, Any], options: type[BaseModel], place: str) -> None:
+    """An upstream key written in the file works, but lands in a repository: say so, as the loader
+    refuses a client key there. Never echo the value."""
+    for name, field in options.model_fields.items():
+        value = written.get(name)
+        if field.annotation is SecretStr and isinstance(value, str) and value and "${" not in value:
+            log.warning("%s.%s: written in the file itself; export it and write ${VAR} instead", place, name)
 
 
 def _parse_auth(raw: Any, where: str, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -304,14 +332,12 @@ def _check_references(config: Config, where: str) -> None:
                 raise ConfigError(f"{where}: models[{i}] ({model.name}).fallbacks: unknown model {fallback!r}")
 
 
-def _first_problem(exc: ValidationError) -> str:
-    # Never echo the input: it may be a key.
+def _first_problem(exc: ValidationError, model: type[BaseModel]) -> str:
     error = exc.errors()[0]
-    field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    return f"{field}: {error['msg']}"
+    return describe(error, known_keys(model, error["loc"], {"key_hashes": "keys"}))
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or "parse error"
-    return f"line {mark.line + 1}: {problem}" if mark is not None else str(problem)
+    return f"line {mark.line + 1}: {problem}{yaml_hint(text, mark.line)}" if mark is not None else str(problem)

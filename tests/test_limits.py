@@ -114,7 +114,7 @@ def test_message_count_and_size(contents, error) -> None:
     ({"requests_per_minute": 0}, "limits.requests_per_minute:"),
     ({"burst": 0}, "limits.burst:"),
     ({"max_streams": "many"}, "limits.max_streams:"),
-    ({"streams": 3}, "limits.streams: Extra inputs"),
+    ({"streams": 3}, "limits.streams: unknown key; did you mean 'max_streams'?"),
 ])
 def test_bad_limits_config_names_the_field(limits: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):

@@ -1,0 +1,47 @@
+"""What a start says about itself: the config, the models (names and adapters, never keys), --mock,
+the demo URL, and warnings for a proxy others can reach with auth off or with CORS open to every site."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from proxy.config import Config
+
+WILDCARDS = {"0.0.0.0", "::", ""}
+
+
+def startup_summary(config: Config, *, config_file: str, mock: bool, host: str, port: int) -> list[str]:
+    """Lines to print once at start; the last ones are warnings for a proxy others can reach."""
+    models = ", ".join(f"{m.name} ({m.adapter})" for m in config.models)
+    lines = [f"config: {config_file}", f"models: {models}; default: {config.default_model}"]
+    if mock:
+        lines.append("--mock: every model answers from the offline mock adapter")
+    lines.append(f"demo page: http://{_browsable(host)}:{port}/")
+    return lines + _warnings(config, host)
+
+
+def _warnings(config: Config, host: str) -> list[str]:
+    reachable = not is_loopback(host)
+    warnings = []
+    if reachable and not config.auth.key_hashes:
+        warnings.append(f"WARNING: listening on {host or '*'} with auth off: anyone who reaches this port streams "
+                        "on your upstream keys; set auth.keys (config.yaml's auth comment says how)")
+    if "*" in config.server.cors_origins:
+        cors = "any web page can read the streams; list your site's origins in server.cors_origins"
+        warnings.append(f'WARNING: CORS is "*": {cors}' if reachable else f'CORS: "*" ({cors} before you deploy)')
+    return warnings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a hostname: it may resolve to anything
+
+
+def _browsable(host: str) -> str:
+    if host in WILDCARDS:
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,57 @@
+"""The start-up summary: config, models and adapters (never keys), --mock, the demo URL, and warnings for a
+proxy others can reach with auth off or CORS open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.summary import is_loopback, startup_summary
+from tests.conftest import make_config
+from tests.test_server_limits import proxy_process
+
+KEYED = {"keys": ["${PROXY_KEYS}"]}
+ENV = {"PROXY_KEYS": "k" * 20, "OPENAI_API_KEY": "sk-secret-in-the-environment"}
+MODELS = [{"name": "gpt", "adapter": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "x",
+           "api_key": "${OPENAI_API_KEY}"}, {"name": "mock", "adapter": "mock"}]
+NO_AUTH = "WARNING: listening on"
+OPEN_CORS = 'WARNING: CORS is "*"'
+
+
+@pytest.mark.parametrize(("host", "top", "warned"), [
+    ("127.0.0.1", {}, []),
+    ("::1", {}, []),
+    ("localhost", {}, []),
+    ("0.0.0.0", {}, [NO_AUTH, OPEN_CORS]),
+    ("192.168.1.5", {"auth": KEYED}, [OPEN_CORS]),
+    ("proxy.example", {"server": {"cors_origins": ["https://site.example"]}}, [NO_AUTH]),
+    ("0.0.0.0", {"auth": KEYED, "server": {"cors_origins": ["https://site.example"]}}, []),
+])
+def test_warnings_for_a_proxy_others_can_reach(host: str, top: dict, warned: list[str]) -> None:
+    lines = startup_summary(make_config(MODELS, environ=ENV, **top), config_file="c.yaml", mock=False, host=host, port=1)
+    assert [w for w in warned if not any(line.startswith(w) for line in lines)] == []
+    assert len([line for line in lines if line.startswith("WARNING:")]) == len(warned)
+
+
+def test_the_summary_names_models_and_adapters_never_keys() -> None:
+    lines = startup_summary(make_config(MODELS, environ=ENV), config_file="c.yaml", mock=True, host="0.0.0.0", port=8080)
+    assert lines[:4] == ["config: c.yaml", "models: gpt (openai), mock (mock); default: gpt",
+                         "--mock: every model answers from the offline mock adapter", "demo page: http://127.0.0.1:8080/"]
+    assert "sk-secret" not in "".join(lines)
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.2", True), ("::1", True), ("0.0.0.0", False),
+                                                ("10.0.0.1", False), ("::", False), ("example.org", False)])
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_the_cli_prints_the_summary_at_start(tmp_path: Path) -> None:
+    with proxy_process(tmp_path) as running:
+        pass
+    config = tmp_path / "config.yaml"
+    assert running.stderr[:4] == [f"llm-sse-proxy: config: {config}", "llm-sse-proxy: models: mock (mock); default: mock",
+                                  f"llm-sse-proxy: demo page: http://127.0.0.1:{running.port}/",
+                                  "llm-sse-proxy: CORS: \"*\" (any web page can read the streams; list your site's "
+                                  "origins in server.cors_origins before you deploy)"]
