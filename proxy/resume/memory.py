@@ -16,15 +16,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from proxy.resume.errors import CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound
-from proxy.resume.store import Lease, StopCause, StreamMeta, StreamState, StreamStatus
+from proxy.resume.store import Lease, StopCause, StreamLimits, StreamMeta, StreamState, StreamStatus
 
 
 @dataclass(frozen=True, slots=True)
-class MemoryLimits:
-    grace: float = 30.0  # seconds a running stream waits for a reader before it is abandoned
-    retention: float = 300.0  # seconds a finished stream stays readable
-    max_events: int = 20_000  # per stream; past it the oldest frames are dropped
-    max_bytes: int = 2 * 1024 * 1024  # per stream, likewise
+class MemoryLimits(StreamLimits):
     budget: int = 256 * 1024 * 1024  # frame bytes in all streams; past it new streams are refused
 
 

@@ -37,7 +37,7 @@ from proxy.resume.ids import format_id
 from proxy.resume.redis_scripts import SCRIPTS
 from proxy.resume.redis_tails import Tail
 from proxy.resume.redis_writer import PipelinedWriter
-from proxy.resume.store import Lease, StopCause, StreamMeta, StreamStatus, StreamStore
+from proxy.resume.store import Lease, StopCause, StreamLimits, StreamMeta, StreamStatus, StreamStore
 from proxy.sse import encode_event, terminate_payload
 
 OWNER_LOST = ("owner_lost", "the replica that was generating this answer stopped; ask again")
@@ -45,11 +45,7 @@ READ_BATCH = 256  # entries per XREAD: a replay is paged, never read in one piec
 
 
 @dataclass(frozen=True, slots=True)
-class RedisStoreLimits:
-    grace: float = 30.0  # seconds a running stream waits for a reader before it is abandoned
-    retention: float = 300.0  # seconds a finished stream stays readable
-    max_events: int = 20_000  # per stream; past it the oldest frames are dropped
-    max_bytes: int = 2 * 1024 * 1024  # per stream, likewise
+class RedisStoreLimits(StreamLimits):
     lease: float = 10.0  # seconds an owner that stopped renewing still holds its stream
     block: float = 2.0  # seconds a reader's XREAD waits before it checks that the owner lives
     heartbeat: float = 1.0  # seconds between the owner's lease renewals (stop and abandonment checks)

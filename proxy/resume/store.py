@@ -31,6 +31,16 @@ StopCause = Literal["stopped", "abandoned"]
 
 
 @dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """The limits every backend keeps per stream; each backend's own limits extend them."""
+
+    grace: float = 30.0  # seconds a running stream waits for a reader before it is abandoned
+    retention: float = 300.0  # seconds a finished stream stays readable
+    max_events: int = 20_000  # per stream; past it the oldest frames are dropped
+    max_bytes: int = 2 * 1024 * 1024  # per stream, likewise
+
+
+@dataclass(frozen=True, slots=True)
 class StreamMeta:
     """What the store keeps about a stream besides its frames."""
 
