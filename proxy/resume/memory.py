@@ -66,6 +66,8 @@ class _Stream:
 
 
 class MemoryStore:
+    batches_appends = False  # an append is a list extend: nothing to wait for, nothing to batch
+
     def __init__(self, limits: MemoryLimits = MemoryLimits()) -> None:
         self.limits = limits
         self._streams: dict[str, _Stream] = {}

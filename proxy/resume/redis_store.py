@@ -85,6 +85,8 @@ class _Keys:
 
 
 class RedisStore:
+    batches_appends = True  # an append is a round trip: one per batch of a stream's frames, not per frame
+
     def __init__(self, url: str, limits: RedisStoreLimits = RedisStoreLimits(), *, replica: str = "",
                  on_error: OnError = lambda operation: None) -> None:
         self.limits = limits
@@ -116,7 +118,7 @@ class RedisStore:
         with self._closing_tail_on_failure(lease.sid), self._errors("append"), self._script_errors():
             last = int(await self.writer.call(self._append_sha, self._scripts["append"].script, 3, args))
         if (tail := self._tails.get(lease.sid)) is not None:
-            tail.add(first_seq, frames)
+            tail.add(first_seq, frames[:last - first_seq + 1])  # a retried batch: only what Redis holds
         return last
 
     async def finish(self, lease: Lease, seq: int, frame: bytes, reason: str) -> None:

@@ -70,6 +70,10 @@ class StreamStatus:
 class StreamStore(Protocol):
     """A store of resumable streams. All methods are coroutines except `read`, an async iterator."""
 
+    # True if `append` waits on a round trip: the writer then sends the frames emitted meanwhile as one
+    # batch (proxy/resume/writer.py). False if it costs no I/O: the writer appends each frame at once.
+    batches_appends: bool
+
     async def create(self, sid: str, meta: StreamMeta) -> Lease:
         """Register a new running stream with no frames, owned by the caller.
 
@@ -84,8 +88,8 @@ class StreamStore(Protocol):
     async def append(self, lease: Lease, first_seq: int, frames: Sequence[bytes]) -> int:
         """Append `frames`, the i-th being seq `first_seq + i`; return the stream's last seq.
 
-        `first_seq` must be last + 1. A retried batch (first_seq <= last, the same frames) is a no-op
-        that returns last; a gap (first_seq > last + 1) is a bug and raises ValueError. Returns only
+        `first_seq` must be last + 1. A retried batch (first_seq <= last) is a no-op that returns last,
+        even if it carries frames past last (the writer sends those next); a gap (first_seq > last + 1) is a bug and raises ValueError. Returns only
         once the frames are durable in the store: a reader on any replica may then get them (commit,
         then deliver). Raises `Fenced` if the lease was lost or the stream is finished.
         Past the per-stream caps (events, bytes) the oldest frames are dropped (first_seq grows), except
