@@ -116,6 +116,10 @@ async def test_redis_dying_mid_stream_ends_the_stream_with_a_terminate_and_new_r
                 resumed = await client.get(f"{a.url}/streams/{sid}", headers=BEARER)
                 new = await client.post(f"{a.url}/chat", headers=BEARER,
                                         json={"messages": [{"role": "user", "content": "hi"}]})
+                metrics = (await client.get(f"{a.url}/metrics")).text
+    # The stream the outage ended, counted once (the new request was refused by the shared rate limit
+    # first, which counts in llm_proxy_shared_state_errors).
+    assert 'llm_proxy_resume_store_failures_total{reason="unavailable"} 1.0' in metrics
     items = payloads(parse_stream(raw).events)
     assert [p for p in items if p.get("action")] == [items[-1]]
     assert items[-1]["reason"] == "error" and items[-1]["error"]["type"] == "store_unavailable"
