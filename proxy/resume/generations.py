@@ -2,7 +2,7 @@
 the request that started it, and writes its events to the store; readers come and go.
 
 A generation ends when its producer emits the terminate, or is cancelled (its upstream closed) when
-the store says so (`wait_stop`: a stop request, or `grace` seconds with no reader), when the server
+the store says so (`watch_stop`: a stop request, or `grace` seconds with no reader), when the server
 shuts down (`Shutdown`), or when it lost the stream (`Fenced`) or the store failed. Each way but the
 last two writes one terminal event, so every reader ends with exactly one terminate.
 """
@@ -19,7 +19,7 @@ import anyio
 
 from proxy.resume.errors import Fenced, StoreUnavailable
 from proxy.resume.ids import new_sid
-from proxy.resume.store import Lease, StopCause, StreamMeta, StreamStore
+from proxy.resume.store import Lease, OnStop, StopCause, StreamMeta, StreamStore, Unwatch
 from proxy.resume.writer import Writer
 from proxy.response import OnDone, Produce, Shutdown
 from proxy.sse import terminate_payload
@@ -88,24 +88,43 @@ class Generations:
 
     async def _generate(self, lease: Lease, produce: Produce, on_finished: Callable[[], None]) -> str | None:
         cause: StopCause | None = None
-        async with anyio.create_task_group() as tasks:
-            writer = Writer(self.store, lease, tasks.cancel_scope, on_finished)
+        # A cancel scope, not a task group, unless the writer sends batches beside the producer: the stop
+        # watch is a callback (`watch_stop`), so a stream in one process runs no task but its own.
+        with anyio.CancelScope() as scope:
+            writer = Writer(self.store, lease, scope, on_finished)
 
-            async def watch() -> None:
+            def stop(reason: StopCause | Exception) -> None:
                 nonlocal cause
-                try:
-                    cause = await self.store.wait_stop(lease)
-                except (Fenced, StoreUnavailable) as exc:
-                    writer.failure = exc
-                tasks.cancel_scope.cancel()
+                if isinstance(reason, (Fenced, StoreUnavailable)):
+                    writer.failure = writer.failure or reason
+                elif isinstance(reason, str):
+                    cause = reason
+                scope.cancel()
 
-            tasks.start_soon(watch)
-            if writer.batched:
-                tasks.start_soon(writer.send_batches)
-            with self.shutdown.ending(tasks.cancel_scope) if self.shutdown else nullcontext():
-                await produce(writer.emit)
-            tasks.cancel_scope.cancel()
+            unwatch = self._watch(lease, stop)
+            try:
+                with self.shutdown.ending(scope) if self.shutdown else nullcontext():
+                    await self._produce(writer, produce)
+            finally:
+                unwatch()
         return await self._end(writer, cause)
+
+    def _watch(self, lease: Lease, stop: OnStop) -> Unwatch:
+        try:
+            return self.store.watch_stop(lease, stop)
+        except (Fenced, StoreUnavailable) as exc:
+            stop(exc)
+            return lambda: None
+
+    @staticmethod
+    async def _produce(writer: Writer, produce: Produce) -> None:
+        if not writer.batched:
+            await produce(writer.emit)
+            return
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(writer.send_batches)
+            await produce(writer.emit)
+            tasks.cancel_scope.cancel()
 
     async def _end(self, writer: Writer, cause: StopCause | None) -> str | None:
         if writer.finished:

@@ -37,7 +37,7 @@ from proxy.resume.ids import format_id
 from proxy.resume.redis_scripts import SCRIPTS
 from proxy.resume.redis_tails import Tail
 from proxy.resume.redis_writer import PipelinedWriter
-from proxy.resume.store import Lease, StopCause, StreamLimits, StreamMeta, StreamStatus, StreamStore
+from proxy.resume.store import Lease, OnStop, StopCause, StreamLimits, StreamMeta, StreamStatus, StreamStore, Unwatch
 from proxy.sse import encode_event, terminate_payload
 
 OWNER_LOST = ("owner_lost", "the replica that was generating this answer stopped; ask again")
@@ -174,6 +174,28 @@ class RedisStore:
         finally:
             if self._stops.get(lease.sid) is stopped:
                 del self._stops[lease.sid]
+
+    def watch_stop(self, lease: Lease, on_stop: OnStop) -> Unwatch:
+        watching = True
+
+        async def watch() -> None:
+            try:
+                cause: StopCause | Exception = await self.wait_stop(lease)
+            except (Fenced, StoreUnavailable) as exc:
+                cause = exc
+            if watching:
+                on_stop(cause)
+
+        task = self._spawn(watch())
+
+        def unwatch() -> None:
+            nonlocal watching
+            watching = False
+            task.cancel()
+            if (stopped := self._stops.get(lease.sid)) is not None:
+                stopped.set()  # ends the heartbeat even if its wait_for swallowed the cancel (gh-86296)
+
+        return unwatch
 
     async def read(self, sid: str, after: int) -> AsyncIterator[bytes]:
         tail = self._tails.get(sid)

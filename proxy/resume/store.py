@@ -12,15 +12,15 @@ limits (grace, retention, caps) at construction and must pass the same contract 
 reached; the HTTP layer answers 503 before a stream starts and a terminate `store_unavailable` after.
 
 Who calls what:
-- the owner (the generation registry): `create`, then `append`... and one `finish`, while awaiting
-  `wait_stop` alongside, which tells it when to cancel its upstream;
+- the owner (the generation registry): `create`, then `append`... and one `finish`, while watching
+  `watch_stop` (or awaiting `wait_stop`), which tells it when to cancel its upstream;
 - an HTTP reader: `status` (to answer 204/404 before a 200), then `read`;
 - the stop endpoint: `request_stop`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -28,6 +28,10 @@ StreamState = Literal["running", "finished"]
 # Why an owner must stop before its upstream finished: someone asked (the stop endpoint), or no reader
 # was present anywhere for `grace` seconds.
 StopCause = Literal["stopped", "abandoned"]
+# Told why the owner must cancel its upstream: a StopCause, or the store error that ended its lease
+# (Fenced, StoreUnavailable), as `wait_stop` returns or raises it.
+OnStop = Callable[["StopCause | Exception"], None]
+Unwatch = Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,14 @@ class StreamStore(Protocol):
         `request_stop` was called, or "abandoned" once no reader has been present anywhere for `grace`
         seconds (checked at least once a second). Raises `Fenced` if the lease was lost. The owner then
         cancels its upstream and writes the terminal (`cancelled`, with the cause) through `finish`.
+        """
+        ...
+
+    def watch_stop(self, lease: Lease, on_stop: OnStop) -> Unwatch:
+        """`wait_stop` as a callback: call `on_stop` once with what `wait_stop` would return or raise.
+
+        The returned function ends the watch (on_stop is not called after it). A store that is told of a
+        stop (one process) calls back from the stop itself, with no task per stream waiting for it.
         """
         ...
 
