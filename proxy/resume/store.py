@@ -30,7 +30,7 @@ StreamState = Literal["running", "finished"]
 StopCause = Literal["stopped", "abandoned"]
 # Told why the owner must cancel its upstream: a StopCause, or the store error that ended its lease
 # (Fenced, StoreUnavailable), as `wait_stop` returns or raises it.
-OnStop = Callable[["StopCause | Exception"], None]
+OnStop = Callable[[StopCause | Exception], None]
 Unwatch = Callable[[], None]
 
 

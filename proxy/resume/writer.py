@@ -58,8 +58,9 @@ class Writer:
         self._pending: list[bytes] = []  # emitted, not yet stored: seqs committed + 1 ...
         self._pending_bytes = 0
         self._committed = 0
-        self._appending = asyncio.Lock()  # one append at a time, so batches land in seq order
-        self._wake = asyncio.Event()
+        if self.batched:  # nothing to make per stream for a store appended to at once
+            self._appending = asyncio.Lock()  # one append at a time, so batches land in seq order
+            self._wake = asyncio.Event()
 
     @property
     def pending(self) -> int:
@@ -105,7 +106,8 @@ class Writer:
             await self._flush()
 
     async def _finish(self, seq: int, frame: bytes, reason: str) -> None:
-        await self._flush()
+        if self.batched:
+            await self._flush()
         if self.failure is None:
             await self._commit(self.store.finish(self.lease, seq, frame, reason))
         if self.failure is None:
