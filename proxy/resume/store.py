@@ -132,8 +132,9 @@ class StreamStore(Protocol):
         ...
 
     async def request_stop(self, sid: str) -> StreamStatus:
-        """Ask the owner to stop now: its `wait_stop` returns "stopped" (at once in one process; within
-        lease / 3 at worst across replicas). Idempotent; on a finished stream it changes nothing.
+        """Ask the owner to stop now: its `wait_stop` returns "stopped" (at once in one process; across
+        replicas as soon as a message arrives, within lease / 3 at worst). Idempotent; on a finished
+        stream it changes nothing.
         Returns the status as of the call. Raises `StreamNotFound`.
         """
         ...
