@@ -100,7 +100,7 @@ def create_app(
         if not config.resume.enabled:
             return None
         store = await stack.enter_async_context(STORE_BACKENDS[config.resume.store](config.resume))
-        generations = Generations(store, shutdown=shutdown)
+        generations = Generations(store, shutdown=shutdown, on_store_failure=metrics.store_failure)
         stack.push_async_callback(generations.aclose)  # before the store closes
         return ResumableStreams(
             store, generations, admission.auth, admission.limits,

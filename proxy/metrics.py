@@ -42,6 +42,9 @@ class Metrics:
         self.malformed = Counter("llm_proxy_malformed_chunks", "Malformed upstream chunks", ["model"], registry=r)
         self.shared_state_errors = Counter("llm_proxy_shared_state_errors", "Redis operations that failed, by operation",
                                            ["operation"], registry=r)
+        self.store_failures = Counter("llm_proxy_resume_store_failures",
+                                      "Resumable streams the store failed: refused new, or ended (unavailable, fenced)",
+                                      ["reason"], registry=r)
 
     def stream_started(self) -> None:
         self.active.inc()
@@ -75,6 +78,9 @@ class Metrics:
 
     def shared_state_error(self, operation: str) -> None:
         self.shared_state_errors.labels(operation).inc()
+
+    def store_failure(self, reason: str) -> None:
+        self.store_failures.labels(reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

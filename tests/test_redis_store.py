@@ -201,3 +201,24 @@ async def test_the_writer_sends_a_batch_again_on_a_new_connection_when_its_own_w
         assert await store.append(lease, 2, [frame(sid, 2)]) == 2
         await store.finish(lease, 3, frame(sid, 3), "stop")
     assert await collect(store, sid, 0) == [frame(sid, s) for s in (1, 2, 3)]
+
+
+async def test_a_stop_on_another_replica_wakes_the_owner_without_waiting_for_its_heartbeat(
+        shared_redis: RedisServer) -> None:
+    slow = RedisStoreLimits(lease=60.0, block=0.2, heartbeat=60.0)  # the flag alone would take a minute
+    owner, other = RedisStore(shared_redis.url, slow, replica="a"), RedisStore(shared_redis.url, slow, replica="b")
+    client = aioredis.Redis.from_url(shared_redis.url)
+    try:
+        sid = new_sid()
+        lease = await owner.create(sid, StreamMeta("me"))
+        waiting = asyncio.create_task(owner.wait_stop(lease))
+        async with asyncio.timeout(HANG):
+            while (await client.pubsub_numsub("llmsse:stop:a"))[0][1] == 0:
+                await asyncio.sleep(0.01)  # the owner's replica listens on its channel
+            await asyncio.sleep(0.05)  # the heartbeat's first renewal is done: only the message can wake it now
+            await other.request_stop(sid)
+            assert await waiting == "stopped"
+    finally:
+        await owner.aclose()
+        await other.aclose()
+        await client.aclose()

@@ -116,9 +116,35 @@ async def test_redis_dying_mid_stream_ends_the_stream_with_a_terminate_and_new_r
                 resumed = await client.get(f"{a.url}/streams/{sid}", headers=BEARER)
                 new = await client.post(f"{a.url}/chat", headers=BEARER,
                                         json={"messages": [{"role": "user", "content": "hi"}]})
+                metrics = (await client.get(f"{a.url}/metrics")).text
+    # The stream the outage ended, counted once (the new request was refused by the shared rate limit
+    # first, which counts in llm_proxy_shared_state_errors).
+    assert 'llm_proxy_resume_store_failures_total{reason="unavailable"} 1.0' in metrics
     items = payloads(parse_stream(raw).events)
     assert [p for p in items if p.get("action")] == [items[-1]]
     assert items[-1]["reason"] == "error" and items[-1]["error"]["type"] == "store_unavailable"
     for refused in (resumed, new):
         assert refused.status_code == 503 and refused.json()["error"]["type"] == "store_unavailable"
     assert "Traceback" not in a.logged()
+
+
+async def test_a_stop_sent_to_b_stops_the_stream_a_generates(tmp_path: Path, redis_server: RedisServer) -> None:
+    # B publishes the stop on A's channel (A wakes at once); A's heartbeat would see the flag within 1 s anyway,
+    # so promptness itself is tested in tests/test_redis_store.py with a heartbeat of a minute.
+    with replicas(tmp_path, config(), {"REDIS_URL": redis_server.url}) as (a, b):
+        await wait_healthy(a, b)
+        async with httpx2.AsyncClient(timeout=10) as client:
+            with anyio.fail_after(30):
+                raw, stopped = b"", None
+                async with client.stream("POST", f"{a.url}/chat", headers=BEARER,
+                                         json={"messages": [{"role": "user", "content": "hi"}]}) as response:
+                    sid = response.headers["x-stream-id"]
+                    async for chunk in response.aiter_bytes():
+                        raw += chunk
+                        if stopped is None and len(parse_stream(raw).events) >= 2:
+                            stopped = await client.post(f"{b.url}/streams/{sid}/stop", headers=BEARER)
+    assert stopped is not None and stopped.status_code == 202
+    items = payloads(parse_stream(raw).events)
+    assert [p for p in items if p.get("action")] == [items[-1]]
+    assert (items[-1]["reason"], items[-1]["code"]) == ("cancelled", "stopped")
+    assert "Traceback" not in a.logged() + b.logged()

@@ -109,3 +109,17 @@ async def test_aclose_cancels_what_is_left() -> None:
     await generations.aclose()
     assert producer.cancelled and endings == ["cancelled"] and not generations
     await store.aclose()
+
+
+async def test_a_generation_in_one_process_runs_no_task_but_its_own_and_a_stop_still_reaches_it() -> None:
+    store, endings, producer = MemoryStore(), [], Producer()
+    generations = Generations(store)
+    before = len(asyncio.all_tasks())
+    sid = await generations.start("", producer, endings.append)
+    await asyncio.sleep(0.05)
+    assert len(asyncio.all_tasks()) == before + 1  # the stop watch is a callback, not a task per stream
+    await store.request_stop(sid)
+    events = await read_all(store, sid)
+    assert (events[-1]["reason"], events[-1]["code"]) == ("cancelled", "stopped")
+    assert producer.cancelled and endings == ["cancelled"]
+    await store.aclose()

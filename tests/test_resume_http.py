@@ -221,3 +221,14 @@ async def test_a_cursor_past_the_last_event_of_a_running_stream_gets_a_resume_ga
     assert ahead.status_code == 200
     assert [json.loads(e.data)["error"]["type"] for e in gap.events] == ["resume_gap"]
     assert gap.events[0].id == f"{sid}:500"  # the preamble's: the terminate sets no id of its own
+
+
+async def test_a_new_stream_the_store_refuses_is_counted_in_metrics() -> None:
+    # A running stream holds more than the whole memory budget: the next stream cannot be kept.
+    fault = "big_after=1+big_bytes=4000+delay_ms=100"
+    async with mock_upstream() as up, proxy(resumable(up, fault, memory_budget=1024)) as client:
+        await read_some(client, "POST", "/chat", 3, json=chat_body())
+        refused = await client.post("/chat", json=chat_body())
+        metrics = (await client.get("/metrics")).text
+    assert refused.status_code == 503 and refused.json()["error"]["type"] == "store_unavailable"
+    assert 'llm_proxy_resume_store_failures_total{reason="refused"} 1.0' in metrics

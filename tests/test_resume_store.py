@@ -125,6 +125,19 @@ async def test_a_retried_append_is_a_no_op_and_a_gap_is_a_bug(make_store: StoreF
     assert await collect_running(store, sid, 3) == [frame(sid, s) for s in (1, 2, 3)]
 
 
+async def test_a_retried_batch_with_frames_past_the_last_stores_none_of_them(make_store: StoreFactory) -> None:
+    # The writer sends a batch cancelled in flight again with what it queued since (proxy/resume/writer.py):
+    # the store answers its last seq, and the frames past it come in the next append, not from this one.
+    store = make_store()
+    sid, lease = await started(store, 2)
+    live = asyncio.create_task(collect(store, sid, 0))  # a reader attached meanwhile
+    await asyncio.sleep(0.05)
+    assert await store.append(lease, 1, [frame(sid, 1), frame(sid, 2), frame(sid, 3)]) == 2
+    terminal = b"id: %s:3\ndata: {}\n\n" % sid.encode()
+    await store.finish(lease, 3, terminal, "stop")
+    assert await live == await collect(store, sid, 0) == [frame(sid, 1), frame(sid, 2), terminal]
+
+
 async def collect_running(store: StreamStore, sid: str, count: int) -> list[bytes]:
     out = []
     async with asyncio.timeout(HANG), aclosing(store.read(sid, 0)) as frames:  # type: ignore[type-var]

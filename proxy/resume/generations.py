@@ -2,7 +2,7 @@
 the request that started it, and writes its events to the store; readers come and go.
 
 A generation ends when its producer emits the terminate, or is cancelled (its upstream closed) when
-the store says so (`wait_stop`: a stop request, or `grace` seconds with no reader), when the server
+the store says so (`watch_stop`: a stop request, or `grace` seconds with no reader), when the server
 shuts down (`Shutdown`), or when it lost the stream (`Fenced`) or the store failed. Each way but the
 last two writes one terminal event, so every reader ends with exactly one terminate.
 """
@@ -17,53 +17,17 @@ from typing import Any
 
 import anyio
 
-from proxy.resume.errors import Fenced, StoreError, StoreUnavailable
+from proxy.resume.errors import Fenced, StoreUnavailable
 from proxy.resume.ids import new_sid
-from proxy.resume.store import Lease, StopCause, StreamMeta, StreamStore
-from proxy.errors import ProxyError
+from proxy.resume.store import Lease, OnStop, StopCause, StreamMeta, StreamStore, Unwatch
+from proxy.resume.writer import Writer
 from proxy.response import OnDone, Produce, Shutdown
-from proxy.sse import encode_event, terminate_payload
+from proxy.sse import terminate_payload
 
 log = logging.getLogger("llm_sse_proxy.resume")
-
-
-class Writer:
-    """The producer's `emit`: numbers each event `<sid>:<seq>` and commits it to the store."""
-
-    def __init__(self, store: StreamStore, lease: Lease, stop: anyio.CancelScope,
-                 on_finished: Callable[[], None] = lambda: None) -> None:
-        self.store = store
-        self.on_finished = on_finished  # the terminate is stored: the stream is done, though its producer may not be
-        self.lease = lease
-        self.seq = 0
-        self.finished = False
-        self.failure: ProxyError | None = None  # the store error that ended the generation
-        self._prefix = lease.sid.encode() + b":"
-        self._stop = stop
-
-    async def emit(self, payload: dict[str, Any], event: str | None = None) -> None:
-        seq = self.seq + 1
-        frame = encode_event(self._prefix + b"%d" % seq, payload, event)
-        try:
-            if payload.get("action") == "terminate":
-                await self.store.finish(self.lease, seq, frame, payload["reason"])
-                self.finished = True
-                self.on_finished()
-            else:
-                await self.store.append(self.lease, seq, (frame,))
-        except (StoreError, StoreUnavailable) as exc:
-            # Not raised into the producer: it would report it as its own failure and emit again.
-            self.failure = exc
-            self._stop.cancel()
-            await anyio.lowlevel.checkpoint()
-            return
-        self.seq = seq
-
-    async def finish(self, payload: dict[str, Any]) -> None:
-        """The terminate of a generation its producer did not end itself."""
-        if not self.finished and self.failure is None:
-            self.on_finished = lambda: None  # the generation reports its own ending (shutdown, cancelled)
-            await self.emit(payload)
+# Told why the store failed a stream, for a metric: "refused" (a new stream), "unavailable" or "fenced"
+# (a running generation ended without its terminate, or with it unstored).
+OnStoreFailure = Callable[[str], None]
 
 
 def cancelled_payload(cause: StopCause) -> dict[str, Any]:
@@ -75,10 +39,12 @@ def cancelled_payload(cause: StopCause) -> dict[str, Any]:
 class Generations:
     """The running generations of this process, each in its own task."""
 
-    def __init__(self, store: StreamStore, *, shutdown: Shutdown | None = None, replica: str = "") -> None:
+    def __init__(self, store: StreamStore, *, shutdown: Shutdown | None = None, replica: str = "",
+                 on_store_failure: OnStoreFailure = lambda reason: None) -> None:
         self.store = store
         self.shutdown = shutdown
         self.replica = replica
+        self.on_store_failure = on_store_failure
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
@@ -87,7 +53,11 @@ class Generations:
     async def start(self, owner: str, produce: Produce, on_done: OnDone | None = None) -> str:
         """Create a stream for `owner` and run `produce` into it; return its id. Raises StoreUnavailable."""
         sid = new_sid()
-        lease = await self.store.create(sid, StreamMeta(owner, self.replica))
+        try:
+            lease = await self.store.create(sid, StreamMeta(owner, self.replica))
+        except StoreUnavailable:
+            self.on_store_failure("refused")
+            raise
         task = asyncio.get_running_loop().create_task(self._run(lease, produce, on_done))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -118,28 +88,50 @@ class Generations:
 
     async def _generate(self, lease: Lease, produce: Produce, on_finished: Callable[[], None]) -> str | None:
         cause: StopCause | None = None
-        async with anyio.create_task_group() as tasks:
-            writer = Writer(self.store, lease, tasks.cancel_scope, on_finished)
+        # A cancel scope, not a task group, unless the writer sends batches beside the producer: the stop
+        # watch is a callback (`watch_stop`), so a stream in one process runs no task but its own.
+        with anyio.CancelScope() as scope:
+            writer = Writer(self.store, lease, scope, on_finished)
 
-            async def watch() -> None:
+            def stop(reason: StopCause | Exception) -> None:
                 nonlocal cause
-                try:
-                    cause = await self.store.wait_stop(lease)
-                except (Fenced, StoreUnavailable) as exc:
-                    writer.failure = exc
-                tasks.cancel_scope.cancel()
+                if isinstance(reason, (Fenced, StoreUnavailable)):
+                    writer.failure = writer.failure or reason
+                elif isinstance(reason, str):
+                    cause = reason
+                scope.cancel()
 
-            tasks.start_soon(watch)
-            with self.shutdown.ending(tasks.cancel_scope) if self.shutdown else nullcontext():
-                await produce(writer.emit)
-            tasks.cancel_scope.cancel()
+            unwatch = self._watch(lease, stop)
+            try:
+                with self.shutdown.ending(scope) if self.shutdown else nullcontext():
+                    await self._produce(writer, produce)
+            finally:
+                unwatch()
         return await self._end(writer, cause)
+
+    def _watch(self, lease: Lease, stop: OnStop) -> Unwatch:
+        try:
+            return self.store.watch_stop(lease, stop)
+        except (Fenced, StoreUnavailable) as exc:
+            stop(exc)
+            return lambda: None
+
+    @staticmethod
+    async def _produce(writer: Writer, produce: Produce) -> None:
+        if not writer.batched:
+            await produce(writer.emit)
+            return
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(writer.send_batches)
+            await produce(writer.emit)
+            tasks.cancel_scope.cancel()
 
     async def _end(self, writer: Writer, cause: StopCause | None) -> str | None:
         if writer.finished:
             return None
         if writer.failure is not None:
             log.warning("stream %s… ended without its terminate: %s", writer.lease.sid[:6], writer.failure.type)
+            self._count_failure(writer)
             return "error"
         try:
             if cause is not None:
@@ -150,3 +142,7 @@ class Generations:
         finally:
             if writer.failure is not None:
                 log.warning("stream %s…: its terminate was not stored: %s", writer.lease.sid[:6], writer.failure.type)
+                self._count_failure(writer)
+
+    def _count_failure(self, writer: Writer) -> None:
+        self.on_store_failure("fenced" if isinstance(writer.failure, Fenced) else "unavailable")

@@ -14,9 +14,10 @@ import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from proxy.resume.errors import CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound
-from proxy.resume.store import Lease, StopCause, StreamLimits, StreamMeta, StreamState, StreamStatus
+from proxy.resume.store import Lease, OnStop, StopCause, StreamLimits, StreamMeta, StreamState, StreamStatus, Unwatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class _Stream:
     readers: set[_Cursor] = field(default_factory=set)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     cause: StopCause | None = None
-    control: asyncio.Event = field(default_factory=asyncio.Event)  # set with `cause`
+    on_stop: list[OnStop] = field(default_factory=list)  # each told `cause` once, when it is set
     timer: asyncio.TimerHandle | None = None  # grace while running, retention once finished
 
     @property
@@ -66,6 +67,8 @@ class _Stream:
 
 
 class MemoryStore:
+    batches_appends = False  # an append is a list extend: nothing to wait for, nothing to batch
+
     def __init__(self, limits: MemoryLimits = MemoryLimits()) -> None:
         self.limits = limits
         self._streams: dict[str, _Stream] = {}
@@ -142,10 +145,21 @@ class MemoryStore:
         return stream.status()
 
     async def wait_stop(self, lease: Lease) -> StopCause:
+        stopped: asyncio.Future[StopCause] = asyncio.get_running_loop().create_future()
+        unwatch = self.watch_stop(lease, lambda cause: stopped.done() or stopped.set_result(cause))
+        try:
+            return await stopped
+        finally:
+            unwatch()
+
+    def watch_stop(self, lease: Lease, on_stop: OnStop) -> Unwatch:
+        # A callback from the stop endpoint or the grace timer: no task per stream waits for it.
         stream = self._owned(lease)
-        await stream.control.wait()
-        assert stream.cause is not None
-        return stream.cause
+        if stream.cause is not None:
+            on_stop(stream.cause)
+            return _nothing
+        stream.on_stop.append(on_stop)
+        return partial(_discard, stream.on_stop, on_stop)
 
     async def aclose(self) -> None:
         for stream in list(self._streams.values()):
@@ -223,10 +237,21 @@ class MemoryStore:
     def _signal(self, stream: _Stream, cause: StopCause) -> None:
         if stream.cause is None:
             stream.cause = cause
-            stream.control.set()
+            watchers, stream.on_stop = stream.on_stop, []
+            for on_stop in watchers:
+                on_stop(cause)
 
     @staticmethod
     def _cancel_timer(stream: _Stream) -> None:
         if stream.timer is not None:
             stream.timer.cancel()
             stream.timer = None
+
+
+def _nothing() -> None:
+    pass
+
+
+def _discard(watchers: list[OnStop], on_stop: OnStop) -> None:
+    if on_stop in watchers:
+        watchers.remove(on_stop)

@@ -8,8 +8,9 @@ Departures from the brief:
 - a reader on another replica runs its own `XREAD BLOCK` on a bounded pool of blocking connections (no
   per-replica follower and mirror buffer yet); past the pool it waits `POOL_WAIT`, then gets 503.
   Commit-then-deliver holds everywhere: no reader ever sees a frame Redis has not committed.
-- stop is a flag the owner sees at its next heartbeat (at most `heartbeat` seconds, 1 s by default),
-  and at once when the owner is in this process; there is no pub/sub channel.
+- stop is a flag the owner sees at its next heartbeat (at most `heartbeat` seconds, 1 s by default), and
+  a message on its replica's channel (`llmsse:stop:<replica>`, one subscription per process) that makes it
+  prompt: pub/sub is at-most-once, so the flag stays the guarantee and the message only the fast path.
 Liveness: a reader whose `XREAD` comes back empty checks the lease; if the owner is gone it runs REAP,
 which writes the terminal `error`/`owner_lost` at last + 1 (idempotent, first caller wins). So a reader
 waits at most lease + block for a dead owner, never forever.
@@ -35,9 +36,10 @@ from proxy.redis_client import COMMAND_TIMEOUT, OnError, connect, shared_state
 from proxy.resume.errors import CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound
 from proxy.resume.ids import format_id
 from proxy.resume.redis_scripts import SCRIPTS
+from proxy.resume.redis_stops import StopSignals
 from proxy.resume.redis_tails import Tail
 from proxy.resume.redis_writer import PipelinedWriter
-from proxy.resume.store import Lease, StopCause, StreamLimits, StreamMeta, StreamStatus, StreamStore
+from proxy.resume.store import Lease, OnStop, StopCause, StreamLimits, StreamMeta, StreamStatus, StreamStore, Unwatch
 from proxy.sse import encode_event, terminate_payload
 
 OWNER_LOST = ("owner_lost", "the replica that was generating this answer stopped; ask again")
@@ -85,6 +87,8 @@ class _Keys:
 
 
 class RedisStore:
+    batches_appends = True  # an append is a round trip: one per batch of a stream's frames, not per frame
+
     def __init__(self, url: str, limits: RedisStoreLimits = RedisStoreLimits(), *, replica: str = "",
                  on_error: OnError = lambda operation: None) -> None:
         self.limits = limits
@@ -96,9 +100,10 @@ class RedisStore:
         self._scripts: dict[str, AsyncScript] = {name: self.redis.register_script(s) for name, s in SCRIPTS.items()}
         self.writer = PipelinedWriter(self.redis, COMMAND_TIMEOUT)  # all streams' appends share round trips
         self._append_sha = self._scripts["append"].sha.encode()
-        self._stops: dict[str, asyncio.Event] = {}  # streams owned here: request_stop wakes them at once
+        self._stops = StopSignals(self.blocking, replica, poll=limits.block, retry=limits.heartbeat, on_error=on_error)
         self._tails: dict[str, Tail] = {}  # running streams owned here, for their local readers
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stop_listener: asyncio.Task[None] | None = None  # started with the first stream owned here
 
     async def create(self, sid: str, meta: StreamMeta) -> Lease:
         token, lim = secrets.token_urlsafe(12), self.limits
@@ -106,6 +111,8 @@ class RedisStore:
                 lim.max_events, lim.max_bytes]
         if not await self._run("create", sid, args):
             raise StreamExists("a stream with this id exists")
+        if self._stop_listener is None:
+            self._stop_listener = self._spawn(self._stops.listen())
         self._tails[sid] = Tail(lim.max_events, lim.max_bytes)
         return Lease(sid, token)
 
@@ -116,7 +123,7 @@ class RedisStore:
         with self._closing_tail_on_failure(lease.sid), self._errors("append"), self._script_errors():
             last = int(await self.writer.call(self._append_sha, self._scripts["append"].script, 3, args))
         if (tail := self._tails.get(lease.sid)) is not None:
-            tail.add(first_seq, frames)
+            tail.add(first_seq, frames[:last - first_seq + 1])  # a retried batch: only what Redis holds
         return last
 
     async def finish(self, lease: Lease, seq: int, frame: bytes, reason: str) -> None:
@@ -142,36 +149,58 @@ class RedisStore:
                             reason.decode() if reason else None, stop == b"1")
 
     async def request_stop(self, sid: str) -> StreamStatus:
-        if not await self._run("stop", sid, []):
+        if not await self._run("stop", sid, [sid]):
             raise StreamNotFound()
-        if sid in self._stops:
-            self._stops[sid].set()
+        self._stops.wake(sid)
         status = await self.status(sid)
         if status is None:
             raise StreamNotFound()
         return status
 
     async def wait_stop(self, lease: Lease) -> StopCause:
-        stopped = self._stops.setdefault(lease.sid, asyncio.Event())
+        stopped = self._stops.watch(lease.sid)
         lim = self.limits
         try:
             while True:
+                # A heartbeat first, then the renewal: `create` has just set the lease, so a stream shorter
+                # than a heartbeat renews nothing (one round trip fewer per stream).
+                try:
+                    await asyncio.wait_for(stopped.wait(), min(lim.heartbeat, lim.lease / 3))
+                    return "stopped"
+                except TimeoutError:
+                    pass
                 with self._closing_tail_on_failure(lease.sid):
                     beat = int(await self._run("renew", lease.sid, [lease.token, _ms(lim.lease), lim.running_ttl_ms]))
                 if beat < 0:
                     self._close_tail(lease.sid)
                     raise Fenced("the stream is no longer this writer's")
-                if beat >= 2 or stopped.is_set():
+                if beat >= 2:
                     return "stopped"
                 if beat == 0:
                     return "abandoned"
-                try:
-                    await asyncio.wait_for(stopped.wait(), min(lim.heartbeat, lim.lease / 3))
-                except TimeoutError:
-                    continue
         finally:
-            if self._stops.get(lease.sid) is stopped:
-                del self._stops[lease.sid]
+            self._stops.forget(lease.sid, stopped)
+
+    def watch_stop(self, lease: Lease, on_stop: OnStop) -> Unwatch:
+        watching = True
+
+        async def watch() -> None:
+            try:
+                cause: StopCause | Exception = await self.wait_stop(lease)
+            except (Fenced, StoreUnavailable) as exc:
+                cause = exc
+            if watching:
+                on_stop(cause)
+
+        task = self._spawn(watch())
+
+        def unwatch() -> None:
+            nonlocal watching
+            watching = False
+            task.cancel()
+            self._stops.wake(lease.sid)  # ends the heartbeat even if its wait_for swallowed the cancel (gh-86296)
+
+        return unwatch
 
     async def read(self, sid: str, after: int) -> AsyncIterator[bytes]:
         tail = self._tails.get(sid)
@@ -229,13 +258,12 @@ class RedisStore:
                 self._spawn(self._mark_present(keys))
 
     async def aclose(self) -> None:
+        self._stops.wake_all()
         for sid in list(self._tails):
             self._close_tail(sid)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for stop in self._stops.values():
-            stop.set()
         await self.writer.aclose()
         await self.blocking.aclose()
         await self.redis.aclose()

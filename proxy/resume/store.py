@@ -12,15 +12,15 @@ limits (grace, retention, caps) at construction and must pass the same contract 
 reached; the HTTP layer answers 503 before a stream starts and a terminate `store_unavailable` after.
 
 Who calls what:
-- the owner (the generation registry): `create`, then `append`... and one `finish`, while awaiting
-  `wait_stop` alongside, which tells it when to cancel its upstream;
+- the owner (the generation registry): `create`, then `append`... and one `finish`, while watching
+  `watch_stop` (or awaiting `wait_stop`), which tells it when to cancel its upstream;
 - an HTTP reader: `status` (to answer 204/404 before a 200), then `read`;
 - the stop endpoint: `request_stop`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -28,6 +28,10 @@ StreamState = Literal["running", "finished"]
 # Why an owner must stop before its upstream finished: someone asked (the stop endpoint), or no reader
 # was present anywhere for `grace` seconds.
 StopCause = Literal["stopped", "abandoned"]
+# Told why the owner must cancel its upstream: a StopCause, or the store error that ended its lease
+# (Fenced, StoreUnavailable), as `wait_stop` returns or raises it.
+OnStop = Callable[[StopCause | Exception], None]
+Unwatch = Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,10 @@ class StreamStatus:
 class StreamStore(Protocol):
     """A store of resumable streams. All methods are coroutines except `read`, an async iterator."""
 
+    # True if `append` waits on a round trip: the writer then sends the frames emitted meanwhile as one
+    # batch (proxy/resume/writer.py). False if it costs no I/O: the writer appends each frame at once.
+    batches_appends: bool
+
     async def create(self, sid: str, meta: StreamMeta) -> Lease:
         """Register a new running stream with no frames, owned by the caller.
 
@@ -84,8 +92,8 @@ class StreamStore(Protocol):
     async def append(self, lease: Lease, first_seq: int, frames: Sequence[bytes]) -> int:
         """Append `frames`, the i-th being seq `first_seq + i`; return the stream's last seq.
 
-        `first_seq` must be last + 1. A retried batch (first_seq <= last, the same frames) is a no-op
-        that returns last; a gap (first_seq > last + 1) is a bug and raises ValueError. Returns only
+        `first_seq` must be last + 1. A retried batch (first_seq <= last) is a no-op that returns last,
+        even if it carries frames past last (the writer sends those next); a gap (first_seq > last + 1) is a bug and raises ValueError. Returns only
         once the frames are durable in the store: a reader on any replica may then get them (commit,
         then deliver). Raises `Fenced` if the lease was lost or the stream is finished.
         Past the per-stream caps (events, bytes) the oldest frames are dropped (first_seq grows), except
@@ -124,8 +132,9 @@ class StreamStore(Protocol):
         ...
 
     async def request_stop(self, sid: str) -> StreamStatus:
-        """Ask the owner to stop now: its `wait_stop` returns "stopped" (at once in one process; within
-        lease / 3 at worst across replicas). Idempotent; on a finished stream it changes nothing.
+        """Ask the owner to stop now: its `wait_stop` returns "stopped" (at once in one process; across
+        replicas as soon as a message arrives, within lease / 3 at worst). Idempotent; on a finished
+        stream it changes nothing.
         Returns the status as of the call. Raises `StreamNotFound`.
         """
         ...
@@ -138,6 +147,14 @@ class StreamStore(Protocol):
         `request_stop` was called, or "abandoned" once no reader has been present anywhere for `grace`
         seconds (checked at least once a second). Raises `Fenced` if the lease was lost. The owner then
         cancels its upstream and writes the terminal (`cancelled`, with the cause) through `finish`.
+        """
+        ...
+
+    def watch_stop(self, lease: Lease, on_stop: OnStop) -> Unwatch:
+        """`wait_stop` as a callback: call `on_stop` once with what `wait_stop` would return or raise.
+
+        The returned function ends the watch (on_stop is not called after it). A store that is told of a
+        stop (one process) calls back from the stop itself, with no task per stream waiting for it.
         """
         ...
 
