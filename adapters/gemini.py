@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.event_stream import MAX_EVENT, event_deltas
 from adapters.request_parts import data_url, tool_arguments
-from adapters.upstream_http import Redactor, error_message, loads, stream_deltas
+from adapters.upstream_http import BaseUrl, Redactor, error_message, loads, stream_deltas
 from proxy.deltas import (
     AdapterSpec,
     ChatRequest,
@@ -47,7 +47,7 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
 class GeminiOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str = Field("https://generativelanguage.googleapis.com/v1beta", pattern=r"^https?://")
+    base_url: BaseUrl = Field("https://generativelanguage.googleapis.com/v1beta", pattern=r"^https?://")
     api_key: SecretStr
     model: str = Field(min_length=1)
     include_thoughts: bool = False  # thought summaries as reasoning deltas

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.ndjson import MAX_LINE, LineDecoder
 from adapters.request_parts import data_url, tool_arguments
-from adapters.upstream_http import Redactor, loads, stream_deltas
+from adapters.upstream_http import BaseUrl, Redactor, loads, stream_deltas
 from proxy.deltas import (
     AdapterSpec,
     MalformedChunk,
@@ -40,7 +40,7 @@ DONE_REASONS = {"stop": "stop", "length": "length"}
 class OllamaOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str = Field("http://127.0.0.1:11434", pattern=r"^https?://")  # without /api
+    base_url: BaseUrl = Field("http://127.0.0.1:11434", pattern=r"^https?://")  # without /api
     api_key: SecretStr | None = None  # Ollama's cloud, or a server behind an authenticating proxy
     model: str = Field(min_length=1)
     think: bool | Literal["low", "medium", "high", "max"] | None = None  # None: the model's default
