@@ -78,7 +78,7 @@ class AnthropicAdapter:
         body = request_body(request, self.options)
         sent = self.http.build_request("POST", self._url, headers=self._headers, content=orjson.dumps(body))
         sent.headers["content-type"] = "application/json"
-        return stream_deltas(self.http, sent, self._deltas, self.redact)
+        return stream_deltas(self.http, sent, self._deltas, self.redact, media_type="text/event-stream")
 
     async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
         message = MessageState()

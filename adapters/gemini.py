@@ -69,7 +69,8 @@ class GeminiAdapter:
     def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         body = orjson.dumps(request_body(request, self.options))
         sent = self.http.build_request("POST", self._url, params={"alt": "sse"}, headers=self._headers, content=body)
-        return stream_deltas(self.http, sent, self._deltas, self.redact, retry_delay)
+        return stream_deltas(self.http, sent, self._deltas, self.redact, retry_delay,
+                             media_type="text/event-stream")
 
     def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
         unfinished = "the upstream closed the stream before a finish reason"

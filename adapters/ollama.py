@@ -33,6 +33,8 @@ from proxy.deltas import (
 )
 from proxy.errors import UpstreamMalformed, UpstreamRejected, UpstreamTruncated, UpstreamUnavailable
 
+NDJSON = "application/x-ndjson"  # what Ollama streams; anything else is not its answer
+
 # `load` and `unload` end requests that generate nothing (an empty messages list), never a chat.
 DONE_REASONS = {"stop": "stop", "length": "length"}
 
@@ -63,7 +65,7 @@ class OllamaAdapter:
     def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         body = orjson.dumps(request_body(request, self.options))
         sent = self.http.build_request("POST", self._url, headers=self._headers, content=body)
-        return stream_deltas(self.http, sent, self._deltas, self.redact)
+        return stream_deltas(self.http, sent, self._deltas, self.redact, media_type=NDJSON)
 
     async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
         decoder = LineDecoder(self.options.max_line_bytes)

@@ -196,13 +196,17 @@ async def stream_deltas(
     decode: Decode,
     redact: Redactor,
     retry_delay: RetryDelay | None = None,
+    *,
+    media_type: str,
 ) -> AsyncIterator[Delta]:
-    """Send `request`, and yield the deltas `decode` finds in its body; errors mapped, keys redacted."""
+    """Send `request`, and yield the deltas `decode` finds in its body (which must be `media_type`); errors
+    mapped, keys redacted."""
     try:
         response = await http.send(request, stream=True)
         try:
             if response.status_code >= 400:
                 raise await _status_error(response, retry_delay)
+            check_media_type(response, media_type)
             body = raw_body(response)
             with ending_body_with_connection(response):
                 async with aclosing(decode(cut_short(body))) as deltas:
