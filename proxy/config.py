@@ -89,6 +89,7 @@ class RetryConfig(_Section):
     backoff_initial: float = Field(0.5, ge=0)
     backoff_max: float = Field(8.0, ge=0)
     retry_after_max: float = Field(30.0, ge=0)
+    cooldown_max: float = Field(60.0, ge=0)  # an upstream's Retry-After holds its model off for all requests, up to this; 0: never
 
 
 class TimeoutsConfig(_Section):
