@@ -38,6 +38,7 @@ from proxy.deltas import Adapter, Sleep
 from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, RequestTimeout, UnsupportedMediaType
 from proxy.http10 import close_delimited
 from proxy.limits import CappedAdapter, check_size
+from proxy.log_format import REQUEST_ID
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.relay import Relay, Upstream
 from proxy.response import ABORT, SEND_BODY, SSE_HEADERS, Shutdown, SSEResponse
@@ -301,6 +302,7 @@ def request_id(request: Request) -> str:
     rid = request.scope.get("llm_sse_proxy.request_id")
     if rid is None:
         rid = request.scope["llm_sse_proxy.request_id"] = access_log.request_id(request.headers)
+        REQUEST_ID.set(rid)  # every log line from here on in this request's tasks carries it
     return rid
 
 

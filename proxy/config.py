@@ -82,6 +82,7 @@ class MetricsConfig(_Section):
 class LoggingConfig(_Section):
     access_log: bool = True
     log_prompts: bool = False  # put the last user message in the access log line
+    format: Literal["text", "json"] = "text"  # json: every line on stderr a JSON object (proxy/log_format.py)
 
 
 class RetryConfig(_Section):
