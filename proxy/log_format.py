@@ -51,7 +51,7 @@ class JsonFormatter(logging.Formatter):
             line["request_id"] = request_id
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        return json.dumps(line)  # ASCII: a lone surrogate quoted from an upstream cannot fail the write
 
 
 class BareFormatter(logging.Formatter):
