@@ -111,7 +111,8 @@ def print_summary(config: Config, args: argparse.Namespace, choice: ConfigChoice
     summary = startup_summary(config, config_file=where, mock=args.mock, host=host, port=port)
     if config.logging.format == "json":
         for line in summary:  # every line on stderr a JSON object, as asked
-            logging.getLogger("llm_sse_proxy").info("%s", line)
+            level = logging.WARNING if line.startswith("WARNING: ") else logging.INFO
+            logging.getLogger("llm_sse_proxy").log(level, "%s", line.removeprefix("WARNING: "))
         return
     print("".join(f"llm-sse-proxy: {line}\n" for line in summary), end="", file=sys.stderr)
 
