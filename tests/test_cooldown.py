@@ -7,7 +7,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from proxy.cooldown import KEY_PREFIX, MemoryCooldowns, NoCooldowns, UpstreamCoolingDown, cooldown_seconds
+from proxy.cooldown import KEY_PREFIX, MemoryCooldowns, NoCooldowns, RedisCooldowns, UpstreamCoolingDown, cooldown_seconds
 from proxy.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from tests.conftest import proxy
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
@@ -139,3 +139,17 @@ async def shared_cooldown(server: RedisServer, model: str) -> int:
         while (left := int(server.command("PTTL", f"{KEY_PREFIX}{model}")[1:])) < 0:
             await anyio.sleep(0.01)
     return left
+
+
+@pytest.mark.anyio
+async def test_a_redis_that_is_gone_costs_the_sharing_only(redis_server: RedisServer) -> None:
+    errors: list[str] = []
+    clock = FakeClock()
+    async with RedisCooldowns(redis_server.url, cap=60, on_error=errors.append, clock=clock) as cooldowns:
+        redis_server.stop()
+        with anyio.fail_after(10):
+            await cooldowns.check("gpt")  # not known to be cooling: asked, though Redis cannot say
+            cooldowns.note("gpt", unavailable(429, 5))
+            with pytest.raises(UpstreamCoolingDown):
+                await cooldowns.check("gpt")  # this process's own cooldown still applies
+    assert errors == ["cooldown_read", "cooldown_write"]
