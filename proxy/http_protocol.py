@@ -30,7 +30,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from proxy.config import Config
 
 HEADER_OVERHEAD = 4  # ": " and CRLF around each header line, as counted on the wire
-STREAM_PATH = b"/stream"
+STREAM_QUERY = b"/stream?"  # the start of a GET /stream URL that carries a prompt
 log = logging.getLogger("llm_sse_proxy.connections")
 
 
@@ -89,7 +89,7 @@ class _Answers:
         over = f"over {limits.max_header_bytes} bytes or {limits.max_headers} lines"
         return cls(
             Refusal.of(431, "headers_too_large", f"the request line and headers are {over}"),
-            Refusal.of(431, "headers_too_large", f"the prompt is too long for GET {STREAM_PATH.decode()} (the "
+            Refusal.of(431, "headers_too_large", f"the prompt is too long for GET /stream (the "
                        f"request line and headers are {over}); send it in the body of POST /chat"),
             Refusal.of(400, "invalid_request", "the request is not valid HTTP/1.1"),
             Refusal.of(408, "request_timeout", f"the request head did not arrive within {limits.head_timeout:g} s"),
@@ -162,8 +162,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
-        if len(self._url_start) <= len(STREAM_PATH):
-            self._url_start = (self._url_start + url[:len(STREAM_PATH) + 1])[:len(STREAM_PATH) + 1]
+        if len(self._url_start) < len(STREAM_QUERY):
+            self._url_start = (self._url_start + url[:len(STREAM_QUERY)])[:len(STREAM_QUERY)]
         self._url_size += len(url)
         self._count(len(url))
         super().on_url(url)
@@ -193,7 +193,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _too_large(self) -> Refusal:
         """A GET /stream carries its prompt in the URL: when that is what went over, say how to send it."""
         url_is_most = self._url_size * 2 > self.limits.max_header_bytes
-        if url_is_most and self._url_start == STREAM_PATH + b"?":
+        if url_is_most and self._url_start == STREAM_QUERY:
             return self.answers.prompt_too_long
         return self.answers.too_large
 
