@@ -18,8 +18,6 @@ from proxy.starter import REAL_MODEL_HINT, ConfigChoice, choose_config, write_st
 from proxy.summary import startup_summary
 from proxy.workers import run_workers
 
-LOG_FORMAT = TEXT_FORMAT
-
 DESCRIPTION = """Stream LLM answers to browsers as Server-Sent Events.
 
 Serves POST /chat (JSON) and GET /stream?prompt=... (EventSource) on one tiny event schema:
@@ -138,7 +136,7 @@ def serve_worker(args: argparse.Namespace, sock: socket.socket) -> None:
 
 def setup_logging(level: str) -> None:
     """The same in a single process and in each `--workers` process."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per upstream request is noise
     configure_access_log()
 
