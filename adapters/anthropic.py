@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.event_stream import MAX_EVENT, event_deltas
 from adapters.request_parts import data_url, tool_arguments
-from adapters.upstream_http import Redactor, loads, stream_deltas
+from adapters.upstream_http import BaseUrl, Redactor, loads, stream_deltas
 from proxy.deltas import (
     AdapterSpec,
     ChatRequest,
@@ -50,7 +50,7 @@ RETRYABLE_ERRORS = {"overloaded_error", "api_error", "rate_limit_error", "timeou
 class AnthropicOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str = Field("https://api.anthropic.com", pattern=r"^https?://")  # without /v1
+    base_url: BaseUrl = Field("https://api.anthropic.com", pattern=r"^https?://")  # without /v1
     api_key: SecretStr
     model: str = Field(min_length=1)
     max_tokens: int = Field(4096, ge=1)  # the API requires one; used when the request has none
@@ -78,7 +78,7 @@ class AnthropicAdapter:
         body = request_body(request, self.options)
         sent = self.http.build_request("POST", self._url, headers=self._headers, content=orjson.dumps(body))
         sent.headers["content-type"] = "application/json"
-        return stream_deltas(self.http, sent, self._deltas, self.redact)
+        return stream_deltas(self.http, sent, self._deltas, self.redact, media_type="text/event-stream")
 
     async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
         message = MessageState()

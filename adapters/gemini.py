@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.event_stream import MAX_EVENT, event_deltas
 from adapters.request_parts import data_url, tool_arguments
-from adapters.upstream_http import Redactor, error_message, loads, stream_deltas
+from adapters.upstream_http import BaseUrl, Redactor, error_message, loads, stream_deltas
 from proxy.deltas import (
     AdapterSpec,
     ChatRequest,
@@ -47,7 +47,7 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
 class GeminiOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str = Field("https://generativelanguage.googleapis.com/v1beta", pattern=r"^https?://")
+    base_url: BaseUrl = Field("https://generativelanguage.googleapis.com/v1beta", pattern=r"^https?://")
     api_key: SecretStr
     model: str = Field(min_length=1)
     include_thoughts: bool = False  # thought summaries as reasoning deltas
@@ -69,7 +69,8 @@ class GeminiAdapter:
     def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         body = orjson.dumps(request_body(request, self.options))
         sent = self.http.build_request("POST", self._url, params={"alt": "sse"}, headers=self._headers, content=body)
-        return stream_deltas(self.http, sent, self._deltas, self.redact, retry_delay)
+        return stream_deltas(self.http, sent, self._deltas, self.redact, retry_delay,
+                             media_type="text/event-stream")
 
     def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
         unfinished = "the upstream closed the stream before a finish reason"

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.ndjson import MAX_LINE, LineDecoder
 from adapters.request_parts import data_url, tool_arguments
-from adapters.upstream_http import Redactor, loads, stream_deltas
+from adapters.upstream_http import BaseUrl, Redactor, loads, stream_deltas
 from proxy.deltas import (
     AdapterSpec,
     MalformedChunk,
@@ -33,6 +33,8 @@ from proxy.deltas import (
 )
 from proxy.errors import UpstreamMalformed, UpstreamRejected, UpstreamTruncated, UpstreamUnavailable
 
+NDJSON = "application/x-ndjson"  # what Ollama streams; anything else is not its answer
+
 # `load` and `unload` end requests that generate nothing (an empty messages list), never a chat.
 DONE_REASONS = {"stop": "stop", "length": "length"}
 
@@ -40,7 +42,7 @@ DONE_REASONS = {"stop": "stop", "length": "length"}
 class OllamaOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str = Field("http://127.0.0.1:11434", pattern=r"^https?://")  # without /api
+    base_url: BaseUrl = Field("http://127.0.0.1:11434", pattern=r"^https?://")  # without /api
     api_key: SecretStr | None = None  # Ollama's cloud, or a server behind an authenticating proxy
     model: str = Field(min_length=1)
     think: bool | Literal["low", "medium", "high", "max"] | None = None  # None: the model's default
@@ -63,7 +65,7 @@ class OllamaAdapter:
     def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         body = orjson.dumps(request_body(request, self.options))
         sent = self.http.build_request("POST", self._url, headers=self._headers, content=body)
-        return stream_deltas(self.http, sent, self._deltas, self.redact)
+        return stream_deltas(self.http, sent, self._deltas, self.redact, media_type=NDJSON)
 
     async def _deltas(self, body: AsyncIterator[bytes]) -> AsyncIterator[Delta]:
         decoder = LineDecoder(self.options.max_line_bytes)

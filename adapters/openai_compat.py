@@ -23,6 +23,7 @@ from adapters.openai_endpoint import ChatCompletions
 from adapters.openai_params import chat_params
 from adapters.upstream_http import (
     TRANSPORT_ERRORS,
+    BaseUrl,
     Redactor,
     check_media_type,
     connection_error,
@@ -41,7 +42,7 @@ MAX_FINISH_REASON = 64  # finish reasons are short identifiers: a longer one, or
 class OpenAIOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str = Field(pattern=r"^https?://")
+    base_url: BaseUrl = Field(pattern=r"^https?://")
     api_key: SecretStr = SecretStr("not-needed")  # keyless local servers still need a value
     model: str = Field(min_length=1)
     include_usage: bool = True  # a few older servers reject stream_options

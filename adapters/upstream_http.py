@@ -11,12 +11,14 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
 import httpx2
 import orjson
+from pydantic import AfterValidator
 
 from adapters import decompress
 from adapters.connection_guard import ending_body_with_connection
@@ -43,6 +45,19 @@ TRANSPORT_ERRORS = (httpx2.TransportError, aiohttp.ClientError)
 
 Decode = Callable[[AsyncIterator[bytes]], AsyncIterator[Delta]]
 RetryDelay = Callable[[Any, httpx2.Headers], "float | None"]
+
+
+def _without_credentials(url: str) -> str:
+    # aiohttp refuses a URL with user:password@ (a ValueError per request); say so once, at load. Never
+    # echo the URL: its password would be in the message.
+    if "@" in urlsplit(url).netloc:
+        raise ValueError("user:password@ in the URL is not supported; put the key in api_key (or a header) "
+                         "and write the URL without it")
+    return url
+
+
+BaseUrl = Annotated[str, AfterValidator(_without_credentials)]
+"""An upstream's base_url: no credentials in it (the adapters also check it is http(s))."""
 
 
 def loads(data: str | bytes) -> Any:
@@ -181,13 +196,17 @@ async def stream_deltas(
     decode: Decode,
     redact: Redactor,
     retry_delay: RetryDelay | None = None,
+    *,
+    media_type: str,
 ) -> AsyncIterator[Delta]:
-    """Send `request`, and yield the deltas `decode` finds in its body; errors mapped, keys redacted."""
+    """Send `request`, and yield the deltas `decode` finds in its body (which must be `media_type`); errors
+    mapped, keys redacted."""
     try:
         response = await http.send(request, stream=True)
         try:
             if response.status_code >= 400:
                 raise await _status_error(response, retry_delay)
+            check_media_type(response, media_type)
             body = raw_body(response)
             with ending_body_with_connection(response):
                 async with aclosing(decode(cut_short(body))) as deltas:

@@ -4,7 +4,8 @@ Each dialect (anthropic.py, gemini.py, ollama.py) parses its own request and enc
 bytes into a `Script`; this module plays the script with the faults the request asked for. The
 options are the OpenAI dialect's (server.py's docstring), as headers or a model-name suffix; of the
 ``*_after`` faults, the dialects play ``drop_after``, ``close_after``, ``stall_after``,
-``malformed_after`` and ``error_after`` (their own error event).
+``malformed_after`` and ``error_after`` (their own error event), and ``not_sse`` (a 200 that is not their
+stream: JSON or HTML).
 
 What a request gets is chosen by what it asks, as a real model would: thinking when it turns thinking
 on, a call to its first tool when it sends tools, else only text.
@@ -22,7 +23,7 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from mock_upstream import continuation
+from mock_upstream import continuation, faults
 from mock_upstream.recorder import Attempt, Recorder
 from mock_upstream.plan import Plan, make_plan, parse_options, reply_text
 from mock_upstream.server import _ClosingStream, _drop, _TRANSPORT
@@ -119,6 +120,9 @@ async def serve(request: Request, dialect: Dialect, model_hint: str | None = Non
         return _reject(attempt, dialect.error(400, str(exc), {}), "prefill")
     except ValueError as exc:
         return _reject(attempt, dialect.error(400, f"bad request to the mock: {exc}", {}))
+    if (page := faults.not_an_event_stream(opts, {"model": ask.model, "text": ask.text})) is not None:
+        attempt.finished, attempt.closed_at, attempt.fault = True, time.monotonic(), "not_sse"
+        return page
     script = dialect.script(ask, plan)
     stream = play(attempt, script, plan, request.scope.get(_TRANSPORT))
     return _ClosingStream(stream, media_type=script.media_type, headers={"cache-control": "no-cache",

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -32,10 +33,12 @@ from proxy import access_log
 from proxy.admission import Admission
 from proxy.auth import Client
 from proxy.config import Config, ConfigError, ModelConfig
+from proxy.cooldown import cooldowns_for
 from proxy.deltas import Adapter, Sleep
 from proxy.errors import NotFound, PayloadTooLarge, ProxyError, RequestError, RequestTimeout, UnsupportedMediaType
 from proxy.http10 import close_delimited
 from proxy.limits import CappedAdapter, check_size
+from proxy.log_format import REQUEST_ID
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.relay import Relay, Upstream
 from proxy.response import ABORT, SEND_BODY, SSE_HEADERS, Shutdown, SSEResponse
@@ -69,12 +72,15 @@ def create_app(
     shutdown: Shutdown | None = None,
     sleep: Sleep = anyio.sleep,
     http_client_factory: HttpClientFactory | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Starlette:
-    """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly."""
+    """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly;
+    `clock` times the upstreams' cooldowns."""
     http_clients = HttpClients(config.timeouts.connect)
     make_client = http_client_factory or (lambda model: http_clients.new())
     metrics = Metrics()
     admission = Admission.from_config(config, on_error=metrics.shared_state_error)
+    cooldowns = cooldowns_for(config, on_error=metrics.shared_state_error, clock=clock)
     if config.resume.enabled and config.resume.store not in STORE_BACKENDS:
         raise ConfigError(f"resume.store: {config.resume.store!r} is not available in this build")
     if admission.auth.enabled and "*" in config.server.cors_origins:
@@ -84,6 +90,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(admission.limits)
+            await stack.enter_async_context(cooldowns)
             upstreams = {}
             for model in config.models:
                 spec = REGISTRY[model.adapter]
@@ -163,7 +170,7 @@ def create_app(
             check_supported(parsed.request, model.name, REGISTRY[model.adapter].takes)  # type: ignore[union-attr]
         chain = [runtime.upstreams[m.name] for m in models]  # type: ignore[union-attr]
         relay = Relay(chain, parsed.request, retry=config.retry, timeouts=config.timeouts, sleep=sleep,
-                      events=parsed.events, faults=config.faults)
+                      events=parsed.events, faults=config.faults, cooldowns=cooldowns)
         rid = request_id(request)
         prompt = _last_user_message(parsed) if config.logging.log_prompts else None
         leave = await admission.enter(client)  # last: nothing below can fail and leak the slot
@@ -295,6 +302,7 @@ def request_id(request: Request) -> str:
     rid = request.scope.get("llm_sse_proxy.request_id")
     if rid is None:
         rid = request.scope["llm_sse_proxy.request_id"] = access_log.request_id(request.headers)
+        REQUEST_ID.set(rid)  # every log line from here on in this request's tasks carries it
     return rid
 
 

@@ -11,13 +11,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from proxy.app import create_app
 from proxy.config import Config, ConfigError, load_config
+from proxy.log_format import TEXT_FORMAT, BareFormatter, use_format
 from proxy.response import Shutdown
 from proxy.server import BindError, GracefulServer, bind, fit_file_limit, uvicorn_config
 from proxy.starter import REAL_MODEL_HINT, ConfigChoice, choose_config, write_starter
 from proxy.summary import startup_summary
 from proxy.workers import run_workers
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 DESCRIPTION = """Stream LLM answers to browsers as Server-Sent Events.
 
@@ -81,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"llm-sse-proxy: config error: {exc}", file=sys.stderr)
         return 2
+    use_log_format(config)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     try:
@@ -107,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 def print_summary(config: Config, args: argparse.Namespace, choice: ConfigChoice, host: str, port: int) -> None:
     where = f"built-in, the offline mock (no config.yaml here); {REAL_MODEL_HINT}" if choice.built_in else args.config
     summary = startup_summary(config, config_file=where, mock=args.mock, host=host, port=port)
+    if config.logging.format == "json":
+        for line in summary:  # every line on stderr a JSON object, as asked
+            level = logging.WARNING if line.startswith("WARNING: ") else logging.INFO
+            logging.getLogger("llm_sse_proxy").log(level, "%s", line.removeprefix("WARNING: "))
+        return
     print("".join(f"llm-sse-proxy: {line}\n" for line in summary), end="", file=sys.stderr)
 
 
@@ -121,6 +126,7 @@ def serve_worker(args: argparse.Namespace, sock: socket.socket) -> None:
     """One `--workers` process: it reads the config itself, then serves on the parent's socket."""
     setup_logging(args.log_level)
     config = load_config(args.config, mock=args.mock)
+    use_log_format(config)
     fit_file_limit(config)
     try:
         serve(config, args, [sock])
@@ -130,15 +136,20 @@ def serve_worker(args: argparse.Namespace, sock: socket.socket) -> None:
 
 def setup_logging(level: str) -> None:
     """The same in a single process and in each `--workers` process."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per upstream request is noise
     configure_access_log()
+
+
+def use_log_format(config: Config) -> None:
+    """`logging.format` for every line on stderr, and the request id on each line about a stream."""
+    use_format(config.logging.format, logging.getLogger().handlers)
 
 
 def configure_access_log() -> None:
     """Access lines are bare JSON, one per stream, whatever --log-level says (logging.access_log turns them off)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(BareFormatter())
     access = logging.getLogger("llm_sse_proxy.access")
     access.addHandler(handler)
     access.setLevel(logging.INFO)

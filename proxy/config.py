@@ -82,6 +82,7 @@ class MetricsConfig(_Section):
 class LoggingConfig(_Section):
     access_log: bool = True
     log_prompts: bool = False  # put the last user message in the access log line
+    format: Literal["text", "json"] = "text"  # json: every line on stderr a JSON object (proxy/log_format.py)
 
 
 class RetryConfig(_Section):
@@ -89,6 +90,7 @@ class RetryConfig(_Section):
     backoff_initial: float = Field(0.5, ge=0)
     backoff_max: float = Field(8.0, ge=0)
     retry_after_max: float = Field(30.0, ge=0)
+    cooldown_max: float = Field(60.0, ge=0)  # an upstream's Retry-After holds its model off for all requests, up to this; 0: never
 
 
 class TimeoutsConfig(_Section):

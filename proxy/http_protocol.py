@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from proxy.config import Config
 
 HEADER_OVERHEAD = 4  # ": " and CRLF around each header line, as counted on the wire
+STREAM_QUERY = b"/stream?"  # the start of a GET /stream URL that carries a prompt
+log = logging.getLogger("llm_sse_proxy.connections")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,19 @@ class _HeadRefused(Exception):
     """Raised inside a parser callback to stop parsing; the answer is already chosen."""
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An answer given below the app: its status and type (for the log line) and its bytes."""
+
+    status: int
+    type: str
+    response: bytes
+
+    @classmethod
+    def of(cls, status: int, error_type: str, message: str, *extra: bytes) -> Refusal:
+        return cls(status, error_type, error_response(status, error_type, message, *extra))
+
+
 def error_response(status: int, error_type: str, message: str, *extra: bytes) -> bytes:
     """A complete HTTP/1.1 response that closes the connection, with the app's JSON error body."""
     body = json.dumps({"error": {"type": error_type, "message": message}}).encode()
@@ -60,20 +77,25 @@ def error_response(status: int, error_type: str, message: str, *extra: bytes) ->
 
 @dataclass(frozen=True, slots=True)
 class _Answers:
-    too_large: bytes
-    head_timeout: bytes
-    body_timeout: bytes
-    too_many_connections: bytes
+    too_large: Refusal
+    prompt_too_long: Refusal  # a GET /stream whose query (its prompt) is what went over the cap
+    not_http: Refusal
+    head_timeout: Refusal
+    body_timeout: Refusal
+    too_many_connections: Refusal
 
     @classmethod
     def for_limits(cls, limits: ConnectionLimits) -> _Answers:
+        over = f"over {limits.max_header_bytes} bytes or {limits.max_headers} lines"
         return cls(
-            error_response(431, "headers_too_large", f"the request line and headers are over "
-                           f"{limits.max_header_bytes} bytes or {limits.max_headers} lines"),
-            error_response(408, "request_timeout", f"the request head did not arrive within {limits.head_timeout:g} s"),
-            error_response(408, "request_timeout", f"the request body did not arrive within {limits.body_timeout:g} s"),
-            error_response(503, "overloaded", "the proxy has too many open connections; try again shortly",
-                           b"retry-after: 1\r\n"),
+            Refusal.of(431, "headers_too_large", f"the request line and headers are {over}"),
+            Refusal.of(431, "headers_too_large", f"the prompt is too long for GET /stream (the "
+                       f"request line and headers are {over}); send it in the body of POST /chat"),
+            Refusal.of(400, "invalid_request", "the request is not valid HTTP/1.1"),
+            Refusal.of(408, "request_timeout", f"the request head did not arrive within {limits.head_timeout:g} s"),
+            Refusal.of(408, "request_timeout", f"the request body did not arrive within {limits.body_timeout:g} s"),
+            Refusal.of(503, "overloaded", "the proxy has too many open connections; try again shortly",
+                       b"retry-after: 1\r\n"),
         )
 
 
@@ -93,8 +115,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # received while awaiting the head, a header still being parsed included
         self._head_size = 0  # request line and complete headers, as parsed
         self._header_count = 0
+        self._url_size = 0
+        self._url_start = b""  # enough of the URL to tell a GET /stream (whose prompt is in it)
         self._timer: asyncio.TimerHandle | None = None
-        self._refusal: bytes | None = None
+        self._refusal: Refusal | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections:
@@ -113,22 +137,34 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if self._timer is None:  # the first byte of a request after keep-alive
                 self._arm(self.limits.head_timeout, self._head_timed_out)
             self._head_bytes += len(data)
-        super().data_received(data)
+        self._feed(data)
         # A header still being parsed is not counted by the callbacks; httptools holds it whole.
         if self._awaiting_head and self._head_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
-            self._answer(self.answers.too_large)
+            self._answer(self._too_large())
 
-    def send_400_response(self, msg: str) -> None:
-        # uvicorn calls this for any parser error, including the one our callbacks raise to stop parsing.
-        if self._refusal is None:
-            self._refusal = error_response(400, "invalid_request", "the request is not valid HTTP/1.1")
-        self._answer(self._refusal)
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's data_received, but a parser error (ours, raised to stop parsing, or the client's) is
+        answered and logged here: uvicorn would log "Invalid HTTP request received." for a 431 as well."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._answer(self._refusal or self.answers.not_http)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
 
     def on_message_begin(self) -> None:
-        self._head_size = self._header_count = 0
+        self._head_size = self._header_count = self._url_size = 0
+        self._url_start = b""
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
+        if len(self._url_start) < len(STREAM_QUERY):
+            self._url_start = (self._url_start + url[:len(STREAM_QUERY)])[:len(STREAM_QUERY)]
+        self._url_size += len(url)
         self._count(len(url))
         super().on_url(url)
 
@@ -151,8 +187,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _count(self, size: int) -> None:
         self._head_size += size
         if self._head_size > self.limits.max_header_bytes or self._header_count > self.limits.max_headers:
-            self._refusal = self.answers.too_large
+            self._refusal = self._too_large()
             raise _HeadRefused
+
+    def _too_large(self) -> Refusal:
+        """A GET /stream carries its prompt in the URL: when that is what went over, say how to send it."""
+        url_is_most = self._url_size * 2 > self.limits.max_header_bytes
+        if url_is_most and self._url_start == STREAM_QUERY:
+            return self.answers.prompt_too_long
+        return self.answers.too_large
 
     def _head_timed_out(self) -> None:
         self._timer = None
@@ -175,10 +218,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         cycle.disconnected = True
         cycle.message_event.set()
 
-    def _answer(self, response: bytes) -> None:
+    def _answer(self, refusal: Refusal) -> None:
         self._disarm()
-        self.transport.write(response)
+        self.transport.write(refusal.response)
         self.transport.close()
+        # One line of our own per refusal: what and to whom, never what the client sent.
+        client = self.transport.get_extra_info("peername")
+        where = f"{client[0]}:{client[1]}" if isinstance(client, tuple) else "a client"
+        log.info("answered %d %s to %s before its request reached the app", refusal.status, refusal.type, where)
 
     def _arm(self, seconds: float, expire: Callable[[], None]) -> None:
         self._disarm()

@@ -28,6 +28,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_exponential_jitter
 
 from proxy.config import FaultsConfig, RetryConfig, TimeoutsConfig
+from proxy.cooldown import Cooldowns, NoCooldowns
 from proxy.deadline import ReadDeadline
 from proxy.deltas import (
     Adapter,
@@ -107,8 +108,10 @@ class Relay:
         sleep: Sleep = anyio.sleep,
         events: frozenset[str] = frozenset(),
         faults: FaultsConfig = FaultsConfig(),
+        cooldowns: Cooldowns = NoCooldowns(),
     ) -> None:
         self.chain = chain
+        self.cooldowns = cooldowns  # upstreams that asked every request to wait (proxy/cooldown.py)
         self.request = request
         self.events = events  # the named events the client asked for
         self.retry = retry
@@ -136,7 +139,7 @@ class Relay:
             await self._through_chain(emit)
         except UpstreamError as exc:
             self.outcome.error_status = exc.status
-            await self._fail(emit, exc.type, exc.message)
+            await self._fail(emit, exc.type, exc.message, getattr(exc, "retry_after", None))
         except Exception as exc:  # the one boundary where a bug must not become a hung or bare-cut stream
             # The stack, without the exception's message: that may quote a secret from inside an SDK.
             stack = "".join(traceback.format_tb(exc.__traceback__))
@@ -149,6 +152,7 @@ class Relay:
         for position, upstream in enumerate(self.chain):
             self.outcome.fallbacks = position
             try:
+                await self.cooldowns.check(upstream.name)
                 await self._with_retries(upstream, emit)
                 return
             except CannotRecoverHere:
@@ -190,6 +194,7 @@ class Relay:
 
     def _failed(self, exc: UpstreamError, upstream: Upstream) -> None:
         self._spent = add_usage(self._spent, exc.usage)
+        self.cooldowns.note(upstream.name, exc)
         self._refused = False
         if not self.committed or isinstance(exc, CannotRecoverHere):
             return
@@ -377,11 +382,11 @@ class Relay:
         await emit(terminate_payload(reason, usage=usage, model=upstream.name, tool_calls=extras.tool_calls(),
                                      usage_details=extras.details, recovered=recovered))
 
-    async def _fail(self, emit: Emit, error_type: str, message: str) -> None:
+    async def _fail(self, emit: Emit, error_type: str, message: str, retry_after: float | None = None) -> None:
         self.outcome.reason = "error"
         self.outcome.error_type = error_type
         await emit(terminate_payload("error", error=(error_type, message), model=self.outcome.model,
-                                     recovered=self._recovered()))
+                                     recovered=self._recovered(), retry_after=retry_after))
 
     def _recovered(self) -> dict[str, Any] | None:
         recovered = self.recovery.recovered

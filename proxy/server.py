@@ -72,6 +72,8 @@ def uvicorn_config(app: object, config: Config, log_level: str) -> uvicorn.Confi
         forwarded_allow_ips=list(trusted),
         # Streams get the grace period to end with a terminate; uvicorn would otherwise wait forever.
         timeout_graceful_shutdown=server.shutdown_grace + 2,  # type: ignore[arg-type]
+        # JSON lines: uvicorn's own lines go to the root handler, in its format (proxy/log_format.py).
+        **({"log_config": None} if config.logging.format == "json" else {}),
     )
 
 

@@ -12,6 +12,7 @@ Invariants (WHATWG HTML §9.2):
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,6 +72,7 @@ def terminate_payload(
     tool_calls: Sequence[Mapping[str, Any]] = (),
     usage_details: bool = False,
     recovered: Mapping[str, Any] | None = None,
+    retry_after: float | None = None,
 ) -> dict[str, Any]:
     """The one final event; `error` is (type, message). The fields a request gets only when it asked
     for named events (`usage_details`, `tool_calls`) come last, so older fields keep their bytes."""
@@ -81,6 +83,8 @@ def terminate_payload(
         payload["usage"] = _usage(usage, usage_details)
     if error is not None:
         payload["error"] = {"type": error[0], "message": error[1]}
+        if retry_after:  # the upstream's Retry-After, as the HTTP header would say it: whole seconds
+            payload["error"]["retry_after"] = max(1, math.ceil(retry_after))
     if tool_calls:
         payload["tool_calls"] = list(tool_calls)  # the tool_call events' payloads, in order
     if recovered is not None:

@@ -97,3 +97,21 @@ def test_the_shipped_auth_block_works_as_its_comment_says(tmp_path: Path) -> Non
     config = load_config(path, environ=environ)
     assert len(config.auth.key_hashes) == 2 and config.auth.token_secret is not None
     assert "PROXY_TOKEN_SECRET is not set" in problem(tmp_path, uncommented, {"PROXY_KEYS": environ["PROXY_KEYS"]})
+
+
+@pytest.mark.parametrize("adapter", ["openai", "anthropic", "gemini", "ollama"])
+def test_a_base_url_with_user_and_password_is_refused_at_load_without_echoing_them(tmp_path: Path,
+                                                                                     adapter: str) -> None:
+    # aiohttp raised ValueError for it on every request, which clients saw as internal_error.
+    text = (f"default_model: m\nmodels:\n  - name: m\n    adapter: {adapter}\n    model: x\n"
+            "    base_url: ${UPSTREAM_URL}\n")
+    message = problem(tmp_path, text, {"UPSTREAM_URL": "https://alice:hunter2-canary@llm.example/v1"})
+    assert message == ("models[0] (m).base_url: user:password@ in the URL is not supported; put the key in "
+                       "api_key (or a header) and write the URL without it")
+    assert "hunter2" not in message and "alice" not in message
+
+
+def test_a_base_url_with_an_at_sign_only_in_its_path_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(OPENAI.replace("http://127.0.0.1:1/v1", "http://127.0.0.1:1/@team/v1"))
+    assert load_config(path, environ={}).models[0].options.base_url == "http://127.0.0.1:1/@team/v1"

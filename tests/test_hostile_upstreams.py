@@ -41,6 +41,21 @@ async def test_a_200_that_is_not_an_event_stream_is_asked_once_and_named(kind: s
     assert content_type in terminate["error"]["message"] and "not text/event-stream" in terminate["error"]["message"]
 
 
+@pytest.mark.parametrize(("dialect", "expected"), [("anthropic", "text/event-stream"), ("gemini", "text/event-stream"),
+                                                 ("ollama", "application/x-ndjson")])
+@pytest.mark.parametrize(("kind", "content_type"), [("json", "application/json"), ("html", "text/html; charset=utf-8")])
+async def test_a_native_200_of_the_wrong_media_type_is_asked_once_and_named(dialect: str, expected: str, kind: str,
+                                                                            content_type: str) -> None:
+    async with mock_upstream() as up:
+        model = up.model("m", "model-x", dialect, default_headers={"x-mock-not-sse": kind})
+        async with proxy(upstream_config([model])) as client:
+            text, terminate = await ask(client)
+        asked = up.recorder.count()
+    assert text == "" and asked == 1  # a final answer: not retried, so billed once
+    assert terminate["error"]["type"] == "malformed_upstream_data"
+    assert terminate["error"]["message"] == f"the upstream answered 200 with content-type {content_type!r}, not {expected}"
+
+
 @pytest.mark.parametrize(("after", "expected_text"), [(0, ""), (3, FIRST_THREE)])
 async def test_context_length_exceeded_in_band_is_a_rejection_not_retried(after: int, expected_text: str) -> None:
     async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", f"gpt+reject_after={after}")])) as client:

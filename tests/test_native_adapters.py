@@ -155,7 +155,7 @@ async def test_awkward_text_survives_both_hops(text: str, dialect: str) -> None:
     ("gemini", "max_event_bytes", b"data: " + b"x" * 300_000),
 ])
 async def test_an_endless_line_is_bounded(dialect: str, option: str, body: bytes) -> None:
-    replay = Replay(body, piece=65536)
+    replay = Replay(body, "application/x-ndjson" if dialect == "ollama" else "text/event-stream", piece=65536)
     async with replaying(replay) as url, adapter_for(model_at(url, dialect, **{option: 4096})) as adapter:
         with pytest.raises(UpstreamMalformed, match="longer than 4096"):
             await gather(adapter)

@@ -34,7 +34,7 @@ class Running:
 
 @contextmanager
 def proxy_process(tmp_path: Path, server: dict[str, Any] | None = None, *, prefix: tuple[str, ...] = (),
-                  **top: Any) -> Iterator[Running]:
+                  log_level: str = "warning", **top: Any) -> Iterator[Running]:
     """`llm-sse-proxy` on a free port with the mock model; its stderr lines are there once it exits.
     `prefix` runs it under another command that then executes it (`prlimit`)."""
     port = free_port()
@@ -43,7 +43,7 @@ def proxy_process(tmp_path: Path, server: dict[str, Any] | None = None, *, prefi
               "models": models, **top}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    argv = [*prefix, sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning"]
+    argv = [*prefix, sys.executable, "-m", "proxy", "--config", str(path), "--log-level", log_level]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     running = Running(port, process)
     try:
@@ -136,8 +136,10 @@ def test_a_16_mib_request_head_gets_431_and_the_memory_stays_flat(tmp_path: Path
             answer = read_until_closed(sock)
         grown = rss(port) - before
         assert httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-    assert status_and_error(answer) == (431, {"type": "headers_too_large", "message": (
-        "the request line and headers are over 65536 bytes or 100 lines")})
+    over = "the request line and headers are over 65536 bytes or 100 lines"
+    if attack is endless_url:  # a GET /stream's prompt: the answer says where a long one goes
+        over = f"the prompt is too long for GET /stream ({over}); send it in the body of POST /chat"
+    assert status_and_error(answer) == (431, {"type": "headers_too_large", "message": over})
     assert sent < 16 * MiB  # it stopped reading; without the cap it took it all (and grew ~320 MiB on small headers)
     assert grown < 16 * MiB
 
