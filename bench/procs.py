@@ -142,6 +142,18 @@ def wait_healthy(proc: Proc, port: int, timeout: float) -> bool:
     return False
 
 
+def wait_idle(proc: Proc, timeout: float, window: float = 0.3) -> bool:
+    """True once the tree uses almost no CPU for `window` s: every worker has finished starting, not only the
+    first to answer (the kernel hands a shared socket's connections to whichever worker accepts)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        used = proc.cpu()
+        time.sleep(window)
+        if proc.cpu() - used < window / 20:
+            return True
+    return False
+
+
 def wait_listening(port: int, timeout: float) -> bool:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:

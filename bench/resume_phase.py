@@ -99,7 +99,7 @@ def _base(spec: PathSpec) -> str:
 @contextmanager
 def serving(specs: list[PathSpec], core: int | str | None, out: Path, *, stream: bool = True) -> Iterator[None]:
     """The servers of `specs`, started together, each serving a stream (or, `stream=False`, answering
-    /healthz: no request spent on a rate limit); stopped afterwards."""
+    /healthz: no request spent on a rate limit) and then idle; stopped afterwards."""
     with ExitStack() as stack:
         started = []
         for spec in specs:
@@ -109,6 +109,6 @@ def serving(specs: list[PathSpec], core: int | str | None, out: Path, *, stream:
         for spec, server in started:
             ready = (procs.wait_first_event(server, spec.port, spec.request("n100-i0"), 30) is not None if stream
                      else procs.wait_healthy(server, spec.port, 30))
-            if not ready:
+            if not (ready and procs.wait_idle(server, 30)):
                 raise RuntimeError(f"{spec.name} did not start in time; see bench/results/raw/{spec.name}.log")
         yield
