@@ -15,7 +15,9 @@ def section(results: dict) -> str:
     parts = [table for table in (cpu_table(results), resume_table(results), replicas_table(results)) if table]
     if not parts:
         return ""
-    return "\n\n".join(["## Resumable streams and replicas (issue 10)", *parts])
+    method = ("Redis: one redis-server the bench starts on a free loopback port, on core 1 with the mock and the "
+              "client. Method: docs/performance.md, Resumable streams and replicas.")
+    return "\n\n".join(["## Resumable streams and replicas (issue 10)", method, *parts])
 
 
 def cpu_table(results: dict) -> str:
