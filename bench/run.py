@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -20,11 +19,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import interleave  # noqa: E402
+import meta  # noqa: E402
 import paths  # noqa: E402
 import procs  # noqa: E402
 import replicas  # noqa: E402
@@ -77,7 +76,7 @@ def main() -> int:
     prepare_machine()
     wanted = args.paths.split(",")
     started = time.time()
-    results: dict = {"meta": machine(args.quick), "paths": {}, "notes": []}
+    results: dict = {"meta": meta.describe(args.quick), "paths": {}, "notes": []}
     phases = args.phases.split(",")
     with_redis = bool({"resume", "replicas"} & set(phases)) or ("cpu" in phases and paths.RESUME[1] in wanted)
     with (tempfile.TemporaryDirectory(prefix="bench-") as workdir,
@@ -364,30 +363,6 @@ def measure_workers(mock_port: int, mock: procs.Proc, workdir: Path, plan: Plan,
         finally:
             server.stop()
     return found
-
-
-def machine(quick: bool) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    versions = {}
-    for package in ("starlette", "uvicorn", "httpx2", "openai", "aiohttp", "uvloop", "httptools", "orjson"):
-        try:
-            from importlib.metadata import version
-
-            versions[package] = version(package)
-        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
-            pass
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu, "cores": os.cpu_count(),
-            "mem_gib": round(mem / 2**20, 1), "kernel": platform.release(), "python": platform.python_version(),
-            "versions": versions, "litellm": paths.LITELLM_VERSION, "quick": quick, "load_before": procs.load_average(),
-            "commit": _git("rev-parse", "--short", "HEAD")}
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=paths.ROOT, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
 
 
 def say(text: str) -> None:
