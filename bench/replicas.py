@@ -12,6 +12,7 @@ workers with their own buckets admit.
 from __future__ import annotations
 
 import socket
+import subprocess
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,25 +49,35 @@ def measure(mock_port: int, workdir: Path, redis: resume_phase.RedisServer | Non
             out: Path, say: Callable[[str], None]) -> dict:
     """{set-up: {throughput, admission}}; the Redis set-ups are left out without a redis-server."""
     found = {}
-    redis_url = redis.url if redis else None
     for setup in SETUPS:
         if setup.redis and redis is None:
             continue
-        lifted = _specs(setup, mock_port, workdir, redis_url, "fast", None)
-        with resume_phase.serving(lifted, procs.ALL_CORES, out):
-            point = {"throughput": throughput(lifted, seconds, run_client)}
-        if redis is not None:
-            redis.command("FLUSHALL")  # the buckets the throughput run filled, under the same client address
-        limited = _specs(setup, mock_port, workdir, redis_url, "exact", EXACT_LIMITS)
-        with resume_phase.serving(limited, procs.ALL_CORES, out, stream=False):
-            point["admission"] = admission(ask(limited), BURST)
-        point["shared"] = setup.redis
-        found[setup.key] = point
+        try:
+            point = found[setup.key] = one_setup(setup, mock_port, workdir, redis, seconds, run_client, out)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # keep the run's other figures
+            found[setup.key] = {"error": f"{type(exc).__name__}: {exc}"}
+            say(f"  {setup.key}: failed: {exc}")
+            continue
         say(f"  {setup.key}: {point['throughput']['streams_per_s']:.0f} streams/s "
             f"({point['throughput']['bad']} bad); burst {BURST}, {ASKED} asked: "
             f"{point['admission']['admitted']} admitted, {point['admission']['refused']} refused, "
             f"{point['admission']['other']} other")
     return found
+
+
+def one_setup(setup: Setup, mock_port: int, workdir: Path, redis: resume_phase.RedisServer | None, seconds: float,
+              run_client: RunClient, out: Path) -> dict:
+    """Streams/s with limits lifted, then the burst check on freshly started servers with the burst set."""
+    redis_url = redis.url if redis else None
+    lifted = _specs(setup, mock_port, workdir, redis_url, "fast", None)
+    with resume_phase.serving(lifted, procs.ALL_CORES, out):
+        point = {"throughput": throughput(lifted, seconds, run_client)}
+    if redis is not None:
+        redis.command("FLUSHALL")  # the buckets the throughput run filled, under the same client address
+    limited = _specs(setup, mock_port, workdir, redis_url, "exact", EXACT_LIMITS)
+    with resume_phase.serving(limited, procs.ALL_CORES, out, stream=False):
+        point["admission"] = admission(ask(limited), BURST)
+    return {**point, "shared": setup.redis}
 
 
 def _specs(setup: Setup, mock_port: int, workdir: Path, redis_url: str | None, tag: str,

@@ -55,6 +55,8 @@ def resume_table(results: dict) -> str:
 def _latency(point: dict | None) -> str:
     if not point:
         return "n/a"
+    if "error" in point:
+        return f"failed: {point['error']}"
     where = ", resumed on another replica" if point.get("cross_replica") else ""
     return f"{point['p50_ms']:.2f} / {point['p99_ms']:.2f} ({point['reconnects']} reconnects{where})"
 
@@ -80,6 +82,9 @@ def replicas_table(results: dict) -> str:
     rows = ["| set-up | streams/s (zero-delay 100-chunk, c=100) | bad | burst: admitted / refused / other "
             "of asked | the shared limit held exactly |", "|---|---|---|---|---|"]
     for key, point in found.items():
+        if "error" in point:
+            rows.append(f"| {key} | failed: {point['error']} | | | |")
+            continue
         t, a = point["throughput"], point["admission"]
         exact = ("yes" if a["exact"] else "no") if point.get("shared", True) else "not shared: a bucket per process"
         rows.append(f"| {key} | {t['streams_per_s']:,.0f} | {t['bad']} | {a['admitted']} / {a['refused']} / "

@@ -18,6 +18,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx2
+
 import paths
 import procs
 import resume_latency
@@ -69,12 +71,18 @@ def measure(mock_port: int, workdir: Path, redis: RedisServer | None, quick: boo
         found["redis_memory"] = {"streams": sizes.retained, "events": EVENTS, "bytes_per_1000_streams": per_1000}
         say(f"  Redis: {per_1000 / 2**20:.1f} MiB per 1,000 retained {EVENTS}-event streams")
         redis.command("FLUSHALL")
-    memory = paths.proxy(mock_port, workdir, name="resume-latency-memory")
-    found["latency"] = {"memory": latency([memory], sizes.reconnects, core, out)}
+    stores = {"memory": [paths.proxy(mock_port, workdir, name="resume-latency-memory")]}
     if redis is not None:
-        pair = [paths.proxy_redis(mock_port, workdir, redis.url, name=f"resume-latency-redis-{n}") for n in "ab"]
-        found["latency"]["redis"] = latency(pair, sizes.reconnects, core, out)
-    for store, point in found["latency"].items():
+        stores["redis"] = [paths.proxy_redis(mock_port, workdir, redis.url, name=f"resume-latency-redis-{n}")
+                           for n in "ab"]
+    found["latency"] = {}
+    for store, specs in stores.items():
+        try:
+            point = found["latency"][store] = latency(specs, sizes.reconnects, core, out)
+        except (RuntimeError, OSError, httpx2.HTTPError) as exc:  # one failed figure must not lose the run's others
+            found["latency"][store] = {"error": f"{type(exc).__name__}: {exc}"}
+            say(f"  resume latency, {store}: failed: {exc}")
+            continue
         say(f"  resume latency, {store}: p50 {point['p50_ms']:.2f} ms, p99 {point['p99_ms']:.2f} ms "
             f"({point['reconnects']} reconnects{', on another replica' if point['cross_replica'] else ''})")
     return found
@@ -109,6 +117,8 @@ def serving(specs: list[PathSpec], core: int | str | None, out: Path, *, stream:
         for spec, server in started:
             ready = (procs.wait_first_event(server, spec.port, spec.request("n100-i0"), 30) is not None if stream
                      else procs.wait_healthy(server, spec.port, 30))
-            if not (ready and procs.wait_idle(server, 30)):
+            if not ready:
                 raise RuntimeError(f"{spec.name} did not start in time; see bench/results/raw/{spec.name}.log")
+        for _, server in started:
+            procs.wait_idle(server, 30)  # at worst, a worker still starting takes fewer of the connections
         yield

@@ -91,3 +91,18 @@ def test_the_cpu_rows_say_whether_each_target_is_met(memory: float, redis: float
 
 def test_a_run_without_the_resume_phases_adds_no_section() -> None:
     assert report_resume.section({"ratios": {}}) == ""
+
+
+def test_a_failed_set_up_is_a_row_that_says_so_and_the_others_stay() -> None:
+    admitted = {"asked": 40, "configured": 20, "admitted": 20, "refused": 20, "other": 0, "exact": True}
+    table = report_resume.replicas_table({"replicas": {
+        "2 workers, one port, Redis": {"error": "RuntimeError: did not start in time"},
+        "2 replicas, two ports, one Redis": {"throughput": {"streams_per_s": 72.0, "bad": 0}, "admission": admitted,
+                                             "shared": True},
+        "2 workers, one port, no Redis": {"throughput": {"streams_per_s": 113.0, "bad": 0},
+                                          "admission": {**admitted, "admitted": 37, "refused": 3, "exact": False},
+                                          "shared": False}}})
+    rows = table.splitlines()[2:]
+    assert rows[0] == "| 2 workers, one port, Redis | failed: RuntimeError: did not start in time | | | |"
+    assert rows[1].endswith("| 72 | 0 | 20 / 20 / 0 of 40 (burst 20) | yes |")
+    assert rows[2].endswith("| 113 | 0 | 37 / 3 / 0 of 40 (burst 20) | not shared: a bucket per process |")
