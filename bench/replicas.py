@@ -67,17 +67,16 @@ def measure(mock_port: int, workdir: Path, redis: resume_phase.RedisServer | Non
 
 def one_setup(setup: Setup, mock_port: int, workdir: Path, redis: resume_phase.RedisServer | None, seconds: float,
               run_client: RunClient, out: Path) -> dict:
-    """Streams/s with limits lifted, then the burst check on freshly started servers with the burst set."""
+    """Streams/s with limits lifted, then the burst check on other servers with the burst set (started at the
+    same time, idle until then, no request spent on their limit before it)."""
     redis_url = redis.url if redis else None
     lifted = _specs(setup, mock_port, workdir, redis_url, "fast", None)
-    with resume_phase.serving(lifted, procs.ALL_CORES, out):
-        point = {"throughput": throughput(lifted, seconds, run_client)}
-    if redis is not None:
-        redis.command("FLUSHALL")  # the buckets the throughput run filled, under the same client address
     limited = _specs(setup, mock_port, workdir, redis_url, "exact", EXACT_LIMITS)
-    with resume_phase.serving(limited, procs.ALL_CORES, out, stream=False):
-        point["admission"] = admission(ask(limited), BURST)
-    return {**point, "shared": setup.redis}
+    with resume_phase.serving(lifted + limited, procs.ALL_CORES, out, stream=False):
+        speed = throughput(lifted, seconds, run_client)
+        if redis is not None:
+            redis.command("FLUSHALL")  # the buckets the throughput run filled, under the same client address
+        return {"throughput": speed, "admission": admission(ask(limited), BURST), "shared": setup.redis}
 
 
 def _specs(setup: Setup, mock_port: int, workdir: Path, redis_url: str | None, tag: str,
