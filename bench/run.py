@@ -2,9 +2,12 @@
 
 Paths: direct (the client reads the mock itself), floor (bench/floor.py), llm-sse-proxy (the real CLI,
 adapter `openai`), the same CLI with each native adapter (llm-sse-proxy-anthropic, -gemini, -ollama: CPU
-phase only), the same app under granian instead of uvicorn, and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it cannot be
-installed). Servers run on core 0; the mock upstream, the client and this script on core 1.
-Writes bench/results/results.json, results.md and PNG charts (~9 minutes). `--quick` is a ~4 minute smoke run.
+phase only), the same CLI with resumable streams off and on the Redis store (CPU phase only), the same app
+under granian instead of uvicorn, and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it
+cannot be installed). Servers run on core 0; the mock upstream, the client, Redis and this script on core 1.
+Phases `resume` and `replicas`: bench/resume_phase.py, bench/replicas.py (issue 10).
+Writes bench/results/results.json, results.md and PNG charts (~17 minutes before issue 10's rows, which add
+about 2 minutes to `--quick`, a ~4 minute smoke run before them).
 """
 
 from __future__ import annotations
