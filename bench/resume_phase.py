@@ -96,6 +96,7 @@ def latency(specs: list[PathSpec], reconnects: int, core: int, out: Path) -> dic
 
 
 def summary(seconds: list[float], cross_replica: bool) -> dict:
+    """p50 and p99 in ms by nearest rank (bench/stats.py), and how many reconnects they come from."""
     return {"reconnects": len(seconds), "p50_ms": percentile(seconds, 50) * 1e3,
             "p99_ms": percentile(seconds, 99) * 1e3, "cross_replica": cross_replica}
 
