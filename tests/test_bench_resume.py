@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import replicas  # noqa: E402
-import report_resume  # noqa: E402
-import resume_phase  # noqa: E402
-import run  # noqa: E402
+BENCH = str(Path(__file__).resolve().parent.parent / "bench")
+sys.path.insert(0, BENCH)
+try:
+    import replicas
+    import report_resume
+    import resume_phase
+    import run
+finally:
+    sys.path.remove(BENCH)  # the other tests import from the project's root, not from bench/
 
 
 @pytest.mark.parametrize(("statuses", "configured", "admitted", "refused", "other", "exact"), [
