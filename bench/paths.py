@@ -26,7 +26,9 @@ MODELS = ("n100-i0", "n1-i0", "n100-i20", "n50-i20", "n120-i1000", "n30-i10000")
 ADAPTER_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama": ""}
 # The proxy with a native adapter: `llm-sse-proxy-<adapter>`, the same streams in that dialect's wire bytes.
 NATIVE = tuple(f"llm-sse-proxy-{adapter}" for adapter in ADAPTER_PATHS if adapter != "openai")
-CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1")  # variants of the proxy measured in the CPU phase only
+# The proxy with resumable streams off, and on with the Redis store (the default path keeps them on, in memory).
+RESUME = ("llm-sse-proxy-resume-off", "llm-sse-proxy-redis")
+CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME)  # variants of the proxy measured in the CPU phase only
 
 
 @dataclass
@@ -86,6 +88,19 @@ def proxy_openai(mock_port: int, workdir: Path, name: str = "llm-sse-proxy-v1") 
     spec = proxy(mock_port, workdir, name=name)
     spec.name, spec.endpoint, spec.schema = name, "/v1/chat/completions", False
     return spec
+
+
+def resume_off(mock_port: int, workdir: Path) -> PathSpec:
+    return proxy(mock_port, workdir, name="llm-sse-proxy-resume-off", extra={"resume": {"enabled": False}})
+
+
+def proxy_redis(mock_port: int, workdir: Path, redis_url: str, name: str = "llm-sse-proxy-redis",
+                workers: int = 1, limits: dict | None = None) -> PathSpec:
+    """Resume on the Redis store; with `resume.redis_url` the rate buckets and stream slots move to Redis too.
+    A short retention: the CPU phase finishes thousands of streams, and what it measures is the write path."""
+    resume = {"enabled": True, "store": "redis", "redis_url": redis_url, "retention": 10}
+    return proxy(mock_port, workdir, name=name, workers=workers,
+                 extra={"resume": resume, **({"limits": limits} if limits else {})})
 
 
 def granian(mock_port: int, workdir: Path) -> PathSpec:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# For processes meant to use the whole machine: the runner pins itself to one core, and children inherit that.
+ALL_CORES = f"0-{(os.cpu_count() or 1) - 1}"
 
 
 def free_port() -> int:
@@ -88,7 +90,7 @@ def _stat(pid: int) -> list[str]:
     return text[text.rindex(")") + 2 :].split()  # fields from `state` on: the name may hold spaces
 
 
-def start(name: str, argv: list[str], core: int | None, env: dict[str, str] | None = None,
+def start(name: str, argv: list[str], core: int | str | None, env: dict[str, str] | None = None,
           log: str | None = None, cwd: str | None = None) -> Proc:
     pinned = ["taskset", "-c", str(core), *argv] if core is not None else argv
     out = open(log, "wb") if log else subprocess.DEVNULL
@@ -122,6 +124,34 @@ def wait_first_event(proc: Proc, port: int, request: bytes, timeout: float) -> f
             pass
         time.sleep(0.01)
     return None
+
+
+def wait_healthy(proc: Proc, port: int, timeout: float) -> bool:
+    """True once GET /healthz answers 200: ready, without spending a request of the rate limit on it."""
+    deadline = proc.started + timeout
+    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+    while time.perf_counter() < deadline and proc.popen.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                sock.sendall(request)
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
+def wait_idle(proc: Proc, timeout: float, window: float = 0.3) -> bool:
+    """True once the tree uses almost no CPU for `window` s: every worker has finished starting, not only the
+    first to answer (the kernel hands a shared socket's connections to whichever worker accepts)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        used = proc.cpu()
+        time.sleep(window)
+        if proc.cpu() - used < window / 20:
+            return True
+    return False
 
 
 def wait_listening(port: int, timeout: float) -> bool:

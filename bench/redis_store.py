@@ -1,4 +1,4 @@
-"""A quick, bounded measurement of RedisStore's write path and memory (not part of `make bench`).
+"""A quick, bounded measurement of RedisStore's write path and memory (`make bench`'s resume phase imports `memory`).
 
 Starts its own redis-server on a free loopback port, in a temp dir, and reports:
 - appended events/s and this process's CPU µs per event, for 1 stream and for 100 concurrent streams,

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1", "llm-sse-proxy-anthropic", "llm-sse-proxy-gemini", "llm-sse-proxy-ollama",
-         "llm-sse-proxy-granian", "litellm"]
+         "llm-sse-proxy-resume-off", "llm-sse-proxy-redis", "llm-sse-proxy-granian", "litellm"]
 COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "llm-sse-proxy-granian": "#9467bd",
           "litellm": "#d62728", "llm-sse-proxy-anthropic": "#8c564b", "llm-sse-proxy-gemini": "#17becf",
-          "llm-sse-proxy-ollama": "#bcbd22", "llm-sse-proxy-v1": "#ff7f0e"}
+          "llm-sse-proxy-ollama": "#bcbd22", "llm-sse-proxy-v1": "#ff7f0e",
+          "llm-sse-proxy-resume-off": "#7f7f7f", "llm-sse-proxy-redis": "#e377c2"}
 
 
 def write(results: dict, out: Path) -> None:
@@ -212,6 +213,8 @@ def detail_tables(results: dict) -> str:
 
 
 def markdown(results: dict) -> str:
+    import report_resume
+
     meta = results["meta"]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     lines = [
@@ -239,6 +242,7 @@ def markdown(results: dict) -> str:
               "taken within a round, then the rounds give its median and (min–max).", "", ratio_table(results),
               *(["", "### Adapters: each native adapter's CPU over the OpenAI adapter's (target ≤ 1.10)", "",
                  adapter_table(results)] if adapter_table(results) else []),
+              *(["", report_resume.section(results)] if report_resume.section(results) else []),
               "", "## Summary (absolute figures; CPU: each path's median round)", "", summary_table(results), "", "## Targets (llm-sse-proxy)", "",
               targets_table(results), "", "## Details", "", detail_tables(results), "",
               "Charts: cpu_per_chunk.png, ttft.png, capacity.png, memory.png, startup.png.", ""]

@@ -23,7 +23,6 @@ import httpx2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paths  # noqa: E402
 import procs  # noqa: E402
-import run  # noqa: E402
 
 
 def main() -> int:
@@ -31,6 +30,8 @@ def main() -> int:
     parser.add_argument("--reconnects", type=int, default=300)
     parser.add_argument("--per-stream", type=int, default=10)
     args = parser.parse_args()
+    import run  # here, not at the top: run.py imports this module for `make bench`'s resume phase
+
     run.prepare_machine()
     with tempfile.TemporaryDirectory(prefix="bench-resume-latency-") as tmp:
         port = procs.free_port()
@@ -54,17 +55,19 @@ def main() -> int:
     return 0
 
 
-def measure(base: str, reconnects: int, per_stream: int) -> list[float]:
+def measure(base: str, reconnects: int, per_stream: int, resume_base: str | None = None) -> list[float]:
+    """Seconds from each reconnect to its first replayed event; `resume_base`: reconnect to another replica."""
     out: list[float] = []
     body = {"messages": [{"role": "user", "content": "hi"}]}
-    with httpx2.Client(base_url=base, timeout=10) as client:
+    with httpx2.Client(timeout=10) as client:
         while len(out) < reconnects:
-            with client.stream("POST", "/chat", json=body) as response:
+            with client.stream("POST", f"{base}/chat", json=body) as response:
                 sid = response.headers["x-stream-id"]
                 response.read()
             for _ in range(per_stream):
                 started = time.perf_counter()
-                with client.stream("GET", f"/streams/{sid}", headers={"last-event-id": f"{sid}:50"}) as response:
+                with client.stream("GET", f"{resume_base or base}/streams/{sid}",
+                                   headers={"last-event-id": f"{sid}:50"}) as response:
                     for chunk in response.iter_bytes():
                         if b"data:" in chunk:
                             out.append(time.perf_counter() - started)

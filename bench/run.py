@@ -2,9 +2,12 @@
 
 Paths: direct (the client reads the mock itself), floor (bench/floor.py), llm-sse-proxy (the real CLI,
 adapter `openai`), the same CLI with each native adapter (llm-sse-proxy-anthropic, -gemini, -ollama: CPU
-phase only), the same app under granian instead of uvicorn, and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it cannot be
-installed). Servers run on core 0; the mock upstream, the client and this script on core 1.
-Writes bench/results/results.json, results.md and PNG charts (~9 minutes). `--quick` is a ~4 minute smoke run.
+phase only), the same CLI with resumable streams off and on the Redis store (CPU phase only), the same app
+under granian instead of uvicorn, and the LiteLLM proxy (pinned, in its own venv; skipped with a note when it
+cannot be installed). Servers run on core 0; the mock upstream, the client, Redis and this script on core 1.
+Phases `resume` and `replicas`: bench/resume_phase.py, bench/replicas.py (issue 10).
+Writes bench/results/results.json, results.md and PNG charts (~17 minutes before issue 10's rows, which add
+about 2 minutes to `--quick`, a ~4 minute smoke run before them).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -20,13 +22,15 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import interleave  # noqa: E402
+import meta  # noqa: E402
 import paths  # noqa: E402
 import procs  # noqa: E402
+import replicas  # noqa: E402
+import resume_phase  # noqa: E402
 from paths import PathSpec  # noqa: E402
 from stats import percentile  # noqa: E402
 
@@ -62,10 +66,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
     parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1",
-                                                      *paths.NATIVE, "llm-sse-proxy-granian", "litellm"]),
+                                                      *paths.NATIVE, *paths.RESUME, "llm-sse-proxy-granian", "litellm"]),
                         help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
-    parser.add_argument("--phases", default="cpu,ttft,capacity,memory", help="comma-separated subset, for work on one")
+    parser.add_argument("--phases", default="cpu,ttft,capacity,memory,resume,replicas",
+                        help="comma-separated subset, for work on one")
     parser.add_argument("--out", default=str(paths.BENCH / "results"))
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
@@ -74,16 +79,19 @@ def main() -> int:
     prepare_machine()
     wanted = args.paths.split(",")
     started = time.time()
-    results: dict = {"meta": machine(args.quick), "paths": {}, "notes": []}
-    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+    results: dict = {"meta": meta.describe(args.quick), "paths": {}, "notes": []}
+    phases = args.phases.split(",")
+    with_redis = bool({"resume", "replicas"} & set(phases)) or ("cpu" in phases and paths.RESUME[1] in wanted)
+    with (tempfile.TemporaryDirectory(prefix="bench-") as workdir,
+          resume_phase.redis_for(with_redis, Path(workdir), results["notes"]) as redis):
+        redis_url = redis.url if redis else None
         mock_port = procs.free_port()
         mock = procs.start("mock", [sys.executable, str(paths.BENCH / "mock_upstream.py"), "--port", str(mock_port)],
                            LOAD_CORE, log=str(out / "raw" / "mock.log"))
         try:
             if not procs.wait_listening(mock_port, 10):
                 raise SystemExit("the mock upstream did not start; see bench/results/raw/mock.log")
-            found = specs(wanted, mock_port, Path(workdir), out, results["notes"])
-            phases = args.phases.split(",")
+            found = specs(wanted, mock_port, Path(workdir), out, results["notes"], redis_url)
             runs = cpu_rounds(found, mock, plan, out) if "cpu" in phases else {}
             for spec in found:
                 say(f"== {spec.name}")
@@ -91,6 +99,13 @@ def main() -> int:
                                                else measure_path(spec, mock, plan, out, phases))
                 results["paths"][spec.name].update(cpu_summary(runs.get(spec.name, {})))
             results["ratios"] = cpu_ratios(runs)
+            if "resume" in phases:
+                say("== resume: latency and memory")
+                results["resume"] = resume_phase.measure(mock_port, Path(workdir), redis, args.quick, SERVER_CORE, out, say)
+            if "replicas" in phases:
+                say("== replicas: 2 workers, 2 replicas")
+                results["replicas"] = replicas.measure(mock_port, Path(workdir), redis, plan.workers_seconds,
+                                                       run_client, out, say)
             if not args.no_workers and "llm-sse-proxy" in wanted:
                 results["workers"] = measure_workers(mock_port, mock, Path(workdir), plan, out)
             results["meta"]["mock_cpu_per_chunk_us"] = results["paths"].get("direct", {}).get("cpu", [{}])[-1].get(
@@ -115,7 +130,8 @@ def prepare_machine() -> None:
         raise SystemExit("taskset (util-linux) is needed to pin the servers and the load")
 
 
-def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: list[str]) -> list[PathSpec]:
+def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: list[str],
+          redis_url: str | None) -> list[PathSpec]:
     found = []
     for name in wanted:
         if name == "direct":
@@ -128,6 +144,10 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
             found.append(paths.proxy(mock_port, workdir, name=name, adapter=name.removeprefix("llm-sse-proxy-")))
         elif name == "llm-sse-proxy-v1":
             found.append(paths.proxy_openai(mock_port, workdir))
+        elif name == "llm-sse-proxy-resume-off":
+            found.append(paths.resume_off(mock_port, workdir))
+        elif name == "llm-sse-proxy-redis" and redis_url:
+            found.append(paths.proxy_redis(mock_port, workdir, redis_url))
         elif name == "llm-sse-proxy-granian":
             found.append(paths.granian(mock_port, workdir))
         elif name == "litellm":
@@ -209,7 +229,9 @@ def cpu_ratios(runs: dict[str, dict]) -> dict:
             "litellm/proxy": interleave.ratios(runs, "litellm", "llm-sse-proxy", _figure),
             "granian/uvicorn": interleave.ratios(runs, "llm-sse-proxy-granian", "llm-sse-proxy", _figure),
             **{f"{name}/openai": interleave.ratios(runs, name, "llm-sse-proxy", _figure) for name in paths.NATIVE},
-            "llm-sse-proxy-v1/openai": interleave.ratios(runs, "llm-sse-proxy-v1", "llm-sse-proxy", _figure)}
+            "llm-sse-proxy-v1/openai": interleave.ratios(runs, "llm-sse-proxy-v1", "llm-sse-proxy", _figure),
+            "resume-memory/off": interleave.ratios(runs, "llm-sse-proxy", paths.RESUME[0], _figure),
+            "resume-redis/off": interleave.ratios(runs, paths.RESUME[1], paths.RESUME[0], _figure)}
 
 
 def run_client(spec: PathSpec, model: str, chunks: int, *, concurrency: int, streams: int = 1_000_000,
@@ -333,7 +355,7 @@ def measure_workers(mock_port: int, mock: procs.Proc, workdir: Path, plan: Plan,
     found: dict = {}
     for workers in (1, 2):
         spec = paths.proxy(mock_port, workdir, workers=workers, name=f"llm-sse-proxy-w{workers}")
-        server = procs.start(spec.name, spec.argv, None, log=str(out / "raw" / f"{spec.name}.log"))
+        server = procs.start(spec.name, spec.argv, procs.ALL_CORES, log=str(out / "raw" / f"{spec.name}.log"))
         try:
             if procs.wait_first_event(server, spec.port, spec.request("n100-i0"), 30) is None:
                 found[str(workers)] = {"error": "did not start"}
@@ -344,30 +366,6 @@ def measure_workers(mock_port: int, mock: procs.Proc, workdir: Path, plan: Plan,
         finally:
             server.stop()
     return found
-
-
-def machine(quick: bool) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    versions = {}
-    for package in ("starlette", "uvicorn", "httpx2", "openai", "aiohttp", "uvloop", "httptools", "orjson"):
-        try:
-            from importlib.metadata import version
-
-            versions[package] = version(package)
-        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
-            pass
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu, "cores": os.cpu_count(),
-            "mem_gib": round(mem / 2**20, 1), "kernel": platform.release(), "python": platform.python_version(),
-            "versions": versions, "litellm": paths.LITELLM_VERSION, "quick": quick, "load_before": procs.load_average(),
-            "commit": _git("rev-parse", "--short", "HEAD")}
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=paths.ROOT, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
 
 
 def say(text: str) -> None:
