@@ -1,5 +1,6 @@
 // The demo page: one prompt, one streamed reply, over EventSource (GET /stream) or fetch (POST /chat).
-import { streamChat } from "./sse-client.js";
+import { ProxyHttpError, streamChat } from "./sse-client.js";
+import { KEY_HELP, failureWords, rehearsalModels, statsWords, terminateWords } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("chat");
@@ -32,22 +33,9 @@ const DEMO_TOOL = {
 };
 const notice = $("notice");
 const stats = $("stats");
-
-// What a person should read for each error type of a terminate event (README, "The event schema").
-const ERROR_WORDS = {
-  upstream_unavailable: "The model is unavailable right now. Try again in a moment.",
-  upstream_rejected: "The model's provider returned an error.",
-  timeout: "The model took too long to answer.",
-  truncated: "The model's connection ended before the answer was finished.",
-  internal_error: "The proxy itself failed; its log says why.",
-};
-const REASON_WORDS = {
-  length: "The answer reached its token limit and was cut short.",
-  content_filter: "The provider's content filter stopped the answer.",
-  shutdown: "The proxy is restarting and ended the answer early. Try again in a moment.",
-  refusal: "The model declined this request.",
-  tool_calls: "The model asked to call the tools above; this demo does not run them.",
-};
+const keyRow = $("key-row");
+const keyBox = $("key");
+const KEY_STORE = "llm-sse-proxy.key"; // sessionStorage: this tab only, gone when it closes; never in a URL
 
 let stopCurrent = null; // closes the running stream, if one runs
 
@@ -59,27 +47,49 @@ promptBox.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
 stopButton.addEventListener("click", () => stopCurrent?.());
+keyBox.value = sessionStorage.getItem(KEY_STORE) ?? "";
+keyBox.addEventListener("input", () => sessionStorage.setItem(KEY_STORE, keyBox.value.trim()));
 loadModels();
 
 async function loadModels() {
   try {
     const response = await fetch("models");
-    const { default: chosen, models } = await response.json();
+    const { default: chosen, models, auth } = await response.json();
     for (const { name } of models) modelPicker.add(new Option(name, name, name === chosen, name === chosen));
+    showRehearsals(rehearsalModels(models.map(({ name }) => name)));
+    if (auth) keyRow.hidden = false;
   } catch (err) {
     end("error", `Could not load the list of models from the proxy (${err.message}). Is it running?`);
   }
 }
 
+function showRehearsals(known) {
+  const hint = $("models-hint");
+  known.forEach(([name, what], i) => {
+    const code = document.createElement("code");
+    code.textContent = name;
+    hint.append(i === 0 ? "" : "; ", code, ` ${what}`);
+  });
+  if (known.length > 0) hint.append(".");
+}
+
+/** The client key typed in, or null: sent as a Bearer header, and traded for a stream token on GET. */
+function clientKey() {
+  return keyBox.value.trim() || null;
+}
+
 function start() {
+  if (!keyRow.hidden && clientKey() === null) {
+    return end("error", `This proxy wants a client key: type one in the key field above. ${KEY_HELP}`);
+  }
   const request = { prompt: promptBox.value || promptBox.placeholder, model: modelPicker.value };
-  const run = { began: performance.now(), firstAt: null, endAt: null, deltas: 0, over: false };
+  const run = { began: performance.now(), firstAt: null, endAt: null, hasText: false, over: false };
   let close = () => {};
   const on = {
     text(piece) {
       if (run.over) return;
       run.firstAt ??= performance.now();
-      run.deltas += 1;
+      run.hasText = true;
       reply.append(piece); // a Text node: streamed text is never parsed as HTML
       showStats(run);
     },
@@ -97,7 +107,7 @@ function start() {
       reasoning.textContent = "";
       thinking.hidden = true;
       tools.textContent = "";
-      run.deltas = 0;
+      run.hasText = false;
     },
     done(terminate) {
       if (run.over) return;
@@ -108,9 +118,13 @@ function start() {
       close();
       conclude(run, "error", message);
     },
+    refused(err) { // a 4xx/5xx before any stream, or no answer at all
+      if (err.status === 401) keyRow.hidden = false;
+      on.fail(failureWords(err));
+    },
   };
   const open = form.elements.transport.value === "fetch" ? viaFetch : viaEventSource;
-  close = open(request, on, () => run.deltas > 0);
+  close = open({ ...request, key: clientKey() }, on, () => run.hasText);
   stopCurrent = () => {
     close();
     conclude(run, "stopped", "Stopped. The proxy has cancelled the answer upstream.");
@@ -129,15 +143,40 @@ function start() {
 // EventSource reconnects by itself with Last-Event-ID and the proxy sends only what was missed.
 const MAX_RECONNECTS = 8; // in a row, without an event in between
 
-function viaEventSource({ prompt, model }, on, hasText) {
-  const source = new EventSource(`stream?${new URLSearchParams({ prompt, model, events: EVENTS.join(",") })}`);
+// EventSource cannot send a header: with a key, the page first trades it for a one-stream token (POST /token).
+function viaEventSource(request, on, hasText) {
+  let close = null;
+  let stopped = false;
+  streamQuery(request).then((query) => {
+    if (!stopped) close = openEventSource(query, on, hasText, request.key);
+  }, (err) => {
+    if (!stopped) on.refused(err);
+  });
+  return () => {
+    stopped = true;
+    close?.();
+  };
+}
+
+async function streamQuery({ prompt, model, key }) {
+  const query = new URLSearchParams({ prompt, model, events: EVENTS.join(",") });
+  if (key === null) return query;
+  const response = await fetch("token", { method: "POST", headers: { authorization: `Bearer ${key}` } });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ProxyHttpError(response.status, body.error?.type, body.error?.message ?? "");
+  query.set("token", body.token);
+  return query;
+}
+
+function openEventSource(query, on, hasText, key) {
+  const source = new EventSource(`stream?${query}`);
   let streamId = null;
   let stopWanted = false; // Stop came before the first event told us the stream's id
   let reconnects = 0;
   const seen = (event) => { // every event, named or not: the stream is alive, and its id is known
     reconnects = 0;
     streamId ??= streamIdOf(event.lastEventId);
-    if (stopWanted) stopStream(source, streamId);
+    if (stopWanted) stopStream(source, streamId, key);
     return !stopWanted;
   };
   source.addEventListener("reasoning", (event) => seen(event) && on.reasoning(JSON.parse(event.data).text));
@@ -166,7 +205,7 @@ function viaEventSource({ prompt, model }, on, hasText) {
   });
   return () => {
     if (streamId === null && source.readyState !== EventSource.CLOSED) stopWanted = true;
-    else stopStream(source, streamId);
+    else stopStream(source, streamId, key);
   };
 }
 
@@ -176,17 +215,19 @@ function streamIdOf(lastEventId) {
 }
 
 // A deliberate stop: the proxy cancels the answer upstream now, instead of waiting for us to come back.
-function stopStream(source, streamId) {
+function stopStream(source, streamId, key) {
   source.close();
   if (streamId !== null) {
-    fetch(`streams/${encodeURIComponent(streamId)}/stop`, { method: "POST", keepalive: true }).catch(() => {});
+    const headers = key === null ? {} : { authorization: `Bearer ${key}` };
+    fetch(`streams/${encodeURIComponent(streamId)}/stop`, { method: "POST", headers, keepalive: true }).catch(() => {});
   }
 }
 
-function viaFetch({ prompt, model }, on) {
+function viaFetch({ prompt, model, key }, on) {
   const controller = new AbortController();
   streamChat({
     url: "chat",
+    headers: key === null ? {} : { authorization: `Bearer ${key}` },
     body: {
       model, messages: [{ role: "user", content: prompt }], events: EVENTS,
       ...(offerTool.checked && { tools: [DEMO_TOOL] }),
@@ -199,7 +240,7 @@ function viaFetch({ prompt, model }, on) {
     onReset: on.reset,
     onDone: on.done,
     onError: (err) => {
-      if (err.name !== "AbortError") on.fail(describeFailure(err));
+      if (err.name !== "AbortError") on.refused(err);
     },
   });
   return () => controller.abort();
@@ -222,22 +263,8 @@ function toolCallFigure({ name, arguments: args }) {
   return figure;
 }
 
-function describeFailure(err) {
-  if (err.status === 404) return `The proxy does not know this model: ${err.message}.`;
-  if (err.status === 413) return "The prompt is larger than this proxy accepts.";
-  if (err.status) return `The proxy refused the request (HTTP ${err.status}): ${err.message}.`;
-  if (err instanceof TypeError) return "Could not reach the proxy. Is it running?";
-  return `The stream failed: ${err.message}.`;
-}
-
 function finish(run, terminate) {
-  if (terminate.reason === "error") {
-    const { type, message } = terminate.error ?? {};
-    const words = ERROR_WORDS[type] ?? "The model failed.";
-    const partial = run.deltas > 0 ? " The text above is incomplete." : "";
-    return conclude(run, "error", `${words}${partial} It said: ${message ?? type}.`, terminate);
-  }
-  conclude(run, "done", REASON_WORDS[terminate.reason] ?? "", terminate);
+  conclude(run, terminate.reason === "error" ? "error" : "done", terminateWords(terminate, run.hasText), terminate);
 }
 
 function conclude(run, state, message, terminate = null) {
@@ -260,15 +287,13 @@ function setBusy(busy) {
   stopButton.disabled = !busy;
 }
 
-// Time to first token from the click; the rate over the time the text was streaming.
+// Time to first token from the click; tokens as the upstream counted them, over the time the text streamed.
 function showStats(run, terminate = null) {
   if (run.firstAt === null) return;
-  const tokens = terminate?.usage?.completion_tokens;
-  const unit = tokens === undefined ? "deltas" : "tokens";
-  const count = tokens ?? run.deltas;
-  const parts = [`first token ${Math.round(run.firstAt - run.began)} ms`, `${count} ${unit}`];
-  const seconds = ((run.endAt ?? performance.now()) - run.firstAt) / 1000;
-  if (run.endAt !== null && seconds > 0) parts.push(`${(count / seconds).toFixed(1)} ${unit}/s`);
-  if (terminate?.model) parts.push(`answered by ${terminate.model}`);
-  stats.textContent = parts.join(" · ");
+  stats.textContent = statsWords({
+    firstMs: run.firstAt - run.began,
+    streamingSeconds: ((run.endAt ?? run.firstAt) - run.firstAt) / 1000,
+    tokens: terminate?.usage?.completion_tokens,
+    model: terminate?.model,
+  });
 }
