@@ -59,7 +59,7 @@ export function rehearsalModels(names) {
 export function statsWords({ firstMs, streamingSeconds, tokens, model }) {
   const parts = [`first token ${Math.round(firstMs)} ms`];
   if (tokens !== undefined) {
-    parts.push(`${tokens} tokens`);
+    parts.push(`${tokens} ${tokens === 1 ? "token" : "tokens"}`);
     if (streamingSeconds > 0) parts.push(`${(tokens / streamingSeconds).toFixed(1)} tokens/s`);
   }
   if (model) parts.push(`answered by ${model}`);
