@@ -23,10 +23,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
 from tests.conftest import chat_body, make_config, proxy, read_stream
 from tests.docs_blocks import block, doc_blocks, inline_commands
 from tests.redis_fixtures import RedisServer, free_port
 from tests.sse_parse import parse_stream
+from tests.upstream_fixtures import mock_upstream, upstream_config
 
 pytestmark = pytest.mark.anyio
 
@@ -247,6 +249,28 @@ def test_recovery_models() -> None:
     shown = {m.name: (m.recovery, m.continue_with, m.fallbacks) for m in config.models}
     assert shown == {"vllm-qwen": ("continue", "continue_final_message", ["llama-local"]),
                      "llama-local": ("off", "trailing_assistant", [])}
+
+
+@pytest.mark.parametrize("falls_back", [False, True])
+async def test_recovery_models_continue_a_cut_answer_on_the_mock_upstream(falls_back: bool) -> None:
+    # The block as written, its URLs pointed at the mock upstream and its model names at mock faults:
+    # vllm-qwen's answer is cut after 3 chunks; it (or, with its retries spent, llama-local) continues it.
+    models = yaml.safe_load(block("recovery-models"))["models"]
+    retry = {"attempts": 1 if falls_back else 2, "backoff_initial": 0.01, "backoff_max": 0.05}
+    async with mock_upstream() as up:
+        for model in models:
+            faults = "+drop_after=3+fault_attempts=99" if model["name"] == "vllm-qwen" and falls_back else (
+                "+drop_after=3+fault_attempts=1" if model["name"] == "vllm-qwen" else "")
+            model["base_url"] = f"{up.url}/v1"
+            model["model"] = f"{model['model']}{faults}+continue_with={model['continue_with']}"
+        async with proxy(upstream_config(models, retry=retry)) as client:
+            response, parsed = await read_stream(client, "POST", "/chat", json=chat_body())
+    payloads = [json.loads(event.data) for event in parsed.events]
+    text = "".join(p["text"] for p in payloads[:-1])
+    assert response.status_code == 200 and text == DEFAULT_REPLY_UPSTREAM, text
+    want = "llama-local" if falls_back else "vllm-qwen"
+    assert payloads[-1]["reason"] == "stop" and payloads[-1]["recovered"]["kind"] == "continue", payloads[-1]
+    assert payloads[-1]["recovered"]["model"] == want, payloads[-1]
 
 
 @pytest.mark.parametrize("name", ["continue-transcript", "restart-transcript"])
