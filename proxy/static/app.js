@@ -1,5 +1,7 @@
 // The demo page: one prompt, one streamed reply, over EventSource (GET /stream) or fetch (POST /chat).
-import { ProxyHttpError, streamChat } from "./sse-client.js";
+import { bearer, keepKey } from "./client-key.js";
+import { viaEventSource } from "./event-source.js";
+import { streamChat } from "./sse-client.js";
 import { KEY_HELP, failureWords, rehearsalModels, statsWords, terminateWords } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
@@ -35,7 +37,6 @@ const notice = $("notice");
 const stats = $("stats");
 const keyRow = $("key-row");
 const keyBox = $("key");
-const KEY_STORE = "llm-sse-proxy.key"; // sessionStorage: this tab only, gone when it closes; never in a URL
 
 let stopCurrent = null; // closes the running stream, if one runs
 
@@ -47,8 +48,7 @@ promptBox.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
 stopButton.addEventListener("click", () => stopCurrent?.());
-keyBox.value = sessionStorage.getItem(KEY_STORE) ?? "";
-keyBox.addEventListener("input", () => sessionStorage.setItem(KEY_STORE, keyBox.value.trim()));
+keepKey(keyBox);
 loadModels();
 
 async function loadModels() {
@@ -103,10 +103,7 @@ function start() {
     },
     reset() { // discard what this answer showed: it starts over
       if (run.over) return;
-      reply.textContent = "";
-      reasoning.textContent = "";
-      thinking.hidden = true;
-      tools.textContent = "";
+      clearAnswer();
       run.hasText = false;
     },
     done(terminate) {
@@ -124,112 +121,32 @@ function start() {
     },
   };
   const open = form.elements.transport.value === "fetch" ? viaFetch : viaEventSource;
-  close = open({ ...request, key: clientKey() }, on, () => run.hasText);
+  close = open({ ...request, events: EVENTS, key: clientKey() }, on, () => run.hasText);
   stopCurrent = () => {
     close();
     conclude(run, "stopped", "Stopped. The proxy has cancelled the answer upstream.");
   };
-  reply.textContent = "";
-  reasoning.textContent = "";
-  thinking.hidden = true;
-  tools.textContent = "";
+  clearAnswer();
   notice.textContent = "";
   stats.textContent = "";
   setBusy(true);
   answer.dataset.state = "streaming";
 }
 
-// With resumable streams (the proxy's default) every event id is `<stream id>:<seq>`. After a cut,
-// EventSource reconnects by itself with Last-Event-ID and the proxy sends only what was missed.
-const MAX_RECONNECTS = 8; // in a row, without an event in between
-
-// EventSource cannot send a header: with a key, the page first trades it for a one-stream token (POST /token).
-function viaEventSource(request, on, hasText) {
-  let close = null;
-  let stopped = false;
-  streamQuery(request).then((query) => {
-    if (!stopped) close = openEventSource(query, on, hasText, request.key);
-  }, (err) => {
-    if (!stopped) on.refused(err);
-  });
-  return () => {
-    stopped = true;
-    close?.();
-  };
+function clearAnswer() {
+  reply.textContent = "";
+  reasoning.textContent = "";
+  thinking.hidden = true;
+  tools.textContent = "";
 }
 
-async function streamQuery({ prompt, model, key }) {
-  const query = new URLSearchParams({ prompt, model, events: EVENTS.join(",") });
-  if (key === null) return query;
-  const response = await fetch("token", { method: "POST", headers: { authorization: `Bearer ${key}` } });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new ProxyHttpError(response.status, body.error?.type, body.error?.message ?? "");
-  query.set("token", body.token);
-  return query;
-}
-
-function openEventSource(query, on, hasText, key) {
-  const source = new EventSource(`stream?${query}`);
-  let streamId = null;
-  let stopWanted = false; // Stop came before the first event told us the stream's id
-  let reconnects = 0;
-  const seen = (event) => { // every event, named or not: the stream is alive, and its id is known
-    reconnects = 0;
-    streamId ??= streamIdOf(event.lastEventId);
-    if (stopWanted) stopStream(source, streamId, key);
-    return !stopWanted;
-  };
-  source.addEventListener("reasoning", (event) => seen(event) && on.reasoning(JSON.parse(event.data).text));
-  source.addEventListener("refusal", (event) => seen(event) && on.text(JSON.parse(event.data).text));
-  source.addEventListener("tool_call", (event) => seen(event) && on.toolCall(JSON.parse(event.data)));
-  source.addEventListener("reset", (event) => seen(event) && on.reset());
-  source.addEventListener("message", (event) => {
-    if (!seen(event)) return;
-    const payload = JSON.parse(event.data);
-    if (payload.action === "terminate") {
-      source.close(); // an EventSource left open reconnects, and the model is asked again
-      on.done(payload);
-    } else {
-      on.text(payload.text);
-    }
-  });
-  source.addEventListener("error", () => {
-    // Reconnecting (CONNECTING) after a cut resumes the stream; CLOSED means the proxy refused.
-    reconnects += 1;
-    if (source.readyState === EventSource.CONNECTING && reconnects <= MAX_RECONNECTS) return;
-    // EventSource gives no detail: a refused request and a cut connection look alike.
-    source.close();
-    on.fail(hasText()
-      ? "The connection to the proxy was lost before the answer was finished."
-      : "The proxy could not be reached, or it refused the request. The fetch transport shows why.");
-  });
-  return () => {
-    if (streamId === null && source.readyState !== EventSource.CLOSED) stopWanted = true;
-    else stopStream(source, streamId, key);
-  };
-}
-
-function streamIdOf(lastEventId) {
-  const colon = lastEventId.lastIndexOf(":");
-  return colon > 0 ? lastEventId.slice(0, colon) : null;
-}
-
-// A deliberate stop: the proxy cancels the answer upstream now, instead of waiting for us to come back.
-function stopStream(source, streamId, key) {
-  source.close();
-  if (streamId !== null) {
-    const headers = key === null ? {} : { authorization: `Bearer ${key}` };
-    fetch(`streams/${encodeURIComponent(streamId)}/stop`, { method: "POST", headers, keepalive: true }).catch(() => {});
-  }
-}
-
-function viaFetch({ prompt, model, key }, on) {
+function viaFetch({ prompt, model, events, key }, on) {
   const controller = new AbortController();
   streamChat({
     url: "chat",
-    headers: key === null ? {} : { authorization: `Bearer ${key}` },
+    headers: bearer(key),
     body: {
-      model, messages: [{ role: "user", content: prompt }], events: EVENTS,
+      model, messages: [{ role: "user", content: prompt }], events,
       ...(offerTool.checked && { tools: [DEMO_TOOL] }),
     },
     signal: controller.signal,
