@@ -79,6 +79,8 @@ function clientKey() {
 }
 
 function start() {
+  clearAnswer();
+  stats.textContent = "";
   if (!keyRow.hidden && clientKey() === null) {
     return end("error", `This proxy wants a client key: type one in the key field above. ${KEY_HELP}`);
   }
@@ -126,9 +128,7 @@ function start() {
     close();
     conclude(run, "stopped", "Stopped. The proxy has cancelled the answer upstream.");
   };
-  clearAnswer();
   notice.textContent = "";
-  stats.textContent = "";
   setBusy(true);
   answer.dataset.state = "streaming";
 }
