@@ -121,7 +121,8 @@ def test_rehearsal(tmp_path: Path) -> None:
     ended = [(texts, t["reason"], (t.get("error") or {}).get("type")) for texts, t in terminates(done.stdout)]
     assert [end[1:] for end in ended] == [("stop", None), ("error", "timeout"), ("error", "truncated")], done.stdout
     assert ended[1][0] == ended[2][0] == 3  # three chunks, then the error
-    logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith('{"event":"stream"')]
+    # curl's progress meter shares stderr with the proxy's access-log lines, and may precede one on its line.
+    logged = [json.loads(line) for line in re.findall(r'(\{"event":"stream".*\})\s*$', done.stderr, re.MULTILINE)]
     flaky = [(line["answered_by"], line["retries"]) for line in logged if line["model"] == "flaky"]
     assert flaky == [("flaky", 2)], done.stderr[-3000:]  # two 503s, retried, then the answer
 
