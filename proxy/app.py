@@ -193,7 +193,9 @@ def create_app(
                        "shutdown": shutdown, "headers": {"x-request-id": rid}, "on_done": done}
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"default": config.default_model, "models": [{"name": m.name} for m in config.models]})
+        names = [{"name": m.name} for m in config.models]
+        # `auth`: whether a stream needs a key, so a page can ask for one before it is refused (a 401 says as much).
+        return JSONResponse({"default": config.default_model, "models": names, "auth": admission.auth.enabled})
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

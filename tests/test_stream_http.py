@@ -192,5 +192,13 @@ async def test_healthz_and_models() -> None:
         health = await client.get("/healthz")
         models = await client.get("/models")
     assert health.status_code == 200
-    assert models.json() == {"default": "a", "models": [{"name": "a"}, {"name": "b"}]}
+    assert models.json() == {"default": "a", "models": [{"name": "a"}, {"name": "b"}], "auth": False}
     assert json.dumps(models.json()).count("adapter") == 0
+
+
+async def test_models_says_whether_streams_need_a_key() -> None:
+    digest = "sha256:" + "0" * 64
+    async with proxy(make_config(auth={"keys": [digest]})) as client:
+        models = await client.get("/models")  # needs no key itself: a page asks it before it has one
+    assert models.status_code == 200 and models.json()["auth"] is True
+    assert digest[7:] not in models.text

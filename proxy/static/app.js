@@ -1,5 +1,8 @@
 // The demo page: one prompt, one streamed reply, over EventSource (GET /stream) or fetch (POST /chat).
+import { bearer, keepKey } from "./client-key.js";
+import { viaEventSource } from "./event-source.js";
 import { streamChat } from "./sse-client.js";
+import { KEY_HELP, failureWords, rehearsalModels, statsWords, terminateWords } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("chat");
@@ -32,22 +35,8 @@ const DEMO_TOOL = {
 };
 const notice = $("notice");
 const stats = $("stats");
-
-// What a person should read for each error type of a terminate event (README, "The event schema").
-const ERROR_WORDS = {
-  upstream_unavailable: "The model is unavailable right now. Try again in a moment.",
-  upstream_rejected: "The model's provider returned an error.",
-  timeout: "The model took too long to answer.",
-  truncated: "The model's connection ended before the answer was finished.",
-  internal_error: "The proxy itself failed; its log says why.",
-};
-const REASON_WORDS = {
-  length: "The answer reached its token limit and was cut short.",
-  content_filter: "The provider's content filter stopped the answer.",
-  shutdown: "The proxy is restarting and ended the answer early. Try again in a moment.",
-  refusal: "The model declined this request.",
-  tool_calls: "The model asked to call the tools above; this demo does not run them.",
-};
+const keyRow = $("key-row");
+const keyBox = $("key");
 
 let stopCurrent = null; // closes the running stream, if one runs
 
@@ -59,27 +48,50 @@ promptBox.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
 stopButton.addEventListener("click", () => stopCurrent?.());
+keepKey(keyBox);
 loadModels();
 
 async function loadModels() {
   try {
     const response = await fetch("models");
-    const { default: chosen, models } = await response.json();
+    const { default: chosen, models, auth } = await response.json();
     for (const { name } of models) modelPicker.add(new Option(name, name, name === chosen, name === chosen));
+    showRehearsals(rehearsalModels(models.map(({ name }) => name)));
+    if (auth) keyRow.hidden = false;
   } catch (err) {
     end("error", `Could not load the list of models from the proxy (${err.message}). Is it running?`);
   }
 }
 
+function showRehearsals(known) {
+  const hint = $("models-hint");
+  known.forEach(([name, what], i) => {
+    const code = document.createElement("code");
+    code.textContent = name;
+    hint.append(i === 0 ? "" : "; ", code, ` ${what}`);
+  });
+  if (known.length > 0) hint.append(".");
+}
+
+/** The client key typed in, or null: sent as a Bearer header, and traded for a stream token on GET. */
+function clientKey() {
+  return keyBox.value.trim() || null;
+}
+
 function start() {
+  clearAnswer();
+  stats.textContent = "";
+  if (!keyRow.hidden && clientKey() === null) {
+    return end("error", `This proxy wants a client key: type one in the key field above. ${KEY_HELP}`);
+  }
   const request = { prompt: promptBox.value || promptBox.placeholder, model: modelPicker.value };
-  const run = { began: performance.now(), firstAt: null, endAt: null, deltas: 0, over: false };
+  const run = { began: performance.now(), firstAt: null, endAt: null, hasText: false, over: false };
   let close = () => {};
   const on = {
     text(piece) {
       if (run.over) return;
       run.firstAt ??= performance.now();
-      run.deltas += 1;
+      run.hasText = true;
       reply.append(piece); // a Text node: streamed text is never parsed as HTML
       showStats(run);
     },
@@ -93,11 +105,8 @@ function start() {
     },
     reset() { // discard what this answer showed: it starts over
       if (run.over) return;
-      reply.textContent = "";
-      reasoning.textContent = "";
-      thinking.hidden = true;
-      tools.textContent = "";
-      run.deltas = 0;
+      clearAnswer();
+      run.hasText = false;
     },
     done(terminate) {
       if (run.over) return;
@@ -108,87 +117,36 @@ function start() {
       close();
       conclude(run, "error", message);
     },
+    refused(err) { // a 4xx/5xx before any stream, or no answer at all
+      if (err.status === 401) keyRow.hidden = false;
+      on.fail(failureWords(err));
+    },
   };
   const open = form.elements.transport.value === "fetch" ? viaFetch : viaEventSource;
-  close = open(request, on, () => run.deltas > 0);
+  close = open({ ...request, events: EVENTS, key: clientKey() }, on, () => run.hasText);
   stopCurrent = () => {
     close();
     conclude(run, "stopped", "Stopped. The proxy has cancelled the answer upstream.");
   };
-  reply.textContent = "";
-  reasoning.textContent = "";
-  thinking.hidden = true;
-  tools.textContent = "";
   notice.textContent = "";
-  stats.textContent = "";
   setBusy(true);
   answer.dataset.state = "streaming";
 }
 
-// With resumable streams (the proxy's default) every event id is `<stream id>:<seq>`. After a cut,
-// EventSource reconnects by itself with Last-Event-ID and the proxy sends only what was missed.
-const MAX_RECONNECTS = 8; // in a row, without an event in between
-
-function viaEventSource({ prompt, model }, on, hasText) {
-  const source = new EventSource(`stream?${new URLSearchParams({ prompt, model, events: EVENTS.join(",") })}`);
-  let streamId = null;
-  let stopWanted = false; // Stop came before the first event told us the stream's id
-  let reconnects = 0;
-  const seen = (event) => { // every event, named or not: the stream is alive, and its id is known
-    reconnects = 0;
-    streamId ??= streamIdOf(event.lastEventId);
-    if (stopWanted) stopStream(source, streamId);
-    return !stopWanted;
-  };
-  source.addEventListener("reasoning", (event) => seen(event) && on.reasoning(JSON.parse(event.data).text));
-  source.addEventListener("refusal", (event) => seen(event) && on.text(JSON.parse(event.data).text));
-  source.addEventListener("tool_call", (event) => seen(event) && on.toolCall(JSON.parse(event.data)));
-  source.addEventListener("reset", (event) => seen(event) && on.reset());
-  source.addEventListener("message", (event) => {
-    if (!seen(event)) return;
-    const payload = JSON.parse(event.data);
-    if (payload.action === "terminate") {
-      source.close(); // an EventSource left open reconnects, and the model is asked again
-      on.done(payload);
-    } else {
-      on.text(payload.text);
-    }
-  });
-  source.addEventListener("error", () => {
-    // Reconnecting (CONNECTING) after a cut resumes the stream; CLOSED means the proxy refused.
-    reconnects += 1;
-    if (source.readyState === EventSource.CONNECTING && reconnects <= MAX_RECONNECTS) return;
-    // EventSource gives no detail: a refused request and a cut connection look alike.
-    source.close();
-    on.fail(hasText()
-      ? "The connection to the proxy was lost before the answer was finished."
-      : "The proxy could not be reached, or it refused the request. The fetch transport shows why.");
-  });
-  return () => {
-    if (streamId === null && source.readyState !== EventSource.CLOSED) stopWanted = true;
-    else stopStream(source, streamId);
-  };
+function clearAnswer() {
+  reply.textContent = "";
+  reasoning.textContent = "";
+  thinking.hidden = true;
+  tools.textContent = "";
 }
 
-function streamIdOf(lastEventId) {
-  const colon = lastEventId.lastIndexOf(":");
-  return colon > 0 ? lastEventId.slice(0, colon) : null;
-}
-
-// A deliberate stop: the proxy cancels the answer upstream now, instead of waiting for us to come back.
-function stopStream(source, streamId) {
-  source.close();
-  if (streamId !== null) {
-    fetch(`streams/${encodeURIComponent(streamId)}/stop`, { method: "POST", keepalive: true }).catch(() => {});
-  }
-}
-
-function viaFetch({ prompt, model }, on) {
+function viaFetch({ prompt, model, events, key }, on) {
   const controller = new AbortController();
   streamChat({
     url: "chat",
+    headers: bearer(key),
     body: {
-      model, messages: [{ role: "user", content: prompt }], events: EVENTS,
+      model, messages: [{ role: "user", content: prompt }], events,
       ...(offerTool.checked && { tools: [DEMO_TOOL] }),
     },
     signal: controller.signal,
@@ -199,7 +157,7 @@ function viaFetch({ prompt, model }, on) {
     onReset: on.reset,
     onDone: on.done,
     onError: (err) => {
-      if (err.name !== "AbortError") on.fail(describeFailure(err));
+      if (err.name !== "AbortError") on.refused(err);
     },
   });
   return () => controller.abort();
@@ -222,22 +180,8 @@ function toolCallFigure({ name, arguments: args }) {
   return figure;
 }
 
-function describeFailure(err) {
-  if (err.status === 404) return `The proxy does not know this model: ${err.message}.`;
-  if (err.status === 413) return "The prompt is larger than this proxy accepts.";
-  if (err.status) return `The proxy refused the request (HTTP ${err.status}): ${err.message}.`;
-  if (err instanceof TypeError) return "Could not reach the proxy. Is it running?";
-  return `The stream failed: ${err.message}.`;
-}
-
 function finish(run, terminate) {
-  if (terminate.reason === "error") {
-    const { type, message } = terminate.error ?? {};
-    const words = ERROR_WORDS[type] ?? "The model failed.";
-    const partial = run.deltas > 0 ? " The text above is incomplete." : "";
-    return conclude(run, "error", `${words}${partial} It said: ${message ?? type}.`, terminate);
-  }
-  conclude(run, "done", REASON_WORDS[terminate.reason] ?? "", terminate);
+  conclude(run, terminate.reason === "error" ? "error" : "done", terminateWords(terminate, run.hasText), terminate);
 }
 
 function conclude(run, state, message, terminate = null) {
@@ -260,15 +204,13 @@ function setBusy(busy) {
   stopButton.disabled = !busy;
 }
 
-// Time to first token from the click; the rate over the time the text was streaming.
+// Time to first token from the click; tokens as the upstream counted them, over the time the text streamed.
 function showStats(run, terminate = null) {
   if (run.firstAt === null) return;
-  const tokens = terminate?.usage?.completion_tokens;
-  const unit = tokens === undefined ? "deltas" : "tokens";
-  const count = tokens ?? run.deltas;
-  const parts = [`first token ${Math.round(run.firstAt - run.began)} ms`, `${count} ${unit}`];
-  const seconds = ((run.endAt ?? performance.now()) - run.firstAt) / 1000;
-  if (run.endAt !== null && seconds > 0) parts.push(`${(count / seconds).toFixed(1)} ${unit}/s`);
-  if (terminate?.model) parts.push(`answered by ${terminate.model}`);
-  stats.textContent = parts.join(" · ");
+  stats.textContent = statsWords({
+    firstMs: run.firstAt - run.began,
+    streamingSeconds: ((run.endAt ?? run.firstAt) - run.firstAt) / 1000,
+    tokens: terminate?.usage?.completion_tokens,
+    model: terminate?.model,
+  });
 }

@@ -1,0 +1,67 @@
+// What the demo page says, as pure functions of what the proxy sent: no DOM, no clock.
+
+// What a person should read for each error type of a terminate event (README, "The event schema").
+const ERROR_WORDS = {
+  upstream_unavailable: "The model is unavailable right now. Try again in a moment.",
+  upstream_rejected: "The model's provider returned an error.",
+  timeout: "The model took too long to answer.",
+  truncated: "The model's connection ended before the answer was finished.",
+  internal_error: "The proxy itself failed; its log says why.",
+};
+const REASON_WORDS = {
+  length: "The answer reached its token limit and was cut short.",
+  content_filter: "The provider's content filter stopped the answer.",
+  shutdown: "The proxy is restarting and ended the answer early. Try again in a moment.",
+  refusal: "The model declined this request.",
+  tool_calls: "The model asked to call the tools above; this demo does not run them.",
+};
+// The shipped config's rehearsal models, and what each shows; the hint names only those the proxy has.
+const DEMO_MODELS = [
+  ["mock-error", "rehearses a failure"],
+  ["mock-reasoning", "thinks before it answers"],
+  ["mock-tools", "calls a tool"],
+];
+export const KEY_HELP = "Keys are the proxy's auth.keys (docs/security.md); this page keeps yours in this tab only.";
+
+/** `text` as a sentence: a full stop added only when it does not already end in one (or in ! or ?). */
+export function sentence(text) {
+  const trimmed = String(text).trim();
+  return /[.!?…]["')\]]*$/.test(trimmed) ? trimmed : `${trimmed}.`;
+}
+
+/** The notice for a terminate event: empty for a plain stop. */
+export function terminateWords(terminate, hadText) {
+  if (terminate.reason !== "error") return REASON_WORDS[terminate.reason] ?? "";
+  const { type, message } = terminate.error ?? {};
+  const partial = hadText ? " The text above is incomplete." : "";
+  return `${ERROR_WORDS[type] ?? "The model failed."}${partial} It said: ${sentence(message ?? type ?? "nothing")}`;
+}
+
+/** The notice for a request the proxy refused before any stream (a ProxyHttpError, or a network error). */
+export function failureWords(err) {
+  if (err.status === 401) return `The proxy wants a valid client key: ${sentence(err.message)} ${KEY_HELP}`;
+  if (err.status === 404) return `The proxy does not know this model: ${sentence(err.message)}`;
+  if (err.status === 413) return "The prompt is larger than this proxy accepts.";
+  if (err.status) return `The proxy refused the request (HTTP ${err.status}): ${sentence(err.message)}`;
+  if (err instanceof TypeError) return "Could not reach the proxy. Is it running?";
+  return `The stream failed: ${sentence(err.message)}`;
+}
+
+/** The rehearsal models this proxy has, as [name, what it shows]: the hint names only those. */
+export function rehearsalModels(names) {
+  return DEMO_MODELS.filter(([name]) => names.includes(name));
+}
+
+/**
+ * The stats under the reply. Only tokens are counted, and only as the upstream reported them
+ * (`usage.completion_tokens` of the terminate): a text event may carry several tokens, or part of one.
+ */
+export function statsWords({ firstMs, streamingSeconds, tokens, model }) {
+  const parts = [`first token ${Math.round(firstMs)} ms`];
+  if (tokens !== undefined) {
+    parts.push(`${tokens} ${tokens === 1 ? "token" : "tokens"}`);
+    if (streamingSeconds > 0) parts.push(`${(tokens / streamingSeconds).toFixed(1)} tokens/s`);
+  }
+  if (model) parts.push(`answered by ${model}`);
+  return parts.join(" · ");
+}
