@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
+from proxy.log_format import JsonFormatter
 from tests.conftest import chat_body, make_config, proxy, read_stream
 from tests.docs_blocks import block, doc_blocks, inline_commands
 from tests.redis_fixtures import RedisServer, free_port
@@ -47,12 +48,14 @@ def flags_missing(command: str, defined: set[str]) -> list[str]:
 RUN = {
     "retry-timeouts", "rehearsal", "access-log-line", "command-line", "redis-shared-state",
     "client-keys-config", "client-keys-recipe", "forwarded-allow-ips", "recovery-models",
-    "continue-transcript", "restart-transcript",
+    "continue-transcript", "restart-transcript", "json-log-line",
 }
 # Blocks no test can run here, and why; each is still checked as far as it can be (the test named after it).
 NOT_RUNNABLE = {
     "bench-ab": "starts the proxy at several git revisions in temporary worktrees for minutes, on an idle "
                 "machine; its flags are checked against `bench/ab.py --help`",
+    "bench-resume-rows": "a measurement of minutes for a quiet machine; its flags are checked against "
+                         "`bench/run.py --help` and its paths against bench/paths.py",
 }
 
 
@@ -138,6 +141,14 @@ async def test_access_log_line(caplog: pytest.LogCaptureFixture) -> None:
     assert list(shown) == list(logged)  # the same fields, in the same order
 
 
+def test_json_log_line() -> None:
+    """The example has the fields a JSON line about a stream has, in the same order."""
+    record = logging.LogRecord("llm_sse_proxy.relay", logging.INFO, __file__, 1, "retrying", None, None)
+    record.request_id = "c2b4"
+    logged = json.loads(JsonFormatter().format(record))
+    assert list(json.loads(block("json-log-line"))) == list(logged)
+
+
 def test_command_line(tmp_path: Path) -> None:
     synopsis, module, init = block("command-line").splitlines()
     helped = subprocess.run([CLI, "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
@@ -201,6 +212,16 @@ def test_bench_ab() -> None:
     helped = subprocess.run([sys.executable, "bench/ab.py", "--help"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, check=True).stdout
     assert re.findall(FLAG, block("bench-ab")) and flags_missing(block("bench-ab"), set(re.findall(FLAG, helped))) == []
+
+
+def test_bench_resume_rows() -> None:
+    helped = subprocess.run([sys.executable, "bench/run.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, check=True).stdout
+    command = block("bench-resume-rows")
+    assert command.startswith("make bench ARGS=") and flags_missing(command, set(re.findall(FLAG, helped))) == []
+    [paths] = re.findall(r"--paths (\S+)", command)
+    known = (ROOT / "bench" / "paths.py").read_text() + (ROOT / "bench" / "run.py").read_text()
+    assert all(f'"{path}"' in known or f"'{path}'" in known for path in paths.split(",")), paths
 
 
 # --- docs/security.md -------------------------------------------------------------------------------
