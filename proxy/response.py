@@ -148,17 +148,23 @@ class SSEResponse:
         self._send = send = scope.get(SEND_BODY, send)
         self._last_write = self._clock()
         ending: str | None = None
-        async with anyio.create_task_group() as tasks:
+        with anyio.CancelScope() as stream:
 
             def end(reason: str) -> None:
                 nonlocal ending
                 ending = reason
-                tasks.cancel_scope.cancel()
+                stream.cancel()
 
-            tasks.start_soon(self._watch, receive, end)
-            if not await self._run_until_shutdown():
-                ending = "shutdown"
-            tasks.cancel_scope.cancel()
+            # One plain task beside the producer: an anyio task group costs several times as much (issue 13).
+            watcher = asyncio.get_running_loop().create_task(self._watch(receive, end))
+            watcher.add_done_callback(lambda task: task.cancelled() or task.exception() is None or stream.cancel())
+            try:
+                if not await self._run_until_shutdown():
+                    ending = "shutdown"
+            finally:
+                watcher.cancel()
+        if watcher.done() and not watcher.cancelled() and (failure := watcher.exception()) is not None:
+            raise failure  # as a task group would: a broken watch must not leave the stream unwatched
         self._report(ending)  # before an abort's wait: the log line must not depend on the client
         if ending == "send_timeout" or (ending == "shutdown" and not self._ended):
             await _abort(scope, receive)
