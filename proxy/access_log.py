@@ -58,9 +58,30 @@ def stream_line(
     return line
 
 
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each access line as it is, in one write: the CLI's handler for `llm_sse_proxy.access`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.write(self.format(record))
+
+    def write(self, text: str) -> None:
+        try:
+            self.stream.write(text + "\n")  # stderr is line-buffered: one write(2) a line, flushed
+        except Exception:  # noqa: BLE001 -- as logging does: a failed log write must not fail the stream
+            self.handleError(logging.makeLogRecord({"msg": text}))
+
+
 def write(line: dict[str, Any]) -> None:
+    """Log one access line: straight to the CLI's LineHandler when it is the logger's one destination
+    (a LogRecord, its caller lookup and its formatting cost more than the line's JSON), else by logging."""
     level = logging.WARNING if line.get("client_disconnect") else logging.INFO
-    log.log(level, "%s", _dumps(line))
+    text = _dumps(line)
+    handlers = log.handlers
+    direct = handlers[0] if len(handlers) == 1 and type(handlers[0]) is LineHandler else None
+    if direct is not None and not log.propagate and log.isEnabledFor(level) and level >= direct.level:
+        direct.write(text)
+    else:
+        log.log(level, "%s", text)
 
 
 def _dumps(line: dict[str, Any]) -> str:

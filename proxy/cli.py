@@ -9,6 +9,7 @@ import socket
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from proxy import access_log
 from proxy.app import create_app
 from proxy.config import Config, ConfigError, load_config
 from proxy.log_format import TEXT_FORMAT, BareFormatter, use_format
@@ -148,8 +149,8 @@ def use_log_format(config: Config) -> None:
 
 def configure_access_log() -> None:
     """Access lines are bare JSON, one per stream, whatever --log-level says (logging.access_log turns them off)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(BareFormatter())
+    handler = access_log.LineHandler()
+    handler.setFormatter(BareFormatter())  # for lines that come through logging
     access = logging.getLogger("llm_sse_proxy.access")
     access.addHandler(handler)
     access.setLevel(logging.INFO)

@@ -7,6 +7,8 @@ proxy's own error types, a known list of finish reasons), so no client or upstre
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -19,6 +21,23 @@ KNOWN_REASONS = frozenset(
 DISCONNECTS = {"cancelled": "closed", "send_timeout": "send_timeout"}
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
 DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class _Children:
+    """A metric's children by label values, each looked up once: prometheus' `labels` validates the
+    values and takes a lock on every call. Bounded as the label values are (see above)."""
+
+    __slots__ = ("metric", "children")
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = self.metric.labels(*values)
+        return child
 
 
 class Metrics:
@@ -45,6 +64,9 @@ class Metrics:
         self.store_failures = Counter("llm_proxy_resume_store_failures",
                                       "Resumable streams the store failed: refused new, or ended (unavailable, fenced)",
                                       ["reason"], registry=r)
+        # What every stream records, by model: its children kept.
+        self._streams, self._duration, self._ttft = _Children(self.streams), _Children(self.duration), _Children(self.ttft)
+        self._tokens = _Children(self.tokens)
 
     def stream_started(self) -> None:
         self.active.inc()
@@ -53,10 +75,10 @@ class Metrics:
         self.active.dec()
         answered = outcome.model or model
         reason = outcome.reason if outcome.reason in KNOWN_REASONS else "other"
-        self.streams.labels(model, reason).inc()
-        self.duration.labels(answered).observe(duration)
+        self._streams(model, reason).inc()
+        self._duration(answered).observe(duration)
         if outcome.ttft is not None:
-            self.ttft.labels(answered).observe(outcome.ttft)
+            self._ttft(answered).observe(outcome.ttft)
         for error_type in outcome.retries:
             self.retries.labels(error_type).inc()
         for error_type in (*outcome.retries, *outcome.failures):
@@ -70,8 +92,8 @@ class Metrics:
         if outcome.malformed:
             self.malformed.labels(model).inc(outcome.malformed)
         if outcome.usage is not None:
-            self.tokens.labels(answered, "in").inc(outcome.usage.prompt_tokens)
-            self.tokens.labels(answered, "out").inc(outcome.usage.completion_tokens)
+            self._tokens(answered, "in").inc(outcome.usage.prompt_tokens)
+            self._tokens(answered, "out").inc(outcome.usage.completion_tokens)
 
     def reject(self, reason: str) -> None:
         self.rejected.labels(reason).inc()

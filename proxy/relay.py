@@ -175,22 +175,29 @@ class Relay:
         return isinstance(exc, ContentPolicyRejected) and self.faults.content_policy == "final"
 
     async def _with_retries(self, upstream: Upstream, emit: Emit) -> None:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=self._wait,
-            retry=retry_if_exception(self._should_retry),
-            sleep=self.sleep,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
+        # Most requests succeed at once: tenacity's machinery is built only once an attempt has failed.
+        first: UpstreamError | None
+        try:
+            return await self._attempt(upstream, emit)
+        except UpstreamError as exc:
+            first = exc
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.retry.attempts), wait=self._wait, sleep=self.sleep,
+                                 retry=retry_if_exception(self._should_retry), before_sleep=self._before_sleep,
+                                 reraise=True)
         async for attempt in retrying:
             with attempt:
-                self.outcome.attempts += 1
-                try:
-                    await self._stream(upstream, emit)
-                except UpstreamError as exc:
-                    self._failed(exc, upstream)
-                    raise
+                if first is not None:  # attempt 1, already run: tenacity judges its error, numbering unchanged
+                    failed, first = first, None
+                    raise failed
+                await self._attempt(upstream, emit)
+
+    async def _attempt(self, upstream: Upstream, emit: Emit) -> None:
+        self.outcome.attempts += 1
+        try:
+            await self._stream(upstream, emit)
+        except UpstreamError as exc:
+            self._failed(exc, upstream)
+            raise
 
     def _failed(self, exc: UpstreamError, upstream: Upstream) -> None:
         self._spent = add_usage(self._spent, exc.usage)
@@ -235,12 +242,8 @@ class Relay:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return float(retry_after)
-        backoff = wait_exponential_jitter(
-            multiplier=self.retry.backoff_initial,
-            max=self.retry.backoff_max,
-            jitter=self.retry.backoff_initial,
-        )
-        return backoff(state)
+        initial = self.retry.backoff_initial
+        return wait_exponential_jitter(multiplier=initial, max=self.retry.backoff_max, jitter=initial)(state)
 
     async def _stream(self, upstream: Upstream, emit: Emit) -> None:
         self._plan = plan = self.recovery.plan(upstream) if self.recovery.active else None

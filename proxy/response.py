@@ -148,28 +148,23 @@ class SSEResponse:
         self._send = send = scope.get(SEND_BODY, send)
         self._last_write = self._clock()
         ending: str | None = None
-        async with anyio.create_task_group() as tasks:
+        with anyio.CancelScope() as stream:
 
-            def stuck() -> None:
+            def end(reason: str) -> None:
                 nonlocal ending
-                ending = "send_timeout"
-                tasks.cancel_scope.cancel()
+                ending = reason
+                stream.cancel()
 
-            tasks.start_soon(self._keep_alive, stuck)
-
-            async def watch_disconnect() -> None:
-                nonlocal ending
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                if self._ended:
-                    return  # the server says so once the response is complete: the producer may finish
-                ending = "cancelled"
-                tasks.cancel_scope.cancel()
-
-            tasks.start_soon(watch_disconnect)
-            if not await self._run_until_shutdown():
-                ending = "shutdown"
-            tasks.cancel_scope.cancel()
+            # One plain task beside the producer: an anyio task group costs several times as much (issue 13).
+            watcher = asyncio.get_running_loop().create_task(self._watch(receive, end))
+            watcher.add_done_callback(lambda task: task.cancelled() or task.exception() is None or stream.cancel())
+            try:
+                if not await self._run_until_shutdown():
+                    ending = "shutdown"
+            finally:
+                watcher.cancel()
+        if watcher.done() and not watcher.cancelled() and (failure := watcher.exception()) is not None:
+            raise failure  # as a task group would: a broken watch must not leave the stream unwatched
         self._report(ending)  # before an abort's wait: the log line must not depend on the client
         if ending == "send_timeout" or (ending == "shutdown" and not self._ended):
             await _abort(scope, receive)
@@ -205,23 +200,33 @@ class SSEResponse:
         self._write_started = None
         self._last_write = started
 
-    async def _keep_alive(self, stuck: Callable[[], None]) -> None:
-        """Ping an idle stream; call `stuck` when a write has been pending for `send_timeout`."""
+    async def _watch(self, receive: Receive, end: Callable[[str], None]) -> None:
+        """The stream's one helper task: `end("cancelled")` when the client leaves, `end("send_timeout")` when
+        a write has been pending for `send_timeout`, and a ping when the stream has been idle.
+
+        It waits for the client's next message until the next check is due. A wait ended by its deadline
+        takes no message: the server's `receive` only waits for one before taking it (Starlette's
+        `is_disconnected` relies on the same)."""
         now = self._clock()
         while True:
-            await anyio.sleep_until(self._next_check(now))
+            with anyio.CancelScope(deadline=self._next_check(now)):
+                if (await receive())["type"] == "http.disconnect":
+                    if not self._ended:  # the server says so once the response is complete: the producer may finish
+                        end("cancelled")
+                    return
+                continue  # another part of the request body: ignored, as before
             if self._ended:
                 return
             now = self._clock()
             started = self._write_started
             if started is not None:
                 if now - started >= self.send_timeout:
-                    return stuck()
+                    return end("send_timeout")
             elif now - self._last_write >= self.ping_interval:
                 with anyio.move_on_after(self.send_timeout) as ping:
                     await self._write(PING)
                 if ping.cancelled_caught:
-                    return stuck()
+                    return end("send_timeout")
 
     def _next_check(self, now: float) -> float:
         if self._write_started is not None:

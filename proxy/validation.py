@@ -170,6 +170,34 @@ def parse_chat_body(body: bytes) -> ParsedChat:
         raise BadRequest("the body must be a JSON object")
     if b"\\u" in body:  # only an escape can make a lone surrogate: valid UTF-8 has none
         _check_unicode(data)
+    return _plain_chat(data) or _validated_chat(data)
+
+
+# The body nearly every client sends: messages of a role and a text, perhaps a model and `stream`.
+_PLAIN_KEYS = frozenset({"messages", "model", "stream"})
+_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})  # a tool message needs its call's id
+
+
+def _plain_chat(data: dict[str, Any]) -> ParsedChat | None:
+    """The plain body, read without pydantic; None for anything else (even a plain body's error), which
+    `_validated_chat` reads (or refuses) as it always did: the same ParsedChat either way (tests/test_validation.py)."""
+    messages, model, stream = data.get("messages"), data.get("model"), data.get("stream")
+    if not _PLAIN_KEYS.issuperset(data) or type(messages) is not list or not messages:
+        return None
+    if not (model is None or type(model) is str and 0 < len(model) <= 200) or not (stream is None or type(stream) is bool):
+        return None
+    turns = []
+    for message in messages:
+        if type(message) is not dict or len(message) != 2:
+            return None
+        role, content = message.get("role"), message.get("content")
+        if role not in _PLAIN_ROLES or type(content) is not str:
+            return None
+        turns.append(Message(role, content))
+    return ParsedChat(ChatRequest(messages=tuple(turns)), model, frozenset(), bool(stream), False)
+
+
+def _validated_chat(data: dict[str, Any]) -> ParsedChat:
     try:
         chat = _ChatBody.model_validate(data)
     except (ValidationError, RecursionError) as exc:

@@ -137,3 +137,22 @@ async def test_the_debug_endpoint_counts_tasks_and_descriptors() -> None:
     async with proxy(make_config(server={"debug_endpoints": True})) as client:
         runtime = (await client.get("/debug/runtime")).json()
     assert runtime["tasks"] >= 1 and runtime["fds"] >= 3 and runtime["rss_bytes"] > 1 << 20
+
+
+def test_the_cli_handler_takes_each_access_line_in_one_write(monkeypatch) -> None:
+    from proxy import access_log
+
+    writes: list[str] = []
+
+    class Stream:
+        def write(self, text: str) -> None:
+            writes.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    logger = logging.getLogger("llm_sse_proxy.access")
+    monkeypatch.setattr(logger, "handlers", [access_log.LineHandler(Stream())])
+    monkeypatch.setattr(logger, "propagate", False)
+    access_log.write({"event": "stream", "prompt": "é", "client_disconnect": True})
+    assert writes == ['{"event":"stream","prompt":"é","client_disconnect":true}\n']

@@ -223,3 +223,19 @@ async def test_outcome_counts_only_the_retries_that_happened(caplog) -> None:
         await ask(client)
     retries = [r for r in caplog.records if r.getMessage().startswith("retrying in")]
     assert up.recorder.count() == 3 and len(retries) == 2
+
+
+async def test_backoff_grows_from_the_first_retry_on() -> None:
+    """The first attempt runs outside tenacity (issue 13); the retries after it wait as before: attempt n
+    waits backoff_initial * 2**(n-1), plus up to backoff_initial of jitter."""
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+
+    retry = {"attempts": 3, "backoff_initial": 0.1, "backoff_max": 10, "retry_after_max": 5}
+    async with mock_upstream() as up:
+        async with proxy(upstream_config([up.model("gpt", "gpt+fail=2:503")], retry=retry), sleep=recorded) as client:
+            _, terminate = await ask(client)
+    assert terminate["reason"] == "stop" and up.recorder.count() == 3
+    assert len(waits) == 2 and 0.1 <= waits[0] <= 0.2 and 0.2 <= waits[1] <= 0.3, waits

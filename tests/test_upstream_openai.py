@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx2
+import orjson
 import pytest
 
 from mock_upstream import Recorder, create_mock_upstream_app
@@ -31,6 +33,18 @@ async def test_streams_text_usage_and_finish_reason() -> None:
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["stop"]) == (0.5, 0.9, 50, ["END"])
     assert up.recorder.attempts[0].headers["authorization"] == "Bearer sk-test-canary-4f1b2c3d4e5f"
 
+
+
+async def test_each_request_carries_its_own_length_and_the_host() -> None:
+    """The request is prepared once per model and only its body changes (adapters/openai_endpoint.py)."""
+    async with mock_upstream() as up, proxy(upstream_config([up.model("gpt", "gpt")])) as client:
+        await ask(client, "hi")
+        await ask(client, "é" * 300)  # two bytes a character: the length counts bytes
+    short, long = up.recorder.attempts
+    assert int(short.headers["content-length"]) == len(orjson.dumps(short.body))
+    assert int(long.headers["content-length"]) == len(orjson.dumps(long.body)) > 600
+    assert short.headers["host"] == long.headers["host"] == httpx2.URL(up.url).netloc.decode()
+    assert long.headers["authorization"] == "Bearer sk-test-canary-4f1b2c3d4e5f"
 
 @pytest.mark.parametrize("text", AWKWARD)
 async def test_awkward_text_survives_both_hops(text: str) -> None:

@@ -141,3 +141,47 @@ def test_a_field_the_model_cannot_take_is_a_400_that_names_it(name: str) -> None
     with pytest.raises(BadRequest) as caught:
         check_supported(request, "m", frozenset(OPTIONAL_FIELDS) - {name})
     assert name in caught.value.message and "'m'" in caught.value.message
+
+
+PLAIN = [
+    {"messages": USER},
+    {"messages": USER, "model": "gpt", "stream": True},
+    {"messages": USER, "model": None, "stream": None},
+    {"messages": USER, "stream": False},
+    {"messages": [{"role": r, "content": f"{r} says"} for r in ("system", "developer", "user", "assistant")]},
+    {"messages": [{"content": "", "role": "user"}], "model": "m" * 200},
+]
+NOT_PLAIN = [  # each is read (or refused) by pydantic, as before
+    {},
+    {"messages": []},
+    {"messages": USER, "model": ""},
+    {"messages": USER, "model": "m" * 201},
+    {"messages": USER, "model": 5},
+    {"messages": USER, "stream": 1},
+    {"messages": USER, "stream": "true"},
+    {"messages": USER, "temperature": 0.5},
+    {"messages": USER, "events": ["usage"]},
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
+    {"messages": [{"role": "user", "content": None}]},
+    {"messages": [{"role": "user"}]},
+    {"messages": [{"role": "user", "content": "hi", "name": "x"}]},
+    {"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]},
+    {"messages": [{"role": "robot", "content": "hi"}]},
+    {"messages": [USER[0], "hi"]},
+    {"messages": {"role": "user", "content": "hi"}},
+]
+
+
+@pytest.mark.parametrize("data", PLAIN)
+def test_the_plain_body_reads_as_pydantic_reads_it(data: dict) -> None:
+    from proxy.validation import _plain_chat, _validated_chat
+
+    assert _plain_chat(data) == _validated_chat(data)
+    assert parse_chat_body(json.dumps(data).encode()) == _validated_chat(data)
+
+
+@pytest.mark.parametrize("data", NOT_PLAIN)
+def test_any_other_body_goes_to_pydantic(data: dict) -> None:
+    from proxy.validation import _plain_chat
+
+    assert _plain_chat(data) is None
