@@ -20,7 +20,7 @@ import math
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -51,6 +51,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamTruncated,
 )
+from proxy.outcome import Outcome
 from proxy.recovery import CannotRecoverHere, Plan, Recovery, add_usage
 from proxy.rich_events import Extras, Named
 from proxy.splice import MAX_ECHO, splice
@@ -74,25 +75,6 @@ class Upstream:
     show_reasoning: bool = True
     recovery: str = "off"  # off | continue | restart: when this model's stream dies mid-answer
     continue_with: str = "none"  # how this model continues an assistant message, as a recovery target
-
-
-@dataclass(slots=True)
-class Outcome:
-    """How a stream ended, for the access log and metrics."""
-
-    reason: str = "cancelled"
-    model: str | None = None
-    usage: Usage | None = None
-    error_type: str | None = None
-    error_status: int | None = None  # the upstream's HTTP status behind the error, if any
-    attempts: int = 0
-    fallbacks: int = 0
-    ttft: float | None = None
-    chunks: int = 0
-    retries: list[str] = field(default_factory=list)  # the error types that were retried
-    failures: list[str] = field(default_factory=list)  # the error types that ended a model's turn
-    recovered: str | None = None  # the kind of mid-stream recovery, when one succeeded
-    malformed: int = 0  # malformed upstream chunks (skipped, but for one that ended the stream)
 
 
 class Relay:

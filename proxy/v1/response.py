@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from proxy.relay import Outcome
+from proxy.outcome import Outcome
 from proxy.response import PING, SEND_BODY, SSEResponse
 from proxy.sse import json_line
 from proxy.v1.chunks import ChunkEncoder, CompletionBuilder, error_body, error_status, terminate_error

@@ -1,0 +1,26 @@
+"""How a stream ended: what the relay records and the access log, the metrics and the OpenAI door read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from proxy.deltas import Usage
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a stream ended, for the access log and metrics."""
+
+    reason: str = "cancelled"
+    model: str | None = None
+    usage: Usage | None = None
+    error_type: str | None = None
+    error_status: int | None = None  # the upstream's HTTP status behind the error, if any
+    attempts: int = 0
+    fallbacks: int = 0
+    ttft: float | None = None
+    chunks: int = 0
+    retries: list[str] = field(default_factory=list)  # the error types that were retried
+    failures: list[str] = field(default_factory=list)  # the error types that ended a model's turn
+    recovered: str | None = None  # the kind of mid-stream recovery, when one succeeded
+    malformed: int = 0  # malformed upstream chunks (skipped, but for one that ended the stream)
