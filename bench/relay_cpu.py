@@ -26,11 +26,11 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-import adapters.openai_compat
-import proxy.relay
-from proxy.config import RetryConfig, TimeoutsConfig
-from proxy.deltas import ChatRequest, Finish, Message, TextDelta
-from proxy.sse import encode_event
+from llm_sse_proxy.adapters import openai_compat
+from llm_sse_proxy.proxy import relay
+from llm_sse_proxy.proxy.config import RetryConfig, TimeoutsConfig
+from llm_sse_proxy.proxy.deltas import ChatRequest, Finish, Message, TextDelta
+from llm_sse_proxy.proxy.sse import encode_event
 
 CHUNKS, STREAMS, ROUNDS = 200, 20, 9
 HEAD = '{"id":"chatcmpl-x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
@@ -114,7 +114,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--against", type=Path, help="another checkout, compared in the same process")
     args = parser.parse_args()
-    variants = {"this": (proxy.relay, adapters.openai_compat)}
+    variants = {"this": (relay, openai_compat)}
     if args.against:
         variants["against"] = (load("against_relay", args.against / "proxy" / "relay.py"),
                                load("against_openai_compat", args.against / "adapters" / "openai_compat.py"))

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +25,7 @@ SOURCES = ["pyproject.toml", "README.md", "LICENSE", "proxy", "adapters", "mock_
 
 
 def test_the_packaged_config_is_the_shipped_config_yaml() -> None:
-    from proxy.starter import PACKAGED_CONFIG
+    from llm_sse_proxy.proxy.starter import PACKAGED_CONFIG
 
     assert PACKAGED_CONFIG.read_text() == (ROOT / "config.yaml").read_text()
 
@@ -62,10 +64,25 @@ def run(argv: list[str]) -> None:
 
 @pytest.mark.timeout(600)
 def test_the_wheel_imports_from_its_own_venv(installed: Path, tmp_path: Path) -> None:
-    done = subprocess.run([str(installed / "python"), "-c", "import proxy.resume, adapters, mock_upstream; "
-                           "print(proxy.__file__)"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    code = "import llm_sse_proxy.proxy.resume, llm_sse_proxy.adapters, llm_sse_proxy.mock_upstream as m; print(m.__file__)"
+    done = subprocess.run([str(installed / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).is_relative_to(installed.parent), done.stdout
+
+
+@pytest.mark.timeout(600)
+def test_the_wheel_installs_one_top_level_name(installed: Path) -> None:
+    """No generic `proxy` or `adapters` package that could clash with another distribution's."""
+    [wheel] = (installed.parent.parent / "dist").glob("llm_sse_proxy-*.whl")
+    names = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {name for name in names if not name.endswith(".dist-info")} == {"llm_sse_proxy"}
+
+
+def test_every_subpackage_in_the_tree_is_packaged() -> None:
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    in_tree = {"llm_sse_proxy." + ".".join(init.parent.relative_to(ROOT).parts)
+               for room in ("proxy", "adapters", "mock_upstream") for init in (ROOT / room).rglob("__init__.py")}
+    assert listed == in_tree
 
 
 @pytest.mark.timeout(600)
