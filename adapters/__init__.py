@@ -1,8 +1,8 @@
 """Upstream adapters, one module each, found by the config's `adapter:` name."""
 
-from proxy.deltas import AdapterSpec
+from llm_sse_proxy.proxy.deltas import AdapterSpec
 
-from adapters import anthropic, gemini, mock, ollama, openai_compat
+from llm_sse_proxy.adapters import anthropic, gemini, mock, ollama, openai_compat
 
 REGISTRY: dict[str, AdapterSpec] = {
     "mock": mock.SPEC,

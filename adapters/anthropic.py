@@ -17,10 +17,10 @@ import httpx2
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from adapters.event_stream import MAX_EVENT, event_deltas
-from adapters.request_parts import data_url, tool_arguments
-from adapters.upstream_http import BaseUrl, Redactor, loads, stream_deltas
-from proxy.deltas import (
+from llm_sse_proxy.adapters.event_stream import MAX_EVENT, event_deltas
+from llm_sse_proxy.adapters.request_parts import data_url, tool_arguments
+from llm_sse_proxy.adapters.upstream_http import BaseUrl, Redactor, loads, stream_deltas
+from llm_sse_proxy.proxy.deltas import (
     AdapterSpec,
     ChatRequest,
     Delta,
@@ -32,7 +32,9 @@ from proxy.deltas import (
     ToolCallDelta,
     Usage,
 )
-from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamTruncated, UpstreamUnavailable
+from llm_sse_proxy.proxy.errors import (
+    UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamTruncated, UpstreamUnavailable,
+)
 
 # Anthropic's stop reasons in the proxy's terms (the OpenAI names); any other passes through as it is.
 STOP_REASONS = {

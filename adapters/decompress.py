@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import anyio.lowlevel
 
-from proxy.errors import UpstreamMalformed
+from llm_sse_proxy.proxy.errors import UpstreamMalformed
 
 STEP = 64 * 1024
 # gzip; deflate as RFC 9110 means it (zlib-wrapped), which servers send, with a gzip header accepted too.

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
-from proxy.deltas import Delta, Finish, MalformedChunk
-from proxy.errors import UpstreamMalformed, UpstreamTruncated
+from llm_sse_proxy.proxy.deltas import Delta, Finish, MalformedChunk
+from llm_sse_proxy.proxy.errors import UpstreamMalformed, UpstreamTruncated
 
 MAX_EVENT = 1 << 20  # 1 MiB: a chat delta is a few hundred bytes
 BOM = b"\xef\xbb\xbf"

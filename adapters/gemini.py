@@ -20,10 +20,10 @@ import httpx2
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from adapters.event_stream import MAX_EVENT, event_deltas
-from adapters.request_parts import data_url, tool_arguments
-from adapters.upstream_http import BaseUrl, Redactor, error_message, loads, stream_deltas
-from proxy.deltas import (
+from llm_sse_proxy.adapters.event_stream import MAX_EVENT, event_deltas
+from llm_sse_proxy.adapters.request_parts import data_url, tool_arguments
+from llm_sse_proxy.adapters.upstream_http import BaseUrl, Redactor, error_message, loads, stream_deltas
+from llm_sse_proxy.proxy.deltas import (
     AdapterSpec,
     ChatRequest,
     Delta,
@@ -35,7 +35,7 @@ from proxy.deltas import (
     ToolCallDelta,
     Usage,
 )
-from proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
+from llm_sse_proxy.proxy.errors import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
 
 # Gemini's finish reasons in the proxy's terms; any other is passed on in lower case.
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}

@@ -15,7 +15,7 @@ from typing import Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy.deltas import (
+from llm_sse_proxy.proxy.deltas import (
     OPTIONAL_FIELDS,
     AdapterSpec,
     ChatRequest,
@@ -28,7 +28,7 @@ from proxy.deltas import (
     ToolCallDelta,
     Usage,
 )
-from proxy.errors import UpstreamRejected, UpstreamUnavailable
+from llm_sse_proxy.proxy.errors import UpstreamRejected, UpstreamUnavailable
 
 DEFAULT_REPLY = (
     "Server-Sent Events let a server push a stream of text to the browser over one plain HTTP "

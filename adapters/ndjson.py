@@ -7,7 +7,7 @@ bound, checked as each read arrives, like the event-stream decoder.
 
 from __future__ import annotations
 
-from proxy.errors import UpstreamMalformed
+from llm_sse_proxy.proxy.errors import UpstreamMalformed
 
 MAX_LINE = 1 << 20  # 1 MiB, as for an SSE event
 

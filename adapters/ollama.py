@@ -15,10 +15,10 @@ import httpx2
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from adapters.ndjson import MAX_LINE, LineDecoder
-from adapters.request_parts import data_url, tool_arguments
-from adapters.upstream_http import BaseUrl, Redactor, loads, stream_deltas
-from proxy.deltas import (
+from llm_sse_proxy.adapters.ndjson import MAX_LINE, LineDecoder
+from llm_sse_proxy.adapters.request_parts import data_url, tool_arguments
+from llm_sse_proxy.adapters.upstream_http import BaseUrl, Redactor, loads, stream_deltas
+from llm_sse_proxy.proxy.deltas import (
     AdapterSpec,
     MalformedChunk,
     ChatRequest,
@@ -31,7 +31,7 @@ from proxy.deltas import (
     ToolCallDelta,
     Usage,
 )
-from proxy.errors import UpstreamMalformed, UpstreamRejected, UpstreamTruncated, UpstreamUnavailable
+from llm_sse_proxy.proxy.errors import UpstreamMalformed, UpstreamRejected, UpstreamTruncated, UpstreamUnavailable
 
 NDJSON = "application/x-ndjson"  # what Ollama streams; anything else is not its answer
 

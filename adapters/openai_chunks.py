@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from adapters.upstream_http import RETRYABLE_STATUS, error_message, loads
-from proxy.deltas import Delta, ReasoningDelta, RefusalDelta, ToolCallDelta, Usage
-from proxy.errors import ContentPolicyRejected, UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
+from llm_sse_proxy.adapters.upstream_http import RETRYABLE_STATUS, error_message, loads
+from llm_sse_proxy.proxy.deltas import Delta, ReasoningDelta, RefusalDelta, ToolCallDelta, Usage
+from llm_sse_proxy.proxy.errors import (
+    ContentPolicyRejected, UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable,
+)
 
 # OpenAI's code for a refused image prompt, and Azure's for its content filter (as an error, not a finish reason).
 CONTENT_POLICY_CODES = frozenset({"content_policy_violation", "content_filter"})

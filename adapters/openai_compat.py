@@ -16,12 +16,12 @@ import httpx2
 import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from adapters.connection_guard import ending_body_with_connection
-from adapters.event_stream import MAX_EVENT, EventStreamDecoder
-from adapters.openai_chunks import CONTENT_POLICY_CODES, parse_chunk
-from adapters.openai_endpoint import ChatCompletions
-from adapters.openai_params import chat_params
-from adapters.upstream_http import (
+from llm_sse_proxy.adapters.connection_guard import ending_body_with_connection
+from llm_sse_proxy.adapters.event_stream import MAX_EVENT, EventStreamDecoder
+from llm_sse_proxy.adapters.openai_chunks import CONTENT_POLICY_CODES, parse_chunk
+from llm_sse_proxy.adapters.openai_endpoint import ChatCompletions
+from llm_sse_proxy.adapters.openai_params import chat_params
+from llm_sse_proxy.adapters.upstream_http import (
     TRANSPORT_ERRORS,
     BaseUrl,
     Redactor,
@@ -33,8 +33,10 @@ from adapters.upstream_http import (
     retry_after,
     status_error,
 )
-from proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, MalformedChunk, TextDelta, Usage
-from proxy.errors import ContentPolicyRejected, UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamTruncated
+from llm_sse_proxy.proxy.deltas import AdapterSpec, ChatRequest, Delta, Finish, MalformedChunk, TextDelta, Usage
+from llm_sse_proxy.proxy.errors import (
+    ContentPolicyRejected, UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamTruncated,
+)
 
 MAX_FINISH_REASON = 64  # finish reasons are short identifiers: a longer one, or an object, is not one
 

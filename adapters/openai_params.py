@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.deltas import ChatRequest, ContentPart, Message, TextPart, Tool
+from llm_sse_proxy.proxy.deltas import ChatRequest, ContentPart, Message, TextPart, Tool
 
 
 def chat_params(model: str, request: ChatRequest) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.upstream_http import loads
-from proxy.errors import UpstreamRejected
+from llm_sse_proxy.adapters.upstream_http import loads
+from llm_sse_proxy.proxy.errors import UpstreamRejected
 
 
 def tool_arguments(arguments: str, upstream: str) -> dict[str, Any]:

@@ -20,11 +20,11 @@ import httpx2
 import orjson
 from pydantic import AfterValidator
 
-from adapters import decompress
-from adapters.connection_guard import ending_body_with_connection
-from adapters.redaction import Redactor
-from proxy.deltas import Delta, Finish
-from proxy.errors import (
+from llm_sse_proxy.adapters import decompress
+from llm_sse_proxy.adapters.connection_guard import ending_body_with_connection
+from llm_sse_proxy.adapters.redaction import Redactor
+from llm_sse_proxy.proxy.deltas import Delta, Finish
+from llm_sse_proxy.proxy.errors import (
     UpstreamError,
     UpstreamMalformed,
     UpstreamRejected,

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx2  # noqa: E402
 
-from adapters import REGISTRY  # noqa: E402
-from adapters.http_client import HttpClients  # noqa: E402
+from llm_sse_proxy.adapters import REGISTRY  # noqa: E402
+from llm_sse_proxy.adapters.http_client import HttpClients  # noqa: E402
 from bench.procs import Proc, free_port  # noqa: E402
-from proxy.deltas import ChatRequest, Message  # noqa: E402
+from llm_sse_proxy.proxy.deltas import ChatRequest, Message  # noqa: E402
 
 PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama": ""}
 LONG = 400
@@ -75,7 +75,7 @@ async def through_proxy(url: str, rounds: int, streams: int) -> tuple[dict, dict
               "logging": {"access_log": False}, "limits": {"requests_per_minute": 1e6, "burst": 100000}}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as file:
         json.dump(config, file)  # JSON is YAML
-    popen = subprocess.Popen([sys.executable, "-m", "proxy", "--config", file.name], stderr=subprocess.DEVNULL)
+    popen = subprocess.Popen([sys.executable, "-m", "llm_sse_proxy.proxy", "--config", file.name], stderr=subprocess.DEVNULL)
     proc = Proc("proxy", popen, time.perf_counter())
     per_chunk: dict[str, list[float]] = {d: [] for d in PATHS}
     per_request: dict[str, list[float]] = {d: [] for d in PATHS}
@@ -118,7 +118,7 @@ async def wait_up(client: httpx2.AsyncClient) -> None:
 
 
 async def main(rounds: int, streams: int, via_proxy: bool) -> None:
-    mock = subprocess.Popen([sys.executable, "-m", "mock_upstream", "--port", "0"], stdout=subprocess.PIPE, text=True)
+    mock = subprocess.Popen([sys.executable, "-m", "llm_sse_proxy.mock_upstream", "--port", "0"], stdout=subprocess.PIPE, text=True)
     try:
         url = re.search(r"(http://\S+)/v1", mock.stdout.readline()).group(1)  # type: ignore[union-attr]
         measure = through_proxy if via_proxy else alone

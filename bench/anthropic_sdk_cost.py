@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import anthropic  # noqa: E402
 import httpx2  # noqa: E402
 
-from adapters.event_stream import EventStreamDecoder  # noqa: E402
-from adapters.http_client import HttpClients  # noqa: E402
+from llm_sse_proxy.adapters.event_stream import EventStreamDecoder  # noqa: E402
+from llm_sse_proxy.adapters.http_client import HttpClients  # noqa: E402
 
 N, ROUNDS = 200, 5
 
@@ -44,7 +44,7 @@ async def consume(r):
     return n
 
 async def main():
-    p = subprocess.Popen([sys.executable, "-m", "mock_upstream", "--port", "0"], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-m", "llm_sse_proxy.mock_upstream", "--port", "0"], stdout=subprocess.PIPE, text=True)
     base = re.search(r"(http://\S+)", p.stdout.readline()).group(1)
     try:
         http = HttpClients(5).new()

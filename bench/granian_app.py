@@ -3,9 +3,9 @@ that `llm-sse-proxy` serves under uvicorn, built from the config named by LLMSSE
 
 import os
 
-from proxy.app import create_app
-from proxy.cli import setup_logging
-from proxy.config import load_config
+from llm_sse_proxy.proxy.app import create_app
+from llm_sse_proxy.proxy.cli import setup_logging
+from llm_sse_proxy.proxy.config import load_config
 
 setup_logging("warning")
 app = create_app(load_config(os.environ["LLMSSE_CONFIG"]))

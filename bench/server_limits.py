@@ -57,7 +57,7 @@ def proxy(tree: Path, nofile: int | None) -> Iterator[tuple[subprocess.Popen[byt
     with tempfile.TemporaryDirectory(prefix="server-limits-") as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(CONFIG % port)
-        argv = [*limit, sys.executable, "-m", "proxy", "--config", str(config), "--log-level", "error"]
+        argv = [*limit, sys.executable, "-m", "llm_sse_proxy.proxy", "--config", str(config), "--log-level", "error"]
         process = subprocess.Popen(argv, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -8,7 +8,7 @@ import asyncio, fcntl, json, socket, struct, sys, termios
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvicorn
-from proxy.app import create_app
+from llm_sse_proxy.proxy.app import create_app
 from tests.upstream_fixtures import mock_upstream, upstream_config
 
 SIOCOUTQ = termios.TIOCOUTQ

@@ -1,3 +1,3 @@
-from mock_upstream.server import main
+from llm_sse_proxy.mock_upstream.server import main
 
 raise SystemExit(main())

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mock_upstream.dialect import (
+from llm_sse_proxy.mock_upstream.dialect import (
     REASONING,
     TOOL_ARGUMENTS,
     Ask,
@@ -26,7 +26,7 @@ from mock_upstream.dialect import (
     sse,
     user_text,
 )
-from mock_upstream.plan import Plan
+from llm_sse_proxy.mock_upstream.plan import Plan
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}

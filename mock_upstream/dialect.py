@@ -23,10 +23,10 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from mock_upstream import continuation, faults
-from mock_upstream.recorder import Attempt, Recorder
-from mock_upstream.plan import Plan, make_plan, parse_options, reply_text
-from mock_upstream.server import _ClosingStream, _drop, _TRANSPORT
+from llm_sse_proxy.mock_upstream import continuation, faults
+from llm_sse_proxy.mock_upstream.recorder import Attempt, Recorder
+from llm_sse_proxy.mock_upstream.plan import Plan, make_plan, parse_options, reply_text
+from llm_sse_proxy.mock_upstream.server import _ClosingStream, _drop, _TRANSPORT
 
 PLAYED_FAULTS = {"drop_after", "close_after", "stall_after", "malformed_after", "error_after"}
 REASONING = "The user wants the canned reply. I will stream it in small pieces."

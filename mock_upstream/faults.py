@@ -30,7 +30,7 @@ import anyio
 import anyio.lowlevel
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from mock_upstream.recorder import Attempt
+from llm_sse_proxy.mock_upstream.recorder import Attempt
 
 OPTIONS = frozenset({"bom", "not_sse", "reject_after", "blank_after", "blank_bytes", "corrupt_gzip_after",
                      "bad_finish", "bad_usage", "linger", "broken_chunk_after"})

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mock_upstream.dialect import REASONING, TOOL_ARGUMENTS, Ask, Dialect, Script, serve, sse, user_text
-from mock_upstream.plan import Plan
+from llm_sse_proxy.mock_upstream.dialect import REASONING, TOOL_ARGUMENTS, Ask, Dialect, Script, serve, sse, user_text
+from llm_sse_proxy.mock_upstream.plan import Plan
 
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}

@@ -14,8 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mock_upstream.dialect import REASONING, TOOL_ARGUMENTS, Ask, Dialect, Script, retry_headers, serve, user_text
-from mock_upstream.plan import Plan
+from llm_sse_proxy.mock_upstream.dialect import (
+
+    REASONING, TOOL_ARGUMENTS, Ask, Dialect, Script, retry_headers, serve, user_text,
+
+)
+from llm_sse_proxy.mock_upstream.plan import Plan
 
 CREATED_AT = "2026-01-01T00:00:00.000000Z"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mock_upstream import continuation, faults
-from mock_upstream.openai_rich import RICH_OPTIONS
+from llm_sse_proxy.mock_upstream import continuation, faults
+from llm_sse_proxy.mock_upstream.openai_rich import RICH_OPTIONS
 
 AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
                 "big_after", "endless_after", "unended_after", "fieldless_after")

@@ -1,6 +1,6 @@
 """A fast mock of OpenAI's streaming chat-completions API, with faults chosen per request.
 
-Run ``python -m mock_upstream --port 9000`` (or ``llm-sse-proxy mock-upstream``) and point any
+Run ``python -m llm_sse_proxy.mock_upstream --port 9000`` (or ``llm-sse-proxy mock-upstream``) and point any
 OpenAI client at ``http://127.0.0.1:9000/v1`` with any API key. Tests serve ``create_mock_upstream_app(recorder)``
 over real HTTP; the ``Recorder`` says what it saw. Endpoints: ``POST /v1/chat/completions`` (streamed when
 ``"stream": true``, else one JSON reply; 401 without ``Authorization: Bearer ...``) and ``GET /v1/models``.
@@ -61,11 +61,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from mock_upstream import continuation, faults
-from mock_upstream.openai_rich import RichDeltas, rich_deltas
-from mock_upstream.plan import Plan, make_plan, parse_options, reply_text
-from mock_upstream.options_help import options_epilog
-from mock_upstream.recorder import Attempt, Recorder
+from llm_sse_proxy.mock_upstream import continuation, faults
+from llm_sse_proxy.mock_upstream.openai_rich import RichDeltas, rich_deltas
+from llm_sse_proxy.mock_upstream.plan import Plan, make_plan, parse_options, reply_text
+from llm_sse_proxy.mock_upstream.options_help import options_epilog
+from llm_sse_proxy.mock_upstream.recorder import Attempt, Recorder
 
 DEFAULT_REPLY = "Hello! This is the mock upstream, streaming a short canned reply one small chunk at a time."
 MODELS = ("mock-gpt", "mock-gpt-mini")
@@ -336,7 +336,7 @@ class _MockApp(Starlette):
 
 
 def create_mock_upstream_app(recorder: Recorder | None = None, *, default_reply: str = DEFAULT_REPLY) -> Starlette:
-    from mock_upstream import anthropic, gemini, ollama  # the native dialects build on this module
+    from llm_sse_proxy.mock_upstream import anthropic, gemini, ollama  # the native dialects build on this module
 
     app = _MockApp(
         routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"]),

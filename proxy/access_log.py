@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from proxy.outcome import Outcome
+from llm_sse_proxy.proxy.outcome import Outcome
 
 log = logging.getLogger("llm_sse_proxy.access")
 

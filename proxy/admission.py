@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from proxy.auth import Authenticator, Client
-from proxy.config import Config
-from proxy.errors import Unauthorized
-from proxy.limits import RateLimiter, StreamGates
-from proxy.redis_client import OnError
-from proxy.redis_limits import RedisLimits
-from proxy.shared_limits import Leave, MemoryLimits, SharedLimits
+from llm_sse_proxy.proxy.auth import Authenticator, Client
+from llm_sse_proxy.proxy.config import Config
+from llm_sse_proxy.proxy.errors import Unauthorized
+from llm_sse_proxy.proxy.limits import RateLimiter, StreamGates
+from llm_sse_proxy.proxy.redis_client import OnError
+from llm_sse_proxy.proxy.redis_limits import RedisLimits
+from llm_sse_proxy.proxy.shared_limits import Leave, MemoryLimits, SharedLimits
 
 ANONYMOUS = "anonymous"
 

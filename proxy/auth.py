@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from proxy.config import AuthConfig
-from proxy.errors import Overloaded, Unauthorized
+from llm_sse_proxy.proxy.config import AuthConfig
+from llm_sse_proxy.proxy.errors import Overloaded, Unauthorized
 
 Clock = Callable[[], float]
 MAX_USED_TOKENS = 100_000

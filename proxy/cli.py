@@ -9,15 +9,15 @@ import socket
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from proxy import access_log
-from proxy.app import create_app
-from proxy.config import Config, ConfigError, load_config
-from proxy.log_format import TEXT_FORMAT, BareFormatter, use_format
-from proxy.response import Shutdown
-from proxy.server import BindError, GracefulServer, bind, fit_file_limit, uvicorn_config
-from proxy.starter import REAL_MODEL_HINT, ConfigChoice, choose_config, write_starter
-from proxy.summary import startup_summary
-from proxy.workers import run_workers
+from llm_sse_proxy.proxy import access_log
+from llm_sse_proxy.proxy.app import create_app
+from llm_sse_proxy.proxy.config import Config, ConfigError, load_config
+from llm_sse_proxy.proxy.log_format import TEXT_FORMAT, BareFormatter, use_format
+from llm_sse_proxy.proxy.response import Shutdown
+from llm_sse_proxy.proxy.server import BindError, GracefulServer, bind, fit_file_limit, uvicorn_config
+from llm_sse_proxy.proxy.starter import REAL_MODEL_HINT, ConfigChoice, choose_config, write_starter
+from llm_sse_proxy.proxy.summary import startup_summary
+from llm_sse_proxy.proxy.workers import run_workers
 
 DESCRIPTION = """Stream LLM answers to browsers as Server-Sent Events.
 
@@ -67,7 +67,7 @@ def _positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["mock-upstream"]:
-        from mock_upstream import main as mock_upstream_main
+        from llm_sse_proxy.mock_upstream import main as mock_upstream_main
 
         return mock_upstream_main(argv[1:])
     if argv[:1] == ["init"]:

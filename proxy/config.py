@@ -17,8 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from adapters import REGISTRY
-from proxy.config_errors import close_match, describe, known_keys, unknown_key, yaml_hint
+from llm_sse_proxy.adapters import REGISTRY
+from llm_sse_proxy.proxy.config_errors import close_match, describe, known_keys, unknown_key, yaml_hint
 
 log = logging.getLogger("llm_sse_proxy.config")
 

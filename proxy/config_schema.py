@@ -1,6 +1,6 @@
 """A JSON Schema for config.yaml, generated from the pydantic models, so editors complete and check it.
 
-`python -m proxy.config_schema > config.schema.json` regenerates the committed file; a test checks it is
+`python -m llm_sse_proxy.proxy.config_schema > config.schema.json` regenerates the committed file; a test checks it is
 current. The schema describes the file as written: a model's adapter options sit beside `name` and
 `adapter` (one shape per adapter), and `auth.keys` holds `${VAR}` references or `sha256:` digests.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from adapters import REGISTRY
-from proxy.config import Config, ModelConfig
+from llm_sse_proxy.adapters import REGISTRY
+from llm_sse_proxy.proxy.config import Config, ModelConfig
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

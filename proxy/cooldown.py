@@ -23,9 +23,9 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from proxy.config import Config
-from proxy.errors import UpstreamError, UpstreamUnavailable
-from proxy.redis_client import OnError, connect
+from llm_sse_proxy.proxy.config import Config
+from llm_sse_proxy.proxy.errors import UpstreamError, UpstreamUnavailable
+from llm_sse_proxy.proxy.redis_client import OnError, connect
 
 log = logging.getLogger("llm_sse_proxy.cooldown")
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from proxy.deltas import Usage
+    from llm_sse_proxy.proxy.deltas import Usage
 
 
 class ProxyError(Exception):

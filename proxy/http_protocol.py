@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from proxy.config import Config
+from llm_sse_proxy.proxy.config import Config
 
 HEADER_OVERHEAD = 4  # ": " and CRLF around each header line, as counted on the wire
 STREAM_QUERY = b"/stream?"  # the start of a GET /stream URL that carries a prompt

@@ -12,9 +12,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
-from proxy.config import LimitsConfig
-from proxy.deltas import Adapter, ChatRequest, Delta
-from proxy.errors import Overloaded, PayloadTooLarge, TooManyRequests
+from llm_sse_proxy.proxy.config import LimitsConfig
+from llm_sse_proxy.proxy.deltas import Adapter, ChatRequest, Delta
+from llm_sse_proxy.proxy.errors import Overloaded, PayloadTooLarge, TooManyRequests
 
 Clock = Callable[[], float]
 MAX_TRACKED_CLIENTS = 100_000

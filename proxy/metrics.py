@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from proxy.outcome import Outcome
+from llm_sse_proxy.proxy.outcome import Outcome
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 KNOWN_REASONS = frozenset(

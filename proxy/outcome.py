@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from proxy.deltas import Usage
+from llm_sse_proxy.proxy.deltas import Usage
 
 
 @dataclass(slots=True)

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
-from proxy.deltas import ChatRequest, Message, Usage
-from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamTruncated, UpstreamUnavailable
-from proxy.splice import prefill
+from llm_sse_proxy.proxy.deltas import ChatRequest, Message, Usage
+from llm_sse_proxy.proxy.errors import UpstreamError, UpstreamTimeout, UpstreamTruncated, UpstreamUnavailable
+from llm_sse_proxy.proxy.splice import prefill
 
 RECOVERABLE = (UpstreamTruncated, UpstreamTimeout, UpstreamUnavailable)
 Kind = Literal["continue", "restart"]

@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from proxy.resume.errors import StoreUnavailable
+from llm_sse_proxy.proxy.resume.errors import StoreUnavailable
 
 log = logging.getLogger("llm_sse_proxy.redis")
 

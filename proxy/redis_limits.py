@@ -30,11 +30,11 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from proxy.auth import ALREADY_USED, Clock
-from proxy.errors import TooManyRequests, Unauthorized
-from proxy.limits import STREAM_RETRY_AFTER, StreamGates
-from proxy.redis_client import OnError, connect, shared_state
-from proxy.shared_limits import Leave
+from llm_sse_proxy.proxy.auth import ALREADY_USED, Clock
+from llm_sse_proxy.proxy.errors import TooManyRequests, Unauthorized
+from llm_sse_proxy.proxy.limits import STREAM_RETRY_AFTER, StreamGates
+from llm_sse_proxy.proxy.redis_client import OnError, connect, shared_state
+from llm_sse_proxy.proxy.shared_limits import Leave
 
 log = logging.getLogger("llm_sse_proxy.redis")
 

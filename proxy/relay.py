@@ -27,10 +27,10 @@ import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from proxy.config import FaultsConfig, RetryConfig, TimeoutsConfig
-from proxy.cooldown import Cooldowns, NoCooldowns
-from proxy.deadline import ReadDeadline
-from proxy.deltas import (
+from llm_sse_proxy.proxy.config import FaultsConfig, RetryConfig, TimeoutsConfig
+from llm_sse_proxy.proxy.cooldown import Cooldowns, NoCooldowns
+from llm_sse_proxy.proxy.deadline import ReadDeadline
+from llm_sse_proxy.proxy.deltas import (
     Adapter,
     ChatRequest,
     Delta,
@@ -42,7 +42,7 @@ from proxy.deltas import (
     ToolCallDelta,
     Usage,
 )
-from proxy.errors import (
+from llm_sse_proxy.proxy.errors import (
     ContentPolicyRejected,
     NoFirstToken,
     UpstreamError,
@@ -51,11 +51,11 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamTruncated,
 )
-from proxy.outcome import Outcome
-from proxy.recovery import CannotRecoverHere, Plan, Recovery, add_usage
-from proxy.rich_events import Extras, Named
-from proxy.splice import MAX_ECHO, splice
-from proxy.sse import terminate_payload, text_payload
+from llm_sse_proxy.proxy.outcome import Outcome
+from llm_sse_proxy.proxy.recovery import CannotRecoverHere, Plan, Recovery, add_usage
+from llm_sse_proxy.proxy.rich_events import Extras, Named
+from llm_sse_proxy.proxy.splice import MAX_ECHO, splice
+from llm_sse_proxy.proxy.sse import terminate_payload, text_payload
 
 log = logging.getLogger("llm_sse_proxy.relay")
 

@@ -30,8 +30,8 @@ from typing import Any
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from proxy.relay import Emit
-from proxy.sse import PING, encode_event, terminate_payload
+from llm_sse_proxy.proxy.relay import Emit
+from llm_sse_proxy.proxy.sse import PING, encode_event, terminate_payload
 
 log = logging.getLogger("llm_sse_proxy.stream")
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from proxy.deltas import Delta, ReasoningDelta, RefusalDelta, ToolCall, ToolCallDelta
-from proxy.errors import BadRequest, InvalidToolCall, UpstreamMalformed
-from proxy.sse import tool_call_payload
+from llm_sse_proxy.proxy.deltas import Delta, ReasoningDelta, RefusalDelta, ToolCall, ToolCallDelta
+from llm_sse_proxy.proxy.errors import BadRequest, InvalidToolCall, UpstreamMalformed
+from llm_sse_proxy.proxy.sse import tool_call_payload
 
 EVENT_NAMES = ("reasoning", "refusal", "tool_call", "tool_call_delta", "reset")
 TOOL_EVENTS = frozenset({"tool_call", "tool_call_delta"})

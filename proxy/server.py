@@ -18,9 +18,9 @@ from types import FrameType
 
 import uvicorn
 
-from proxy.config import Config
-from proxy.http_protocol import ConnectionLimits, limited_protocol
-from proxy.response import Shutdown
+from llm_sse_proxy.proxy.config import Config
+from llm_sse_proxy.proxy.http_protocol import ConnectionLimits, limited_protocol
+from llm_sse_proxy.proxy.response import Shutdown
 
 log = logging.getLogger("llm_sse_proxy")
 FORCED_STOP_WAIT = 1.0  # seconds a forced stop gives streams to send their terminate

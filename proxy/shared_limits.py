@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from proxy.auth import Clock, UsedTokens
-from proxy.limits import RateLimiter, StreamGates
+from llm_sse_proxy.proxy.auth import Clock, UsedTokens
+from llm_sse_proxy.proxy.limits import RateLimiter, StreamGates
 
 Leave = Callable[[], None]  # gives a stream slot back; safe to call more than once
 

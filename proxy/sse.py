@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from proxy.deltas import ToolCall, Usage
+from llm_sse_proxy.proxy.deltas import ToolCall, Usage
 
 PING = b": ping\n\n"
 

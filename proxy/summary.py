@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from proxy.config import Config
+from llm_sse_proxy.proxy.config import Config
 
 WILDCARDS = {"0.0.0.0", "::", ""}
 

@@ -9,9 +9,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from proxy.deltas import OPTIONAL_FIELDS, ChatRequest, ContentPart, ImagePart, Message, TextPart, Tool, ToolCall
-from proxy.errors import BadRequest
-from proxy.rich_events import parse_event_names
+from llm_sse_proxy.proxy.deltas import (
+
+    OPTIONAL_FIELDS, ChatRequest, ContentPart, ImagePart, Message, TextPart, Tool, ToolCall,
+
+)
+from llm_sse_proxy.proxy.errors import BadRequest
+from llm_sse_proxy.proxy.rich_events import parse_event_names
 
 _Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 _FunctionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx2  # noqa: E402
 
 from bench.procs import free_port  # noqa: E402
-from proxy.deltas import ChatRequest, Message, Tool  # noqa: E402
+from llm_sse_proxy.proxy.deltas import ChatRequest, Message, Tool  # noqa: E402
 from tests.adapter_harness import adapter_for, gather  # noqa: E402
 
 WEATHER = Tool("get_weather", "The weather in a city", {"type": "object", "properties": {"city": {"type": "string"}},

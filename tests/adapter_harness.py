@@ -13,9 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from adapters import REGISTRY
-from adapters.http_client import HttpClients
-from proxy.deltas import Adapter, ChatRequest, Finish, Message, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from llm_sse_proxy.adapters import REGISTRY
+from llm_sse_proxy.adapters.http_client import HttpClients
+from llm_sse_proxy.proxy.deltas import (
+    Adapter, ChatRequest, Finish, Message, ReasoningDelta, TextDelta, ToolCallDelta, Usage,
+)
 from tests.conftest import serve
 
 

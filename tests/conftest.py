@@ -15,8 +15,8 @@ import httpx2
 import pytest
 import uvicorn
 
-from proxy.app import create_app
-from proxy.config import Config, parse_config
+from llm_sse_proxy.proxy.app import create_app
+from llm_sse_proxy.proxy.config import Config, parse_config
 from tests.sse_parse import Parsed, parse_stream
 
 

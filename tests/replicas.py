@@ -81,7 +81,7 @@ def _start(tmp_path: Path, config: Path, name: str, env: dict[str, str]) -> Repl
     log = tmp_path / f"{name}.log"
     with log.open("wb") as out:  # a file, not a pipe: a full pipe would block the replica's logging
         process = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--config", str(config), "--port", str(port), "--log-level", "warning"],
+            [sys.executable, "-m", "llm_sse_proxy.proxy", "--config", str(config), "--port", str(port), "--log-level", "warning"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
         )
     return Replica(name, port, process, log)

@@ -33,7 +33,7 @@ import anyio
 import httpx2
 import yaml
 
-from mock_upstream import Recorder, create_mock_upstream_app
+from llm_sse_proxy.mock_upstream import Recorder, create_mock_upstream_app
 from tests.conftest import serve
 from tests.sse_parse import parse_stream
 from tests.test_concurrency_and_shutdown import free_port, wait_healthy
@@ -283,7 +283,7 @@ async def run(opts: Options) -> Report:
             path.write_text(yaml.safe_dump(proxy_config(upstream, port, opts)))
             log_path = Path(tmp) / "proxy.log"
             with log_path.open("wb") as log:
-                process = subprocess.Popen([sys.executable, "-m", "proxy", "--config", str(path),
+                process = subprocess.Popen([sys.executable, "-m", "llm_sse_proxy.proxy", "--config", str(path),
                                             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
                 try:
                     soak = await drive(opts, f"http://127.0.0.1:{port}", recorder, port)

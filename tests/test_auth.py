@@ -6,9 +6,9 @@ import hashlib
 
 import pytest
 
-from proxy.auth import MAX_USED_TOKENS, Authenticator
-from proxy.config import AuthConfig, ConfigError
-from proxy.errors import Overloaded, Unauthorized
+from llm_sse_proxy.proxy.auth import MAX_USED_TOKENS, Authenticator
+from llm_sse_proxy.proxy.config import AuthConfig, ConfigError
+from llm_sse_proxy.proxy.errors import Overloaded, Unauthorized
 from tests.conftest import assert_one_terminate_last, chat_body, make_config, payloads, proxy, read_stream
 
 pytestmark = pytest.mark.anyio
@@ -87,7 +87,7 @@ def test_a_token_from_another_secret_is_refused() -> None:
 
 
 def test_used_tokens_are_forgotten_once_expired_and_the_store_is_bounded(monkeypatch) -> None:
-    monkeypatch.setattr("proxy.auth.MAX_USED_TOKENS", 3)
+    monkeypatch.setattr("llm_sse_proxy.proxy.auth.MAX_USED_TOKENS", 3)
     clock = Clock()
     auth = authenticator(clock)
     for _ in range(3):

@@ -22,7 +22,7 @@ import uvicorn
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from proxy.app import create_app
+from llm_sse_proxy.proxy.app import create_app
 from tests.conftest import make_config
 from tests.sse_parse import parse_stream
 

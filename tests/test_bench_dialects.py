@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from adapters import anthropic, gemini, ollama
+from llm_sse_proxy.adapters import anthropic, gemini, ollama
 from bench import mock_dialects
-from proxy.deltas import Finish, TextDelta
+from llm_sse_proxy.proxy.deltas import Finish, TextDelta
 
 pytestmark = pytest.mark.anyio
 

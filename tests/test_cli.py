@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from proxy.cli import main
+from llm_sse_proxy.proxy.cli import main
 from tests.test_server_limits import proxy_process
 
 
@@ -38,7 +38,7 @@ def test_a_taken_port_fails_in_one_line_before_start_up() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "proxy", "--port", str(port)],
+        done = subprocess.run([sys.executable, "-m", "llm_sse_proxy.proxy", "--port", str(port)],
                               capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert done.stderr == (f"llm-sse-proxy: cannot listen on 127.0.0.1:{port}: the port is in use "

@@ -14,7 +14,7 @@ import httpx2
 import pytest
 import yaml
 
-from proxy.response import Shutdown
+from llm_sse_proxy.proxy.response import Shutdown
 from tests.conftest import LOAD_TEST_LIMITS, assert_one_terminate_last, chat_body, payloads, proxy, read_stream
 from tests.upstream_fixtures import API_KEY, mock_upstream, upstream_config
 
@@ -92,7 +92,7 @@ def start_proxy(tmp_path: Path, up, *args: str) -> tuple[subprocess.Popen, int]:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     process = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "warning", *args],
+        [sys.executable, "-m", "llm_sse_proxy.proxy", "--config", str(path), "--log-level", "warning", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     return process, port

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxy.config import ConfigError, ServerConfig, load_config, parse_config
+from llm_sse_proxy.proxy.config import ConfigError, ServerConfig, load_config, parse_config
 
 GOOD = """
 default_model: mock
@@ -128,7 +128,7 @@ def test_mock_flag_replaces_every_adapter_and_needs_no_secrets(tmp_path: Path) -
 def test_bad_config_exits_non_zero_without_traceback(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + "server: {port: eighty}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "proxy", "--config", str(path)], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "llm_sse_proxy.proxy", "--config", str(path)], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 2
     assert f"{path}: server.port:" in result.stderr
@@ -136,7 +136,7 @@ def test_bad_config_exits_non_zero_without_traceback(tmp_path: Path) -> None:
 
 
 def test_help_describes_the_commands() -> None:
-    result = subprocess.run([sys.executable, "-m", "proxy", "--help"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run([sys.executable, "-m", "llm_sse_proxy.proxy", "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     for word in ("--config", "--mock", "--port", "mock-upstream", "/stream"):
         assert word in result.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import ConfigError, load_config
+from llm_sse_proxy.proxy.config import ConfigError, load_config
 
 ROOT = Path(__file__).parent.parent
 MODEL = "default_model: m\nmodels:\n  - name: m\n    adapter: mock\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.openai_params import chat_params
-from proxy.deltas import ChatRequest, Message
+from llm_sse_proxy.adapters.openai_params import chat_params
+from llm_sse_proxy.proxy.deltas import ChatRequest, Message
 
 ASKED = (Message("user", "Tell me a story."), Message("assistant", "Once upon a"))
 

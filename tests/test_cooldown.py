@@ -7,8 +7,12 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from proxy.cooldown import KEY_PREFIX, MemoryCooldowns, NoCooldowns, RedisCooldowns, UpstreamCoolingDown, cooldown_seconds
-from proxy.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from llm_sse_proxy.proxy.cooldown import (
+
+    KEY_PREFIX, MemoryCooldowns, NoCooldowns, RedisCooldowns, UpstreamCoolingDown, cooldown_seconds,
+
+)
+from llm_sse_proxy.proxy.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from tests.conftest import proxy
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
 from tests.test_upstream_openai import ask

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
-from proxy.log_format import JsonFormatter
+from llm_sse_proxy.mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
+from llm_sse_proxy.proxy.log_format import JsonFormatter
 from tests.conftest import chat_body, make_config, proxy, read_stream
 from tests.docs_blocks import block, doc_blocks, inline_commands
 from tests.redis_fixtures import RedisServer, free_port
@@ -154,8 +154,8 @@ def test_command_line(tmp_path: Path) -> None:
     helped = subprocess.run([CLI, "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
     assert flags_missing(synopsis, set(re.findall(FLAG, helped))) == []
     version = subprocess.run([CLI, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
-    assert module.startswith("python -m proxy …")
-    same = subprocess.run([sys.executable, "-m", "proxy", "--version"], capture_output=True, text=True,
+    assert module.startswith("python -m llm_sse_proxy.proxy …")
+    same = subprocess.run([sys.executable, "-m", "llm_sse_proxy.proxy", "--version"], capture_output=True, text=True,
                           timeout=60, check=True).stdout
     assert same == version and version.strip()
     assert init.startswith("llm-sse-proxy init [PATH]")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.event_stream import EventStreamDecoder
-from proxy.errors import UpstreamMalformed
+from llm_sse_proxy.adapters.event_stream import EventStreamDecoder
+from llm_sse_proxy.proxy.errors import UpstreamMalformed
 
 CASES = [
     (b"data: a\n\n", [("message", "a")]),

@@ -9,8 +9,8 @@ import anyio
 import orjson
 import pytest
 
-from adapters.openai_chunks import parse_chunk
-from proxy.errors import ContentPolicyRejected, UpstreamUnavailable
+from llm_sse_proxy.adapters.openai_chunks import parse_chunk
+from llm_sse_proxy.proxy.errors import ContentPolicyRejected, UpstreamUnavailable
 from tests.conftest import RESUME_OFF, proxy
 from tests.test_disconnect import wait_for_log
 from tests.test_recovery import converse

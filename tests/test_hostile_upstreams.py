@@ -10,8 +10,8 @@ import zlib
 import anyio
 import pytest
 
-from adapters import decompress, upstream_http
-from proxy.errors import UpstreamMalformed
+from llm_sse_proxy.adapters import decompress, upstream_http
+from llm_sse_proxy.proxy.errors import UpstreamMalformed
 from tests.conftest import proxy
 from tests.test_upstream_openai import ask
 from tests.upstream_fixtures import mock_upstream, upstream_config

@@ -9,7 +9,7 @@ import json
 import anyio
 import pytest
 
-from proxy.app import create_app
+from llm_sse_proxy.proxy.app import create_app
 from tests.conftest import make_config, serve
 from tests.sse_parse import parse_stream
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.event_stream import EventStreamDecoder
-from proxy.errors import UpstreamMalformed
+from llm_sse_proxy.adapters.event_stream import EventStreamDecoder
+from llm_sse_proxy.proxy.errors import UpstreamMalformed
 from tests.conftest import LOAD_TEST_LIMITS, proxy
 from tests.test_upstream_openai import ask
 from tests.upstream_fixtures import DIALECTS, mock_upstream, upstream_config

@@ -11,7 +11,7 @@ import sys
 import httpx2
 import pytest
 
-from mock_upstream import Recorder, create_mock_upstream_app
+from llm_sse_proxy.mock_upstream import Recorder, create_mock_upstream_app
 from tests.conftest import serve
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +91,7 @@ async def test_what_the_mock_does_not_serve_is_a_400(dialect: str, change: dict)
 
 @pytest.mark.parametrize("dialect", sorted(REQUESTS))
 async def test_the_cli_serves_every_dialect(dialect: str) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "mock-upstream", "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "llm_sse_proxy.proxy", "mock-upstream", "--port", "0"],
                                stdout=subprocess.PIPE, text=True)
     try:
         url = re.search(r"(http://\S+)/v1", process.stdout.readline()).group(1)  # type: ignore[union-attr]

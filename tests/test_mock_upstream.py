@@ -15,7 +15,7 @@ import httpx2
 import openai
 import pytest
 
-from mock_upstream import DEFAULT_REPLY, Recorder, create_mock_upstream_app
+from llm_sse_proxy.mock_upstream import DEFAULT_REPLY, Recorder, create_mock_upstream_app
 from tests.conftest import serve
 
 AUTH = {"authorization": "Bearer test"}

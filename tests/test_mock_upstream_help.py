@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mock_upstream.plan import OPTIONS
+from llm_sse_proxy.mock_upstream.plan import OPTIONS
 from tests.conftest import proxy
 from tests.test_upstream_openai import ask
 from tests.upstream_fixtures import mock_upstream, upstream_config
@@ -22,7 +22,7 @@ README = (Path(__file__).parent.parent / "docs" / "mock-upstream.md").read_text(
 
 
 def test_the_help_lists_every_option() -> None:
-    done = subprocess.run([sys.executable, "-m", "proxy", "mock-upstream", "--help"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "llm_sse_proxy.proxy", "mock-upstream", "--help"], capture_output=True,
                           text=True, timeout=30, check=True)
     listed = set(re.findall(r"\b([a-z_]+)=", done.stdout.split("Faults and options", 1)[1]))
     assert listed >= OPTIONS, sorted(OPTIONS - listed)

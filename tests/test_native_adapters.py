@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from proxy.deltas import ChatRequest, ImagePart, Message, TextPart, Tool, ToolCall, Usage
-from proxy.errors import UpstreamMalformed
+from llm_sse_proxy.proxy.deltas import ChatRequest, ImagePart, Message, TextPart, Tool, ToolCall, Usage
+from llm_sse_proxy.proxy.errors import UpstreamMalformed
 from tests.adapter_harness import Replay, adapter_for, gather, replaying
 from tests.conftest import proxy
 from tests.test_sse import AWKWARD

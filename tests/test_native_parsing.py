@@ -7,13 +7,13 @@ import json
 import httpx2
 import pytest
 
-from adapters.anthropic import MessageState
-from adapters.anthropic import usage_of as anthropic_usage
-from adapters.gemini import AnswerState, retry_delay
-from adapters.ndjson import LineDecoder
-from adapters.ollama import ChatState
-from proxy.deltas import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from proxy.errors import UpstreamMalformed, UpstreamRejected, UpstreamTruncated, UpstreamUnavailable
+from llm_sse_proxy.adapters.anthropic import MessageState
+from llm_sse_proxy.adapters.anthropic import usage_of as anthropic_usage
+from llm_sse_proxy.adapters.gemini import AnswerState, retry_delay
+from llm_sse_proxy.adapters.ndjson import LineDecoder
+from llm_sse_proxy.adapters.ollama import ChatState
+from llm_sse_proxy.proxy.deltas import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from llm_sse_proxy.proxy.errors import UpstreamMalformed, UpstreamRejected, UpstreamTruncated, UpstreamUnavailable
 
 
 def anthropic(*events: dict) -> list:

@@ -14,8 +14,8 @@ from typing import Any
 import anyio
 import pytest
 
-from adapters.mock import split_reply
-from proxy.app import create_app
+from llm_sse_proxy.adapters.mock import split_reply
+from llm_sse_proxy.proxy.app import create_app
 from tests.conftest import LOAD_TEST_LIMITS, NODE_DIR, make_config, node_and_npm, serve
 from tests.test_sse import AWKWARD
 

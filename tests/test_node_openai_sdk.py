@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from proxy.app import create_app
+from llm_sse_proxy.proxy.app import create_app
 from tests.conftest import NODE_DIR, RESUME_OFF, serve
 from tests.upstream_fixtures import mock_upstream, upstream_config
 

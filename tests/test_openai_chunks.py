@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from adapters.openai_chunks import Chunk, parse_chunk
-from proxy.deltas import ReasoningDelta, RefusalDelta, ToolCallDelta, Usage
-from proxy.errors import UpstreamMalformed, UpstreamUnavailable
+from llm_sse_proxy.adapters.openai_chunks import Chunk, parse_chunk
+from llm_sse_proxy.proxy.deltas import ReasoningDelta, RefusalDelta, ToolCallDelta, Usage
+from llm_sse_proxy.proxy.errors import UpstreamMalformed, UpstreamUnavailable
 
 
 def chunk(delta: object = None, finish: str | None = None, **top: object) -> str:

@@ -16,8 +16,8 @@ import httpx2
 import openai
 import pytest
 
-from proxy.app import Shutdown, create_app
-from proxy.config import Config
+from llm_sse_proxy.proxy.app import Shutdown, create_app
+from llm_sse_proxy.proxy.config import Config
 from tests.conftest import RESUME_OFF, make_config, serve
 from tests.upstream_fixtures import DIALECTS, mock_upstream, upstream_config
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxy.config import parse_config
+from llm_sse_proxy.proxy.config import parse_config
 from tests.conftest import proxy
 from tests.test_upstream_openai import ask
 from tests.upstream_fixtures import mock_upstream, model_at, upstream_config

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.deltas import Usage
-from proxy.errors import UpstreamUnavailable
+from llm_sse_proxy.proxy.deltas import Usage
+from llm_sse_proxy.proxy.errors import UpstreamUnavailable
 from tests.adapter_harness import Replay, adapter_for, gather, replaying
 from tests.upstream_fixtures import model_at
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from adapters.mock import DEFAULT_REPLY as MOCK_REPLY
-from mock_upstream import DEFAULT_REPLY
-from mock_upstream.continuation import PREFILL_REJECTED
-from proxy.config import load_config
+from llm_sse_proxy.adapters.mock import DEFAULT_REPLY as MOCK_REPLY
+from llm_sse_proxy.mock_upstream import DEFAULT_REPLY
+from llm_sse_proxy.mock_upstream.continuation import PREFILL_REJECTED
+from llm_sse_proxy.proxy.config import load_config
 from tests.conftest import RESUME_OFF, assert_one_terminate_last, chat_body, proxy
 from tests.sse_parse import parse_stream
 from tests.upstream_fixtures import mock_upstream, upstream_config

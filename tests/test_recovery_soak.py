@@ -9,7 +9,7 @@ import random
 import anyio
 import pytest
 
-from mock_upstream import DEFAULT_REPLY
+from llm_sse_proxy.mock_upstream import DEFAULT_REPLY
 from tests.conftest import LOAD_TEST_LIMITS, proxy
 from tests.test_recovery import CHUNKS, converse
 from tests.upstream_fixtures import mock_upstream, upstream_config

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from adapters.redaction import MAX_MESSAGE, RUN, Redactor
+from llm_sse_proxy.adapters.redaction import MAX_MESSAGE, RUN, Redactor
 
 GROQ = "gsk_Q3ZxW7vLk2PjN8sRt5YbHc1MdF6gTa9KeU4oIw0Xy"  # not a real key
 AZURE = "0123456789abcdef0123456789abcdef"

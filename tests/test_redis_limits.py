@@ -11,10 +11,10 @@ import anyio
 import pytest
 import redis.asyncio
 
-from proxy.config import ConfigError
-from proxy.errors import TooManyRequests, Unauthorized
-from proxy.resume.errors import StoreUnavailable
-from proxy.redis_limits import PREFIX, RedisLimits
+from llm_sse_proxy.proxy.config import ConfigError
+from llm_sse_proxy.proxy.errors import TooManyRequests, Unauthorized
+from llm_sse_proxy.proxy.resume.errors import StoreUnavailable
+from llm_sse_proxy.proxy.redis_limits import PREFIX, RedisLimits
 from tests.conftest import make_config
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from proxy.auth import Authenticator
-from proxy.config import AuthConfig
+from llm_sse_proxy.proxy.auth import Authenticator
+from llm_sse_proxy.proxy.config import AuthConfig
 from tests.conftest import chat_body, make_config, proxy, read_stream
 from tests.test_auth import BEARER, ENV, KEY, OTHER_KEY, Clock, digest
 from tests.test_resume_http import read_some

@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from mock_upstream import DEFAULT_REPLY
+from llm_sse_proxy.mock_upstream import DEFAULT_REPLY
 from tests.conftest import assert_one_terminate_last, chat_body, payloads, proxy, read_stream
 from tests.sse_parse import Event, parse_stream
 from tests.upstream_fixtures import mock_upstream, upstream_config

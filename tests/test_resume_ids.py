@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.resume.errors import InvalidCursor
-from proxy.resume.ids import MAX_SEQ, Cursor, format_id, is_sid, new_sid, parse_cursor, resume_after
+from llm_sse_proxy.proxy.resume.errors import InvalidCursor
+from llm_sse_proxy.proxy.resume.ids import MAX_SEQ, Cursor, format_id, is_sid, new_sid, parse_cursor, resume_after
 
 SID = "A" * 11 + "b_-9" + "z" * 7  # 22 URL-safe characters
 OTHER = "Q" * 22

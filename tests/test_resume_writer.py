@@ -17,15 +17,15 @@ from typing import Any
 import anyio
 import pytest
 
-from proxy.relay import Emit
-from proxy.resume.errors import StoreUnavailable
-from proxy.resume.generations import Generations
-from proxy.resume.ids import new_sid
-from proxy.resume.memory import MemoryStore
-from proxy.resume.redis_store import RedisStore, RedisStoreLimits
-from proxy.resume.store import Lease, StreamMeta, StreamStore
-from proxy.resume.writer import PendingLimit, Writer
-from proxy.sse import terminate_payload, text_payload
+from llm_sse_proxy.proxy.relay import Emit
+from llm_sse_proxy.proxy.resume.errors import StoreUnavailable
+from llm_sse_proxy.proxy.resume.generations import Generations
+from llm_sse_proxy.proxy.resume.ids import new_sid
+from llm_sse_proxy.proxy.resume.memory import MemoryStore
+from llm_sse_proxy.proxy.resume.redis_store import RedisStore, RedisStoreLimits
+from llm_sse_proxy.proxy.resume.store import Lease, StreamMeta, StreamStore
+from llm_sse_proxy.proxy.resume.writer import PendingLimit, Writer
+from llm_sse_proxy.proxy.sse import terminate_payload, text_payload
 from tests.redis_fixtures import RedisServer, run_redis_server
 
 pytestmark = pytest.mark.anyio

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.deltas import ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta, Usage
-from proxy.errors import BadRequest, InvalidToolCall, UpstreamMalformed
-from proxy.rich_events import Extras, parse_event_names
-from proxy.sse import encode_event, terminate_payload
+from llm_sse_proxy.proxy.deltas import ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta, Usage
+from llm_sse_proxy.proxy.errors import BadRequest, InvalidToolCall, UpstreamMalformed
+from llm_sse_proxy.proxy.rich_events import Extras, parse_event_names
+from llm_sse_proxy.proxy.sse import encode_event, terminate_payload
 from tests.sse_parse import parse_stream
 
 ALL = frozenset({"reasoning", "refusal", "tool_call", "tool_call_delta"})

@@ -157,7 +157,7 @@ def test_a_yaml_error_on_the_key_line_does_not_print_the_key(tmp_path: Path) -> 
 
 
 def run_proxy(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proxy", "--config", str(path)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "llm_sse_proxy.proxy", "--config", str(path)], capture_output=True, text=True,
                           timeout=30)
 
 
@@ -176,7 +176,7 @@ async def test_a_debug_level_proxy_process_prints_no_secret(tmp_path: Path) -> N
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(raw))
         env = {"PATH": "/usr/bin:/bin", "CANARY_CLIENT_KEYS": CLIENT_CANARY, "CANARY_UPSTREAM_KEY": UPSTREAM_CANARY}
-        process = subprocess.Popen([sys.executable, "-m", "proxy", "--config", str(path), "--log-level", "debug"],
+        process = subprocess.Popen([sys.executable, "-m", "llm_sse_proxy.proxy", "--config", str(path), "--log-level", "debug"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         try:
             await wait_healthy(port)

@@ -43,7 +43,7 @@ def proxy_process(tmp_path: Path, server: dict[str, Any] | None = None, *, prefi
               "models": models, **top}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    argv = [*prefix, sys.executable, "-m", "proxy", "--config", str(path), "--log-level", log_level]
+    argv = [*prefix, sys.executable, "-m", "llm_sse_proxy.proxy", "--config", str(path), "--log-level", log_level]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     running = Running(port, process)
     try:

@@ -16,8 +16,8 @@ import httpx2
 import pytest
 import yaml
 
-from proxy.app import create_app
-from proxy.response import Shutdown
+from llm_sse_proxy.proxy.app import create_app
+from llm_sse_proxy.proxy.response import Shutdown
 from tests.conftest import serve
 from tests.test_concurrency_and_shutdown import free_port, wait_healthy
 from tests.test_disconnect import wait_for_log
@@ -75,7 +75,7 @@ async def test_sigterm_with_a_stream_stuck_on_a_slow_reader_still_writes_its_acc
         config = {"server": {"port": port, "shutdown_grace": 0.5}, "default_model": "gpt", "models": [slow_model(up)],
                   "resume": {"enabled": False}}
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-        process = subprocess.Popen([sys.executable, "-m", "proxy", "--config", str(tmp_path / "config.yaml")],
+        process = subprocess.Popen([sys.executable, "-m", "llm_sse_proxy.proxy", "--config", str(tmp_path / "config.yaml")],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             await wait_healthy(port)

@@ -15,7 +15,7 @@ import anyio
 import pytest
 import uvicorn
 
-from proxy.app import create_app
+from llm_sse_proxy.proxy.app import create_app
 from tests.upstream_fixtures import mock_upstream, upstream_config
 
 pytestmark = pytest.mark.anyio

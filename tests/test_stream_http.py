@@ -7,7 +7,7 @@ import json
 import httpx2
 import pytest
 
-from proxy.app import create_app
+from llm_sse_proxy.proxy.app import create_app
 from tests.conftest import (
     RESUME_OFF,
     assert_one_terminate_last,

@@ -6,7 +6,7 @@ import httpx2
 import orjson
 import pytest
 
-from mock_upstream import Recorder, create_mock_upstream_app
+from llm_sse_proxy.mock_upstream import Recorder, create_mock_upstream_app
 from tests.conftest import assert_one_terminate_last, chat_body, payloads, proxy, read_stream, serve
 from tests.test_sse import AWKWARD
 from tests.upstream_fixtures import DIALECTS, Upstream, mock_upstream, upstream_config

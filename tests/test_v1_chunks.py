@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from proxy.v1.chunks import (
+from llm_sse_proxy.proxy.v1.chunks import (
     DONE,
     ChunkEncoder,
     CompletionBuilder,

@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mock_upstream import DEFAULT_REPLY, Recorder, create_mock_upstream_app
-from proxy.config import Config
+from llm_sse_proxy.mock_upstream import DEFAULT_REPLY, Recorder, create_mock_upstream_app
+from llm_sse_proxy.proxy.config import Config
 from tests.conftest import make_config, serve
 
 API_KEY = "sk-test-canary-4f1b2c3d4e5f"

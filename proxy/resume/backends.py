@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from proxy.config import ResumeConfig
-from proxy.resume.memory import MemoryLimits, MemoryStore
-from proxy.resume.redis_store import open_redis_store
-from proxy.resume.store import StreamStore
+from llm_sse_proxy.proxy.config import ResumeConfig
+from llm_sse_proxy.proxy.resume.memory import MemoryLimits, MemoryStore
+from llm_sse_proxy.proxy.resume.redis_store import open_redis_store
+from llm_sse_proxy.proxy.resume.store import StreamStore
 
 OpenStore = Callable[[ResumeConfig], AbstractAsyncContextManager[StreamStore]]
 

@@ -14,7 +14,7 @@ ProxyError
 
 from __future__ import annotations
 
-from proxy.errors import BadRequest, NotFound, Overloaded, ProxyError
+from llm_sse_proxy.proxy.errors import BadRequest, NotFound, Overloaded, ProxyError
 
 
 class InvalidCursor(BadRequest):

@@ -11,7 +11,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from proxy.resume.errors import InvalidCursor
+from llm_sse_proxy.proxy.resume.errors import InvalidCursor
 
 SID_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}")
 MAX_SEQ = 2**53  # what a JavaScript number holds exactly

@@ -16,8 +16,14 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from proxy.resume.errors import CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound
-from proxy.resume.store import Lease, OnStop, StopCause, StreamLimits, StreamMeta, StreamState, StreamStatus, Unwatch
+from llm_sse_proxy.proxy.resume.errors import (
+
+    CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound,
+
+)
+from llm_sse_proxy.proxy.resume.store import (
+    Lease, OnStop, StopCause, StreamLimits, StreamMeta, StreamState, StreamStatus, Unwatch,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ import asyncio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from proxy.redis_client import OnError
-from proxy.resume.redis_scripts import STOP_CHANNEL
+from llm_sse_proxy.proxy.redis_client import OnError
+from llm_sse_proxy.proxy.resume.redis_scripts import STOP_CHANNEL
 
 
 class StopSignals:

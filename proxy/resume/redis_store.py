@@ -31,16 +31,20 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
-from proxy.config import ResumeConfig
-from proxy.redis_client import COMMAND_TIMEOUT, OnError, connect, shared_state
-from proxy.resume.errors import CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound
-from proxy.resume.ids import format_id
-from proxy.resume.redis_scripts import SCRIPTS
-from proxy.resume.redis_stops import StopSignals
-from proxy.resume.redis_tails import Tail
-from proxy.resume.redis_writer import PipelinedWriter
-from proxy.resume.store import Lease, OnStop, StopCause, StreamLimits, StreamMeta, StreamStatus, StreamStore, Unwatch
-from proxy.sse import encode_event, terminate_payload
+from llm_sse_proxy.proxy.config import ResumeConfig
+from llm_sse_proxy.proxy.redis_client import COMMAND_TIMEOUT, OnError, connect, shared_state
+from llm_sse_proxy.proxy.resume.errors import (
+    CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound,
+)
+from llm_sse_proxy.proxy.resume.ids import format_id
+from llm_sse_proxy.proxy.resume.redis_scripts import SCRIPTS
+from llm_sse_proxy.proxy.resume.redis_stops import StopSignals
+from llm_sse_proxy.proxy.resume.redis_tails import Tail
+from llm_sse_proxy.proxy.resume.redis_writer import PipelinedWriter
+from llm_sse_proxy.proxy.resume.store import (
+    Lease, OnStop, StopCause, StreamLimits, StreamMeta, StreamStatus, StreamStore, Unwatch,
+)
+from llm_sse_proxy.proxy.sse import encode_event, terminate_payload
 
 OWNER_LOST = ("owner_lost", "the replica that was generating this answer stopped; ask again")
 READ_BATCH = 256  # entries per XREAD: a replay is paged, never read in one piece

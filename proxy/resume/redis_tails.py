@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from proxy.resume.errors import ResumeGap
+from llm_sse_proxy.proxy.resume.errors import ResumeGap
 
 Alive = Callable[[], Awaitable[bool]]
 

@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.response import SSE_HEADERS
-from proxy.resume.streams import ResumableStreams
+from llm_sse_proxy.proxy.response import SSE_HEADERS
+from llm_sse_proxy.proxy.resume.streams import ResumableStreams
 
 
 def _streams(request: Request) -> ResumableStreams:

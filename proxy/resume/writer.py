@@ -26,10 +26,10 @@ from typing import Any
 
 import anyio
 
-from proxy.errors import ProxyError
-from proxy.resume.errors import StoreError, StoreUnavailable
-from proxy.resume.store import Lease, StreamStore
-from proxy.sse import encode_event
+from llm_sse_proxy.proxy.errors import ProxyError
+from llm_sse_proxy.proxy.resume.errors import StoreError, StoreUnavailable
+from llm_sse_proxy.proxy.resume.store import Lease, StreamStore
+from llm_sse_proxy.proxy.sse import encode_event
 
 
 @dataclass(frozen=True, slots=True)

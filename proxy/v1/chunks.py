@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.sse import json_line
+from llm_sse_proxy.proxy.sse import json_line
 
 DONE = b"data: [DONE]\n\n"
 # The relay's named events each door asks for: pieces of tool calls for a stream, whole calls for one reply.

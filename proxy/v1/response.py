@@ -12,10 +12,10 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from proxy.outcome import Outcome
-from proxy.response import PING, SEND_BODY, SSEResponse
-from proxy.sse import json_line
-from proxy.v1.chunks import ChunkEncoder, CompletionBuilder, error_body, error_status, terminate_error
+from llm_sse_proxy.proxy.outcome import Outcome
+from llm_sse_proxy.proxy.response import PING, SEND_BODY, SSEResponse
+from llm_sse_proxy.proxy.sse import json_line
+from llm_sse_proxy.proxy.v1.chunks import ChunkEncoder, CompletionBuilder, error_body, error_status, terminate_error
 
 _JSON = (b"content-type", b"application/json")
 _STREAM_ONLY = (b"content-type", b"x-accel-buffering")

@@ -16,14 +16,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy.admission import Admission
-from proxy.auth import Client
-from proxy.config import Config
-from proxy.errors import NotFound
-from proxy.relay import Relay
-from proxy.v1.chunks import REPLY_EVENTS, STREAM_EVENTS, ChunkEncoder, CompletionBuilder
-from proxy.v1.response import ChunkStream, CompletionReply
-from proxy.validation import ParsedChat, parse_chat_body
+from llm_sse_proxy.proxy.admission import Admission
+from llm_sse_proxy.proxy.auth import Client
+from llm_sse_proxy.proxy.config import Config
+from llm_sse_proxy.proxy.errors import NotFound
+from llm_sse_proxy.proxy.relay import Relay
+from llm_sse_proxy.proxy.v1.chunks import REPLY_EVENTS, STREAM_EVENTS, ChunkEncoder, CompletionBuilder
+from llm_sse_proxy.proxy.v1.response import ChunkStream, CompletionReply
+from llm_sse_proxy.proxy.validation import ParsedChat, parse_chat_body
 
 ReadChat = Callable[[Request], Awaitable[tuple[Client, bytes]]]  # admit the client, read its JSON body
 # A relay for the request, and the keyword arguments of its SSEResponse (limits entered, metrics begun).

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import anyio
 
-from proxy.app import create_app
-from proxy.config import load_config
+from llm_sse_proxy.proxy.app import create_app
+from llm_sse_proxy.proxy.config import load_config
 from tests.browser.support import chromium
 from tests.conftest import serve
 

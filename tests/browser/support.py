@@ -16,9 +16,9 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 from starlette.types import Receive, Scope, Send
 
-from proxy.app import create_app
-from proxy.config import Config
-from proxy.relay import Upstream
+from llm_sse_proxy.proxy.app import create_app
+from llm_sse_proxy.proxy.config import Config
+from llm_sse_proxy.proxy.relay import Upstream
 from tests.conftest import serve
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
-from mock_upstream import DEFAULT_REPLY
-from mock_upstream.dialect import REASONING, TOOL_ARGUMENTS
-from mock_upstream.openai_rich import THOUGHT
+from llm_sse_proxy.mock_upstream import DEFAULT_REPLY
+from llm_sse_proxy.mock_upstream.dialect import REASONING, TOOL_ARGUMENTS
+from llm_sse_proxy.mock_upstream.openai_rich import THOUGHT
 from tests.browser.support import needs_chromium, running
 from tests.browser.test_demo_page import open_demo, settled_state
 from tests.upstream_fixtures import mock_upstream, upstream_config

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page
 
-from adapters.mock import DEFAULT_REPLY
-from proxy.config import load_config
+from llm_sse_proxy.adapters.mock import DEFAULT_REPLY
+from llm_sse_proxy.proxy.config import load_config
 from tests.browser.support import WAIT_MS, needs_chromium, running
 from tests.browser.test_demo_page import TRANSPORTS, ask, open_demo, settled_state
 from tests.conftest import make_config

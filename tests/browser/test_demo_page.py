@@ -15,9 +15,9 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from adapters.mock import DEFAULT_REPLY, split_reply
-from mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
-from proxy.config import load_config
+from llm_sse_proxy.adapters.mock import DEFAULT_REPLY, split_reply
+from llm_sse_proxy.mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
+from llm_sse_proxy.proxy.config import load_config
 from tests.browser.support import WAIT_MS, needs_chromium, running, upstream
 from tests.conftest import make_config, serve
 from tests.upstream_fixtures import mock_upstream, upstream_config

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from adapters.mock import DEFAULT_REPLY, split_reply
-from proxy.config import load_config
+from llm_sse_proxy.adapters.mock import DEFAULT_REPLY, split_reply
+from llm_sse_proxy.proxy.config import load_config
 from tests.browser.support import needs_chromium, running, upstream
 from tests.conftest import NODE_DIR, make_config, serve
 

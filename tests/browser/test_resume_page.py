@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from playwright.async_api import Page
 
-from mock_upstream import DEFAULT_REPLY
+from llm_sse_proxy.mock_upstream import DEFAULT_REPLY
 from tests.browser.cutter import Cutter
 from tests.browser.support import needs_chromium, running
 from tests.browser.test_demo_page import ask, open_demo, settled_state
