@@ -24,7 +24,7 @@ from array import array
 from dataclasses import dataclass, field
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from llm_sse_proxy.mock_upstream import expected_text  # noqa: E402
+from mock_upstream import expected_text  # noqa: E402  (bench/mock_upstream.py, beside this file)
 
 clock = time.perf_counter
 
