@@ -1,10 +1,12 @@
-"""The proxy's server CPU per relayed chunk with resumable streams on (memory store) and off, in
-alternating runs; the median of each (issue 10: "what resume costs per chunk").
+"""The proxy's server CPU with resumable streams off and on (memory store; `--redis` adds the Redis store),
+in alternating runs; the median of each (issue 10: "what resume costs").
 
-    .venv/bin/python bench/resume_cpu.py --runs 5 --seconds 3
+    .venv/bin/python bench/resume_cpu.py --runs 5 --seconds 3 [--redis] [--chunks 1]
 
-Same pinning, mock and streams as `make bench`'s CPU phase (bench/ab.py): 100-chunk zero-delay
-streams, the server on core 0, mock and client on core 1. Bounded: runs x 2 variants x levels x seconds.
+Per relayed chunk of 100-chunk streams by default; `--chunks 1` gives CPU per 1-chunk stream instead, which
+is mostly a stream's fixed costs (the request, and with resume on the generation's task, its store entry and
+its stop watch). Same pinning, mock and streams as `make bench`'s CPU phase: zero-delay streams, the server
+on core 0, mock and client on core 1. Bounded: runs x variants x levels x seconds.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import argparse
 import statistics
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import paths  # noqa: E402
 import procs  # noqa: E402
 import run  # noqa: E402
+
+from tests.redis_fixtures import run_redis_server  # noqa: E402
 
 VARIANTS = {"resume off": {"resume": {"enabled": False}}, "resume on (memory)": {"resume": {"enabled": True}}}
 
@@ -28,44 +34,52 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0, help="per concurrency level and run")
     parser.add_argument("--concurrency", default="10,100")
+    parser.add_argument("--chunks", type=int, default=run.CHUNKS, help="per stream; 1: CPU per stream")
+    parser.add_argument("--redis", action="store_true", help="add the Redis store (a redis-server started here)")
     args = parser.parse_args()
     run.prepare_machine()
     levels = [int(c) for c in args.concurrency.split(",")]
-    figures: dict[tuple[str, int], list[float]] = {(n, c): [] for n in VARIANTS for c in levels}
-    mock_port = procs.free_port()
-    mock = procs.start("mock", [sys.executable, str(paths.BENCH / "mock_upstream.py"), "--port", str(mock_port)],
-                       run.LOAD_CORE)
-    try:
+    variants = dict(VARIANTS)
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-resume-")))
+        if args.redis:
+            redis = stack.enter_context(run_redis_server(tmp))
+            variants["resume on (redis)"] = {"resume": {"enabled": True, "store": "redis", "redis_url": redis.url}}
+        mock_port = procs.free_port()
+        mock = procs.start("mock", [sys.executable, str(paths.BENCH / "mock_upstream.py"), "--port", str(mock_port)],
+                           run.LOAD_CORE)
+        stack.callback(mock.stop)
         procs.wait_listening(mock_port, 10)
-        with tempfile.TemporaryDirectory(prefix="bench-resume-") as tmp:
-            for _ in range(args.runs):
-                for name, extra in VARIANTS.items():
-                    measure(name, paths.proxy(mock_port, Path(tmp), name="proxy", extra=extra), mock, levels,
-                            args.seconds, figures)
-    finally:
-        mock.stop()
+        figures: dict[tuple[str, int], list[float]] = {(n, c): [] for n in variants for c in levels}
+        for _ in range(args.runs):
+            for name, extra in variants.items():
+                measure(name, paths.proxy(mock_port, tmp, name="proxy", extra=extra), mock, levels, args.seconds,
+                        args.chunks, figures)
+    unit = "us/stream" if args.chunks == 1 else "us/chunk"
     for level in levels:
         off = statistics.median(figures["resume off", level])
-        for name in VARIANTS:
+        for name in variants:
             runs = figures[name, level]
             median = statistics.median(runs)
-            print(f"c={level:<4} {name:<20} median {median:6.1f} us/chunk ({median / off - 1:+.0%})  runs "
+            print(f"c={level:<4} {name:<20} median {median:6.1f} {unit} ({median / off - 1:+.0%})  runs "
                   + " ".join(f"{x:.1f}" for x in runs))
     return 0
 
 
-def measure(name: str, spec: paths.PathSpec, mock: procs.Proc, levels: list[int], seconds: float,
+def measure(name: str, spec: paths.PathSpec, mock: procs.Proc, levels: list[int], seconds: float, chunks: int,
             figures: dict[tuple[str, int], list[float]]) -> None:
     server = procs.start(name, spec.argv, run.SERVER_CORE, spec.env)
     try:
         if not procs.wait_listening(spec.port, 20):
             raise SystemExit(f"{name} did not start")
-        run.run_client(spec, "n100-i0", run.CHUNKS, concurrency=10, duration=1)  # warm-up
+        run.run_client(spec, f"n{chunks}-i0", chunks, concurrency=10, duration=1)  # warm-up
         for level in levels:
-            point = run.cpu_point(spec, server, mock, level, 1_000_000, seconds)
+            point = run.cpu_point(spec, server, mock, level, 1_000_000, seconds, chunks=chunks)
             if point["bad"]:
                 raise SystemExit(f"{name}: {point['bad']} broken streams: {point['errors'][:3]}")
-            figures[name, level].append(point["server_cpu_per_chunk_us"])
+            per_stream = chunks == 1
+            figures[name, level].append(point["server_cpu_per_stream_ms"] * 1000 if per_stream
+                                        else point["server_cpu_per_chunk_us"])
     finally:
         server.stop()
 
