@@ -187,6 +187,14 @@ def wait_for_ping(server: RedisServer) -> None:
     raise AssertionError("redis-server did not answer PING")
 
 
+def test_the_readme_shows_the_redis_set_up_that_is_run_here() -> None:
+    """README's Scale out block is the one test_redis_shared_state runs, word for word."""
+    from tests.docs_blocks import blocks_of
+
+    [readme] = [b.code for b in blocks_of(ROOT / "README.md") if b.name == "readme-redis-setup"]
+    assert readme == block("redis-shared-state") and len(readme.splitlines()) == 3
+
+
 async def test_redis_shared_state(tmp_path: Path) -> None:
     start, export, config_line = block("redis-shared-state").splitlines()
     server = redis_from_the_docs(start, tmp_path)
