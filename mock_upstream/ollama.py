@@ -15,9 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from llm_sse_proxy.mock_upstream.dialect import (
-
     REASONING, TOOL_ARGUMENTS, Ask, Dialect, Script, retry_headers, serve, user_text,
-
 )
 from llm_sse_proxy.mock_upstream.plan import Plan
 

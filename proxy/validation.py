@@ -10,9 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from llm_sse_proxy.proxy.deltas import (
-
     OPTIONAL_FIELDS, ChatRequest, ContentPart, ImagePart, Message, TextPart, Tool, ToolCall,
-
 )
 from llm_sse_proxy.proxy.errors import BadRequest
 from llm_sse_proxy.proxy.rich_events import parse_event_names

@@ -8,9 +8,7 @@ import anyio
 import pytest
 
 from llm_sse_proxy.proxy.cooldown import (
-
     KEY_PREFIX, MemoryCooldowns, NoCooldowns, RedisCooldowns, UpstreamCoolingDown, cooldown_seconds,
-
 )
 from llm_sse_proxy.proxy.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from tests.conftest import proxy

@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 
 from llm_sse_proxy.proxy.resume.errors import (
-
     CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound,
-
 )
 from llm_sse_proxy.proxy.resume.ids import new_sid
 from llm_sse_proxy.proxy.resume.memory import MemoryLimits, MemoryStore

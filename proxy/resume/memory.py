@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from llm_sse_proxy.proxy.resume.errors import (
-
     CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound,
-
 )
 from llm_sse_proxy.proxy.resume.store import (
     Lease, OnStop, StopCause, StreamLimits, StreamMeta, StreamState, StreamStatus, Unwatch,
