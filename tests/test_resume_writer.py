@@ -166,6 +166,12 @@ async def test_the_memory_store_is_appended_to_at_once_without_a_queue() -> None
     await store.aclose()
 
 
+async def until_finished(writer: Writer) -> None:
+    async with asyncio.timeout(HANG):
+        while not writer.finished:
+            await asyncio.sleep(0.01)
+
+
 async def test_a_slow_store_holds_the_producer_at_the_bound() -> None:
     store = GatedStore()
     store.gate.clear()
@@ -188,9 +194,7 @@ async def test_a_slow_store_holds_the_producer_at_the_bound() -> None:
             await asyncio.sleep(0)  # plenty of turns for an unbounded producer to queue all 1000
         assert writer.pending == 16 and emitted == 15  # the 16th emit waits for the store
         store.gate.set()
-        async with asyncio.timeout(HANG):
-            while not writer.finished:
-                await asyncio.sleep(0.01)
+        await until_finished(writer)
         tasks.cancel_scope.cancel()
     assert_whole(await events_of(store, sid), sid, 1000)
     assert max(frames for _, _, frames in store.calls) <= 16
@@ -209,9 +213,7 @@ async def test_the_byte_bound_holds_too() -> None:
             await asyncio.sleep(0)
         assert 1000 <= writer.pending_bytes < 1000 + 100 and writer.pending < 1000  # one frame past the bound at most
         store.gate.set()
-        async with asyncio.timeout(HANG):
-            while not writer.finished:
-                await asyncio.sleep(0.01)
+        await until_finished(writer)
         tasks.cancel_scope.cancel()
     assert_whole(await events_of(store, sid), sid, 1000)
 
