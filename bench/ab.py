@@ -6,8 +6,9 @@ variants, run after run, and taking the median of each makes such a change visib
     python bench/ab.py --revs HEAD~1,WORKTREE --floor --runs 5
     python bench/ab.py --revs WORKTREE --openai-door --runs 5   # the two doors of one checkout
 
-WORKTREE is the working tree; any other revision is checked out into a temporary `git worktree` and
-imported from there (PYTHONPATH comes before the editable install). Same pinning and streams as
+WORKTREE is the working tree, a directory is that checkout; any other revision is checked out into a
+temporary `git worktree`. Each is imported from its own tree: a directory whose `llm_sse_proxy` links to
+the tree goes on PYTHONPATH, which comes before the editable install's finder. Same pinning and streams as
 `make bench`'s CPU phase: 100-chunk zero-delay streams, servers on core 0, mock and client on core 1.
 """
 
@@ -55,7 +56,7 @@ def main() -> int:
             figures = measure(variants, levels, args, work)
         finally:
             for rev, tree in variants.items():
-                if tree is not None and tree != paths.ROOT:
+                if tree is not None and tree.is_relative_to(work):
                     git("worktree", "remove", "--force", str(tree))
     for level in levels:
         for name in variants:
@@ -78,9 +79,9 @@ def measure(variants: dict[str, Path | None], levels: list[int], args: argparse.
                 if tree is None:
                     spec, env = paths.floor(mock_port), {}
                 elif name == OPENAI_DOOR:
-                    spec, env = paths.proxy_openai(mock_port, work), {"PYTHONPATH": str(tree)}
+                    spec, env = paths.proxy_openai(mock_port, work), importing(tree, work)
                 else:
-                    spec, env = paths.proxy(mock_port, work, name=safe(name)), {"PYTHONPATH": str(tree)}
+                    spec, env = paths.proxy(mock_port, work, name=safe(name)), importing(tree, work)
                 server = procs.start(name, spec.argv, run.SERVER_CORE, env)
                 try:
                     if not procs.wait_listening(spec.port, 20):
@@ -98,9 +99,20 @@ def measure(variants: dict[str, Path | None], levels: list[int], args: argparse.
     return figures
 
 
+def importing(tree: Path, work: Path) -> dict[str, str]:
+    """The environment that imports `llm_sse_proxy` from `tree` (the package's rooms are the tree's top)."""
+    where = work / ("import-" + safe(str(tree)))
+    if not where.exists():
+        where.mkdir()
+        (where / "llm_sse_proxy").symlink_to(tree.resolve(), target_is_directory=True)
+    return {"PYTHONPATH": str(where)}
+
+
 def checkout(rev: str, work: Path) -> Path:
     if rev == "WORKTREE":
         return paths.ROOT
+    if Path(rev).is_dir():
+        return Path(rev)
     tree = work / safe(rev)
     git("worktree", "add", "--detach", str(tree), rev)
     return tree
