@@ -48,7 +48,8 @@ def ending_body_with_connection(response: httpx2.Response) -> Iterator[None]:
 
 
 def _protocol_and_payload(response: httpx2.Response) -> tuple[Any, Any]:
-    stream = getattr(response.stream, "_stream", None)  # httpx2's BoundAsyncStream around the transport's
+    # The transport's stream, inside httpx2's BoundAsyncStream when the client sent the request.
+    stream = getattr(response.stream, "_stream", response.stream)
     aiohttp_response = getattr(stream, "_aiohttp_response", None)
     connection = getattr(aiohttp_response, "connection", None)
     protocol = getattr(connection, "protocol", None)

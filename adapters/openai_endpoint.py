@@ -6,6 +6,11 @@ and it turns an error response into its typed `APIStatusError`, and a failed sen
 `APIConnectionError`/`APITimeoutError`, exactly as its own request path does. Per request only the body
 changes. Going through the SDK's request path each time (options, copies, header merging, URL parsing)
 cost about a quarter of a 1-chunk stream's CPU (issue 13's profile; docs/performance.md).
+
+On the SDK's aiohttp transport (the proxy's clients) the request goes straight to the transport's aiohttp
+session, its headers, URL and timeouts converted once (`AiohttpSend`, adapters/http_client.py): httpx2's
+client layers and the per-request conversion of the 17 headers were about 7% of a 1-chunk stream's CPU
+(issue 13). Any other transport (a test's MockTransport) gets the request through the client.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import openai
 import orjson
 from openai._models import FinalRequestOptions
 
+from llm_sse_proxy.adapters.http_client import AiohttpSend, aiohttp_transport
+
 # What the SDK's request path wraps as APIConnectionError (openai/_httpx2.py, request_exceptions); the rest
 # (aiohttp's own errors that the transport does not map) passes through, there as here.
 SEND_ERRORS = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
@@ -28,24 +35,29 @@ SEND_ERRORS = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
 class ChatCompletions:
     """`post(params)` sends one streamed chat-completions request; the response is the caller's to close."""
 
-    __slots__ = ("_sdk", "_http", "_url", "_headers", "_extensions")
+    __slots__ = ("_sdk", "_http", "_template", "_headers", "_direct")
 
     def __init__(self, sdk: openai.AsyncOpenAI, http: httpx2.AsyncClient) -> None:
         template = sdk._build_request(FinalRequestOptions.construct(method="post", url="/chat/completions"))
         self._sdk, self._http = sdk, http
-        self._url = template.url
         # Its Host stays (the URL never changes); the Content-Length is each body's own.
         self._headers = httpx2.Headers([(k, v) for k, v in template.headers.raw if k.lower() != b"content-length"])
-        self._extensions = template.extensions
+        # The request the SDK's errors name (a body-less copy: an error never quotes the prompt).
+        self._template = httpx2.Request("POST", template.url, headers=self._headers, extensions=template.extensions)
+        transport = aiohttp_transport(http)
+        self._direct = AiohttpSend(transport, self._template, self._headers) if transport else None
 
     async def post(self, params: dict[str, Any]) -> httpx2.Response:
-        request = self._request(_dumps(params))
+        content = _dumps(params)
         try:
-            response = await self._http.send(request, stream=True)
+            if self._direct is not None:
+                response = await self._direct.send(content)
+            else:
+                response = await self._http.send(self._request(content), stream=True)
         except httpx2.TimeoutException as exc:
-            raise openai.APITimeoutError(request=request) from exc
+            raise openai.APITimeoutError(request=self._template) from exc
         except SEND_ERRORS as exc:
-            raise openai.APIConnectionError(request=request) from exc
+            raise openai.APIConnectionError(request=self._template) from exc
         if response.is_error:
             try:
                 await response.aread()
@@ -59,8 +71,8 @@ class ChatCompletions:
         with `content` it normalizes them twice and checks their encoding (about 40 µs; issue 13)."""
         headers = httpx2.Headers(self._headers)  # a copy of the normalized list
         headers["Content-Length"] = str(len(content))
-        request = httpx2.Request("POST", self._url, headers=headers, stream=httpx2.ByteStream(content),
-                                 extensions=self._extensions)
+        request = httpx2.Request("POST", self._template.url, headers=headers, stream=httpx2.ByteStream(content),
+                                 extensions=self._template.extensions)
         request.read()  # a body in memory, as `content=` leaves it: transports may take `request.content`
         return request
 

@@ -22,6 +22,7 @@ from pydantic import AfterValidator
 
 from llm_sse_proxy.adapters import decompress
 from llm_sse_proxy.adapters.connection_guard import ending_body_with_connection
+from llm_sse_proxy.adapters.http_client import send_streamed
 from llm_sse_proxy.adapters.redaction import Redactor
 from llm_sse_proxy.proxy.deltas import Delta, Finish
 from llm_sse_proxy.proxy.errors import (
@@ -202,7 +203,7 @@ async def stream_deltas(
     """Send `request`, and yield the deltas `decode` finds in its body (which must be `media_type`); errors
     mapped, keys redacted."""
     try:
-        response = await http.send(request, stream=True)
+        response = await send_streamed(http, request)
         try:
             if response.status_code >= 400:
                 raise await _status_error(response, retry_delay)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import httpx2
+import openai
 import orjson
 import pytest
+
+from llm_sse_proxy.adapters.http_client import HttpClients
 
 from llm_sse_proxy.mock_upstream import Recorder, create_mock_upstream_app
 from tests.conftest import assert_one_terminate_last, chat_body, payloads, proxy, read_stream, serve
 from tests.test_sse import AWKWARD
-from tests.upstream_fixtures import DIALECTS, Upstream, mock_upstream, upstream_config
+from tests.upstream_fixtures import API_KEY, DIALECTS, Upstream, mock_upstream, upstream_config
 
 pytestmark = pytest.mark.anyio
 
@@ -45,6 +48,29 @@ async def test_each_request_carries_its_own_length_and_the_host() -> None:
     assert int(long.headers["content-length"]) == len(orjson.dumps(long.body)) > 600
     assert short.headers["host"] == long.headers["host"] == httpx2.URL(up.url).netloc.decode()
     assert long.headers["authorization"] == "Bearer sk-test-canary-4f1b2c3d4e5f"
+
+
+async def test_the_request_is_the_one_the_sdk_itself_sends() -> None:
+    """Prepared once and sent on the transport's aiohttp session, the request still carries what the SDK's
+    own request path sends: its auth, its headers, the configured default headers, the body."""
+    options = {"default_headers": {"X-Extra": "yes"}, "default_query": {"api-version": "2024-10"}}
+    async with mock_upstream() as up:
+        async with proxy(upstream_config([up.model("gpt", "gpt-x", **options)])) as client:
+            await ask(client, "hi")
+        http = HttpClients(connect_timeout=5).new()
+        sdk = openai.AsyncOpenAI(base_url=up.url + "/v1", api_key=API_KEY, http_client=http, max_retries=0,
+                                 default_headers=options["default_headers"], default_query=options["default_query"])
+        try:
+            stream = await sdk.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "hi"}],
+                                                       stream=True, stream_options={"include_usage": True})
+            async for _ in stream:
+                pass
+        finally:
+            await http.aclose()
+    ours, sdks = up.recorder.attempts
+    assert ours.body == sdks.body
+    sdk_only = {"x-stainless-read-timeout"}  # the SDK names a per-request timeout; the proxy's client has its own
+    assert ours.headers == {k: v for k, v in sdks.headers.items() if k not in sdk_only}
 
 @pytest.mark.parametrize("text", AWKWARD)
 async def test_awkward_text_survives_both_hops(text: str) -> None:
