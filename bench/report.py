@@ -1,4 +1,5 @@
-"""Turn bench/results/results.json into results.md (tables) and PNG charts. `python bench/report.py` redoes them."""
+"""Turn bench/results/results.json into results.md (tables), PNG charts and the README's performance tables.
+`python bench/report.py` redoes them."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "
           "llm-sse-proxy-resume-off": "#7f7f7f", "llm-sse-proxy-redis": "#e377c2"}
 
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+# The README's tables sit between these lines; `make bench` rewrites what is between them.
+README_BEGIN, README_END = "<!-- bench: begin (bench/report.py writes this) -->", "<!-- bench: end -->"
+
+
 def write(results: dict, out: Path) -> None:
     (out / "results.md").write_text(markdown(results))
+    if out.resolve() == (Path(__file__).resolve().parent / "results") and README.is_file():
+        README.write_text(readme_with_tables(README.read_text(encoding="utf-8"), results), encoding="utf-8")
     try:
         charts(results, out)
     except ImportError:
@@ -92,6 +100,25 @@ def adapter_table(results: dict) -> str:
     for key, label in _LEVELS:
         rows.append(f"| {label} | " + " | ".join(_spread(_ratio(results, pair, key)) for pair in pairs) + " |")
     return "\n".join(rows)
+
+
+def readme_tables(results: dict) -> str:
+    """The README's performance section: where the figures come from, the ratios, the targets."""
+    meta = results["meta"]
+    return "\n".join([
+        f"`make bench` at {meta.get('commit', '?')}, {meta['date']}{' (quick run)' if meta.get('quick') else ''}, "
+        f"{meta['cpu']}, {meta['cores']} cores, load average (1, 5, 15 min) {meta['load_before']} before "
+        f"({len(_ratio(results, 'proxy/floor', 'c1').get('runs', []))} interleaved rounds; median (min–max)):", "",
+        ratio_table(results), "", targets_table(results)])
+
+
+def readme_with_tables(text: str, results: dict) -> str:
+    """`text` (the README) with the tables between its markers made from `results`."""
+    head, begin, rest = text.partition(README_BEGIN)
+    _old, end, tail = rest.partition(README_END)
+    if not begin or not end:
+        raise ValueError(f"the README lacks the lines {README_BEGIN!r} and {README_END!r}")
+    return f"{head}{README_BEGIN}\n{readme_tables(results)}\n{README_END}{tail}"
 
 
 def summary_table(results: dict) -> str:

@@ -80,7 +80,7 @@ class _DoorResponse(SSEResponse):
         await super().__call__({**scope, SEND_BODY: held}, receive, held)
 
     async def _end(self, ending: str | None) -> None:
-        """As SSEResponse does at its terminate: report, then end the body (or send the held reply)."""
+        """At the terminate: report, then end the body (or send the held reply, when none has started)."""
         self._report(ending)
         await self._write(b"", more_body=False)
         self._ended = True
