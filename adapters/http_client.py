@@ -3,8 +3,9 @@ and how a streamed request is sent on them.
 
 The clients are the openai SDK's httpx2 client on its aiohttp transport. A request is handed to that
 transport directly: the client's own layers (auth, redirects, cookies, event hooks, a stream wrapper) do
-nothing the proxy uses, and cost about 7% of a 1-chunk stream's CPU (issue 13). The response is the
-httpx2 `Response` the transport makes, and aiohttp's errors are mapped to httpx2's as the transport maps them.
+nothing the proxy uses; with the 17 headers converted per request they cost 5–7% of a 1-chunk stream's CPU
+(issue 13; docs/performance.md). The response is the httpx2 `Response` the transport makes, and aiohttp's
+errors are mapped to httpx2's as the transport maps them.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ cost about a quarter of a 1-chunk stream's CPU (issue 13's profile; docs/perform
 
 On the SDK's aiohttp transport (the proxy's clients) the request goes straight to the transport's aiohttp
 session, its headers, URL and timeouts converted once (`AiohttpSend`, adapters/http_client.py): httpx2's
-client layers and the per-request conversion of the 17 headers were about 7% of a 1-chunk stream's CPU
-(issue 13). Any other transport (a test's MockTransport) gets the request through the client.
+client layers and the per-request conversion of the 17 headers were 5–7% of a 1-chunk stream's CPU in two
+A/Bs (issue 13; docs/performance.md). Any other transport (a test's MockTransport) gets the request through the client.
 """
 
 from __future__ import annotations
