@@ -193,7 +193,7 @@ def _plain_chat(data: dict[str, Any]) -> ParsedChat | None:
         if type(message) is not dict or len(message) != 2:
             return None
         role, content = message.get("role"), message.get("content")
-        if role not in _PLAIN_ROLES or type(content) is not str:
+        if type(role) is not str or role not in _PLAIN_ROLES or type(content) is not str:  # a list is unhashable
             return None
         turns.append(Message(role, content))
     return ParsedChat(ChatRequest(messages=tuple(turns)), model, frozenset(), bool(stream), False)

@@ -26,6 +26,8 @@ USER = [{"role": "user", "content": "hi"}]
         (json.dumps({"messages": []}).encode(), "messages"),
         (json.dumps({"messages": "hi"}).encode(), "messages"),
         (json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(), "messages.0.role"),
+        (json.dumps({"messages": [{"role": [], "content": ""}]}).encode(), "messages.0.role"),  # hypothesis found it
+        (json.dumps({"messages": [{"role": {}, "content": "x"}]}).encode(), "messages.0.role"),
         (json.dumps({"messages": [{"role": "user"}]}).encode(), "messages.0.content"),
         (json.dumps({"messages": [{"role": "user", "content": 5}]}).encode(), "messages.0.content"),
         (json.dumps({"messages": [{"role": "user", "content": "x", "extra": 1}]}).encode(), "messages.0.extra"),
@@ -167,6 +169,7 @@ NOT_PLAIN = [  # each is read (or refused) by pydantic, as before
     {"messages": [{"role": "user", "content": "hi", "name": "x"}]},
     {"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]},
     {"messages": [{"role": "robot", "content": "hi"}]},
+    {"messages": [{"role": ["user"], "content": "hi"}]},
     {"messages": [USER[0], "hi"]},
     {"messages": {"role": "user", "content": "hi"}},
 ]
