@@ -80,6 +80,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for a module's tests (each uses fresh random stream ids), stopped after them."""
+    with run_redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
 def _start(binary: str, directory: Path, port: int) -> subprocess.Popen[bytes]:
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
             "--save", "", "--appendonly", "no", "--maxmemory", "64mb", "--daemonize", "no",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from contextlib import aclosing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +18,13 @@ from llm_sse_proxy.proxy.resume.errors import Fenced, ResumeGap, StoreUnavailabl
 from llm_sse_proxy.proxy.resume.ids import new_sid
 from llm_sse_proxy.proxy.resume.redis_store import RedisStore, RedisStoreLimits
 from llm_sse_proxy.proxy.resume.store import StreamMeta, StreamStore
-from tests.redis_fixtures import RedisServer, run_redis_server
+from tests.redis_fixtures import RedisServer, run_redis_server, shared_redis  # noqa: F401 (a fixture)
 from tests.test_resume_store import HANG, StoreFactory, collect, finished, frame, started
 
 pytestmark = pytest.mark.anyio
 
 # Short times, so that lease loss and abandonment happen within a second or two.
 FAST = {"lease": 0.6, "block": 0.2, "heartbeat": 0.1}
-
-
-@pytest.fixture(scope="module")
-def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One redis-server for the contract tests (each uses fresh random stream ids)."""
-    with run_redis_server(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from llm_sse_proxy.proxy.resume.redis_store import RedisStore, RedisStoreLimits
 from llm_sse_proxy.proxy.resume.store import Lease, StreamMeta, StreamStore
 from llm_sse_proxy.proxy.resume.writer import PendingLimit, Writer
 from llm_sse_proxy.proxy.sse import terminate_payload, text_payload
-from tests.redis_fixtures import RedisServer, run_redis_server
+from tests.redis_fixtures import RedisServer, run_redis_server, shared_redis  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.anyio
 HANG = 10
@@ -56,15 +56,9 @@ class GatedStore(MemoryStore):
         await super().finish(lease, seq, frame, reason)
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with run_redis_server(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
 @pytest.fixture
-async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
-    store = RedisStore(redis_server.url, RedisStoreLimits(lease=0.6, block=0.2, heartbeat=0.1))
+async def redis_store(shared_redis: RedisServer) -> AsyncIterator[RedisStore]:
+    store = RedisStore(shared_redis.url, RedisStoreLimits(lease=0.6, block=0.2, heartbeat=0.1))
     yield store
     await store.aclose()
 
