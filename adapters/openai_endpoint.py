@@ -53,7 +53,10 @@ class ChatCompletions:
             if self._direct is not None:
                 response = await self._direct.send(content)
             else:
-                response = await self._http.send(self._request(content), stream=True)
+                # Not the proxy's own clients (a test's MockTransport): the plain way, no speed-up needed.
+                request = httpx2.Request("POST", self._template.url, headers=self._headers, content=content,
+                                         extensions=self._template.extensions)
+                response = await self._http.send(request, stream=True)
         except httpx2.TimeoutException as exc:
             raise openai.APITimeoutError(request=self._template) from exc
         except SEND_ERRORS as exc:
@@ -65,16 +68,6 @@ class ChatCompletions:
                 await response.aclose()
             raise self._sdk._make_status_error_from_response(response) from None
         return response
-
-    def _request(self, content: bytes) -> httpx2.Request:
-        """The template's request with this body. Given a `stream`, httpx2 takes the headers as they are:
-        with `content` it normalizes them twice and checks their encoding (about 40 µs; issue 13)."""
-        headers = httpx2.Headers(self._headers)  # a copy of the normalized list
-        headers["Content-Length"] = str(len(content))
-        request = httpx2.Request("POST", self._template.url, headers=headers, stream=httpx2.ByteStream(content),
-                                 extensions=self._template.extensions)
-        request.read()  # a body in memory, as `content=` leaves it: transports may take `request.content`
-        return request
 
 
 def _dumps(params: dict[str, Any]) -> bytes:
