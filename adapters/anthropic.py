@@ -52,7 +52,7 @@ RETRYABLE_ERRORS = {"overloaded_error", "api_error", "rate_limit_error", "timeou
 class AnthropicOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: BaseUrl = Field("https://api.anthropic.com", pattern=r"^https?://")  # without /v1
+    base_url: BaseUrl = "https://api.anthropic.com"  # without /v1
     api_key: SecretStr
     model: str = Field(min_length=1)
     max_tokens: int = Field(4096, ge=1)  # the API requires one; used when the request has none

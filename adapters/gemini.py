@@ -47,7 +47,7 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
 class GeminiOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: BaseUrl = Field("https://generativelanguage.googleapis.com/v1beta", pattern=r"^https?://")
+    base_url: BaseUrl = "https://generativelanguage.googleapis.com/v1beta"
     api_key: SecretStr
     model: str = Field(min_length=1)
     include_thoughts: bool = False  # thought summaries as reasoning deltas

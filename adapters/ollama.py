@@ -42,7 +42,7 @@ DONE_REASONS = {"stop": "stop", "length": "length"}
 class OllamaOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: BaseUrl = Field("http://127.0.0.1:11434", pattern=r"^https?://")  # without /api
+    base_url: BaseUrl = "http://127.0.0.1:11434"  # without /api
     api_key: SecretStr | None = None  # Ollama's cloud, or a server behind an authenticating proxy
     model: str = Field(min_length=1)
     think: bool | Literal["low", "medium", "high", "max"] | None = None  # None: the model's default

@@ -44,7 +44,7 @@ MAX_FINISH_REASON = 64  # finish reasons are short identifiers: a longer one, or
 class OpenAIOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: BaseUrl = Field(pattern=r"^https?://")
+    base_url: BaseUrl
     api_key: SecretStr = SecretStr("not-needed")  # keyless local servers still need a value
     model: str = Field(min_length=1)
     include_usage: bool = True  # a few older servers reject stream_options

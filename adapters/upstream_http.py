@@ -18,7 +18,7 @@ import aiohttp
 import anyio
 import httpx2
 import orjson
-from pydantic import AfterValidator
+from pydantic import AfterValidator, StringConstraints
 
 from llm_sse_proxy.adapters import decompress
 from llm_sse_proxy.adapters.connection_guard import ending_body_with_connection
@@ -57,8 +57,8 @@ def _without_credentials(url: str) -> str:
     return url
 
 
-BaseUrl = Annotated[str, AfterValidator(_without_credentials)]
-"""An upstream's base_url: no credentials in it (the adapters also check it is http(s))."""
+BaseUrl = Annotated[str, StringConstraints(pattern=r"^https?://"), AfterValidator(_without_credentials)]
+"""An upstream's base_url: http(s), and no credentials in it."""
 
 
 def loads(data: str | bytes) -> Any:
