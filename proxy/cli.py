@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from llm_sse_proxy.proxy import access_log
 from llm_sse_proxy.proxy.app import create_app
 from llm_sse_proxy.proxy.config import Config, ConfigError, load_config
-from llm_sse_proxy.proxy.log_format import TEXT_FORMAT, BareFormatter, use_format
+from llm_sse_proxy.proxy.log_format import TEXT_FORMAT, use_format
 from llm_sse_proxy.proxy.response import Shutdown
 from llm_sse_proxy.proxy.server import BindError, GracefulServer, bind, fit_file_limit, uvicorn_config
 from llm_sse_proxy.proxy.starter import REAL_MODEL_HINT, ConfigChoice, choose_config, write_starter
@@ -150,7 +150,7 @@ def use_log_format(config: Config) -> None:
 def configure_access_log() -> None:
     """Access lines are bare JSON, one per stream, whatever --log-level says (logging.access_log turns them off)."""
     handler = access_log.LineHandler()
-    handler.setFormatter(BareFormatter())  # for lines that come through logging
+    handler.setFormatter(logging.Formatter())  # the message alone: each access line is already a JSON object
     access = logging.getLogger("llm_sse_proxy.access")
     access.addHandler(handler)
     access.setLevel(logging.INFO)

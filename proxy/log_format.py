@@ -54,13 +54,6 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)  # ASCII: a lone surrogate quoted from an upstream cannot fail the write
 
 
-class BareFormatter(logging.Formatter):
-    """The access lines: already a JSON object each."""
-
-    def __init__(self) -> None:
-        super().__init__("%(message)s")
-
-
 def formatter(style: str) -> logging.Formatter:
     return JsonFormatter() if style == "json" else TextFormatter()
 
