@@ -129,15 +129,15 @@ return 1
 
 # ARGV: sid. Returns 0 if unknown, else 1; on a running stream it sets the stop flag (the owner's next
 # heartbeat sees it) and tells the owner's replica at once on its channel (STOP_CHANNEL + replica).
+STOP_CHANNEL = "llmsse:stop:"
 STOP = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
 if state == 'running' then
   redis.call('HSET', KEYS[1], 'stop', 1)
-  redis.call('PUBLISH', 'llmsse:stop:' .. (redis.call('HGET', KEYS[1], 'replica') or ''), ARGV[1])
+  redis.call('PUBLISH', '""" + STOP_CHANNEL + """' .. (redis.call('HGET', KEYS[1], 'replica') or ''), ARGV[1])
 end
 return 1
 """
-STOP_CHANNEL = "llmsse:stop:"
 
 SCRIPTS = {"create": CREATE, "append": APPEND, "finish": FINISH, "renew": RENEW, "reap": REAP, "stop": STOP}
