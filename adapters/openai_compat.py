@@ -64,7 +64,7 @@ class OpenAICompatAdapter:
             api_key=secret,
             http_client=http,
             timeout=http.timeout,
-            max_retries=0,  # the proxy has one retry policy (tenacity, in proxy/relay.py)
+            max_retries=0,  # the proxy has one retry policy (tenacity, in proxy/relay/relay.py)
             default_headers=options.default_headers or None,
             default_query=options.default_query or None,
         )

@@ -4,7 +4,7 @@ that `llm-sse-proxy` serves under uvicorn, built from the config named by LLMSSE
 import os
 
 from llm_sse_proxy.proxy.app import create_app
-from llm_sse_proxy.proxy.cli import setup_logging
+from llm_sse_proxy.proxy.server.cli import setup_logging
 from llm_sse_proxy.proxy.config import load_config
 
 setup_logging("warning")

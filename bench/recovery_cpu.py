@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from llm_sse_proxy.proxy.config import RetryConfig, TimeoutsConfig  # noqa: E402
 from llm_sse_proxy.proxy.deltas import ChatRequest, Delta, Finish, Message, TextDelta, Usage  # noqa: E402
-from llm_sse_proxy.proxy.relay import Relay, Upstream  # noqa: E402
+from llm_sse_proxy.proxy.relay.relay import Relay, Upstream  # noqa: E402
 
 CHUNKS, ROUNDS = 5000, 15
 DELTAS: list[Delta] = [TextDelta("word ") for _ in range(CHUNKS)] + [Finish("stop", Usage(1, CHUNKS))]

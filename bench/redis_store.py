@@ -22,8 +22,8 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from llm_sse_proxy.proxy.resume.ids import new_sid
-from llm_sse_proxy.proxy.resume.redis_store import RedisStore, RedisStoreLimits
-from llm_sse_proxy.proxy.resume.store import StreamMeta
+from llm_sse_proxy.proxy.state.streams.redis_store import RedisStore, RedisStoreLimits
+from llm_sse_proxy.proxy.state.streams.store import StreamMeta
 from tests.redis_fixtures import run_redis_server
 
 FRAME = b"id: " + b"x" * 22 + b":123\ndata: {\"text\":\"" + b"y" * 20 + b"\"}\n\n"  # 60 bytes

@@ -27,10 +27,10 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from llm_sse_proxy.adapters import openai_compat
-from llm_sse_proxy.proxy import relay
+from llm_sse_proxy.proxy.relay import relay
 from llm_sse_proxy.proxy.config import RetryConfig, TimeoutsConfig
 from llm_sse_proxy.proxy.deltas import ChatRequest, Finish, Message, TextDelta
-from llm_sse_proxy.proxy.sse import encode_event
+from llm_sse_proxy.proxy.relay.sse import encode_event
 
 CHUNKS, STREAMS, ROUNDS = 200, 20, 9
 HEAD = '{"id":"chatcmpl-x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'

@@ -18,10 +18,10 @@ from contextlib import aclosing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from llm_sse_proxy.proxy.relay import Emit  # noqa: E402
+from llm_sse_proxy.proxy.relay.relay import Emit  # noqa: E402
 from llm_sse_proxy.proxy.resume.generations import Generations  # noqa: E402
-from llm_sse_proxy.proxy.resume.memory import MemoryStore  # noqa: E402
-from llm_sse_proxy.proxy.sse import terminate_payload, text_payload  # noqa: E402
+from llm_sse_proxy.proxy.state.streams.memory import MemoryStore  # noqa: E402
+from llm_sse_proxy.proxy.relay.sse import terminate_payload, text_payload  # noqa: E402
 
 STREAMS, AT_ONCE = 5000, 10
 

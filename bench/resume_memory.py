@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llm_sse_proxy.proxy.resume.ids import new_sid  # noqa: E402
-from llm_sse_proxy.proxy.resume.memory import MemoryStore  # noqa: E402
-from llm_sse_proxy.proxy.resume.store import StreamMeta  # noqa: E402
-from llm_sse_proxy.proxy.sse import encode_event, terminate_payload  # noqa: E402
+from llm_sse_proxy.proxy.state.streams.memory import MemoryStore  # noqa: E402
+from llm_sse_proxy.proxy.state.streams.store import StreamMeta  # noqa: E402
+from llm_sse_proxy.proxy.relay.sse import encode_event, terminate_payload  # noqa: E402
 
 
 async def per_stream(streams: int = 1000, events: int = 500) -> dict:

@@ -1,5 +1,5 @@
 import sys
 
-from llm_sse_proxy.proxy.cli import main
+from llm_sse_proxy.proxy.server.cli import main
 
 sys.exit(main())

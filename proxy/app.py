@@ -29,27 +29,27 @@ from starlette.types import Receive, Scope, Send
 
 from llm_sse_proxy.adapters import REGISTRY
 from llm_sse_proxy.adapters.http_client import HttpClients
-from llm_sse_proxy.proxy import access_log
-from llm_sse_proxy.proxy.admission import Admission
-from llm_sse_proxy.proxy.auth import Client
+from llm_sse_proxy.proxy.telemetry import access_log
+from llm_sse_proxy.proxy.admission.admit import Admission
+from llm_sse_proxy.proxy.admission.auth import Client
 from llm_sse_proxy.proxy.config import Config, ConfigError, ModelConfig
-from llm_sse_proxy.proxy.cooldown import cooldowns_for
+from llm_sse_proxy.proxy.state.cooldowns import cooldowns_for
 from llm_sse_proxy.proxy.deltas import Adapter, Sleep
 from llm_sse_proxy.proxy.errors import (
     NotFound, PayloadTooLarge, ProxyError, RequestError, RequestTimeout, UnsupportedMediaType,
 )
-from llm_sse_proxy.proxy.http10 import close_delimited
-from llm_sse_proxy.proxy.limits import CappedAdapter, check_size
-from llm_sse_proxy.proxy.log_format import REQUEST_ID
-from llm_sse_proxy.proxy.metrics import CONTENT_TYPE, Metrics
-from llm_sse_proxy.proxy.relay import Relay, Upstream
-from llm_sse_proxy.proxy.response import ABORT, SEND_BODY, SSE_HEADERS, Shutdown, SSEResponse
+from llm_sse_proxy.proxy.server.http10 import close_delimited
+from llm_sse_proxy.proxy.admission.limits import CappedAdapter, check_size
+from llm_sse_proxy.proxy.telemetry.log_format import REQUEST_ID
+from llm_sse_proxy.proxy.telemetry.metrics import CONTENT_TYPE, Metrics
+from llm_sse_proxy.proxy.relay.relay import Relay, Upstream
+from llm_sse_proxy.proxy.doors.response import ABORT, SEND_BODY, SSE_HEADERS, Shutdown, SSEResponse
 from llm_sse_proxy.proxy.resume import routes as resume_routes
-from llm_sse_proxy.proxy.resume.backends import BACKENDS as STORE_BACKENDS
+from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
 from llm_sse_proxy.proxy.resume.generations import Generations
 from llm_sse_proxy.proxy.resume.streams import ResumableStreams
-from llm_sse_proxy.proxy.v1.routes import Door
-from llm_sse_proxy.proxy.validation import ParsedChat, check_supported, parse_chat_body, parse_stream_query
+from llm_sse_proxy.proxy.doors.openai.routes import Door
+from llm_sse_proxy.proxy.doors.validation import ParsedChat, check_supported, parse_chat_body, parse_stream_query
 
 log = logging.getLogger("llm_sse_proxy")
 STATIC = Path(__file__).parent / "static"

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from llm_sse_proxy.proxy.auth import MAX_USED_TOKENS, Authenticator
+from llm_sse_proxy.proxy.admission.auth import MAX_USED_TOKENS, Authenticator
 from llm_sse_proxy.proxy.config import AuthConfig, ConfigError
 from llm_sse_proxy.proxy.errors import Overloaded, Unauthorized
 from tests.conftest import assert_one_terminate_last, chat_body, make_config, payloads, proxy, read_stream
@@ -87,7 +87,7 @@ def test_a_token_from_another_secret_is_refused() -> None:
 
 
 def test_used_tokens_are_forgotten_once_expired_and_the_store_is_bounded(monkeypatch) -> None:
-    monkeypatch.setattr("llm_sse_proxy.proxy.auth.MAX_USED_TOKENS", 3)
+    monkeypatch.setattr("llm_sse_proxy.proxy.admission.auth.MAX_USED_TOKENS", 3)
     clock = Clock()
     auth = authenticator(clock)
     for _ in range(3):

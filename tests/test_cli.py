@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from llm_sse_proxy.proxy.cli import main
+from llm_sse_proxy.proxy.server.cli import main
 from tests.test_server_limits import proxy_process
 
 

@@ -14,7 +14,7 @@ import httpx2
 import pytest
 import yaml
 
-from llm_sse_proxy.proxy.response import Shutdown
+from llm_sse_proxy.proxy.doors.response import Shutdown
 from tests.conftest import LOAD_TEST_LIMITS, assert_one_terminate_last, chat_body, payloads, proxy, read_stream
 from tests.upstream_fixtures import API_KEY, mock_upstream, upstream_config
 

@@ -10,17 +10,17 @@ import jsonschema
 import pytest
 import yaml
 
-from llm_sse_proxy.proxy.config_schema import render
+from llm_sse_proxy.proxy.config.schema import render
 
 ROOT = Path(__file__).parent.parent
 SCHEMA = json.loads((ROOT / "config.schema.json").read_text())
 
 
 def test_the_committed_schema_is_current() -> None:
-    assert (ROOT / "config.schema.json").read_text() == render(), "run: python -m llm_sse_proxy.proxy.config_schema > config.schema.json"
+    assert (ROOT / "config.schema.json").read_text() == render(), "run: python -m llm_sse_proxy.proxy.config.schema > config.schema.json"
 
 
-@pytest.mark.parametrize("path", ["config.yaml", "proxy/starter_config.yaml"])
+@pytest.mark.parametrize("path", ["config.yaml", "proxy/server/starter_config.yaml"])
 def test_the_shipped_configs_match_the_schema(path: str) -> None:
     jsonschema.validate(yaml.safe_load((ROOT / path).read_text()), SCHEMA)
 

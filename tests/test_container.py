@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 import yaml
 
-from llm_sse_proxy.proxy.cli import parse_args
+from llm_sse_proxy.proxy.server.cli import parse_args
 from llm_sse_proxy.proxy.config import load_config
 from tests.test_concurrency_and_shutdown import free_port
 from tests.test_server_limits import wait_healthy
@@ -34,7 +34,7 @@ def instruction(name: str) -> str:
 
 def test_the_image_runs_the_cli_as_a_user_with_a_health_check() -> None:
     assert json.loads(instruction("ENTRYPOINT")) == ["llm-sse-proxy"]
-    assert 'llm-sse-proxy = "llm_sse_proxy.proxy.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    assert 'llm-sse-proxy = "llm_sse_proxy.proxy.server.cli:main"' in (ROOT / "pyproject.toml").read_text()
     args = parse_args(json.loads(instruction("CMD")))
     assert (args.host, args.port) == ("0.0.0.0", 8080)
     assert instruction("USER") not in ("root", "0") and instruction("STOPSIGNAL") == "SIGTERM"

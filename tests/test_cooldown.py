@@ -7,7 +7,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from llm_sse_proxy.proxy.cooldown import (
+from llm_sse_proxy.proxy.state.cooldowns import (
     KEY_PREFIX, MemoryCooldowns, NoCooldowns, RedisCooldowns, UpstreamCoolingDown, cooldown_seconds,
 )
 from llm_sse_proxy.proxy.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable

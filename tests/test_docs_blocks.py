@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from llm_sse_proxy.mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
-from llm_sse_proxy.proxy.log_format import JsonFormatter
+from llm_sse_proxy.proxy.telemetry.log_format import JsonFormatter
 from tests.conftest import chat_body, make_config, proxy, read_stream
 from tests.docs_blocks import block, doc_blocks, inline_commands
 from tests.redis_fixtures import RedisServer, free_port

@@ -25,7 +25,7 @@ SOURCES = ["pyproject.toml", "README.md", "LICENSE", "proxy", "adapters", "mock_
 
 
 def test_the_packaged_config_is_the_shipped_config_yaml() -> None:
-    from llm_sse_proxy.proxy.starter import PACKAGED_CONFIG
+    from llm_sse_proxy.proxy.server.starter import PACKAGED_CONFIG
 
     assert PACKAGED_CONFIG.read_text() == (ROOT / "config.yaml").read_text()
 

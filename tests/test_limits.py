@@ -8,7 +8,7 @@ import pytest
 from llm_sse_proxy.proxy.config import ConfigError
 from llm_sse_proxy.proxy.deltas import ChatRequest, Message
 from llm_sse_proxy.proxy.errors import Overloaded, PayloadTooLarge, TooManyRequests
-from llm_sse_proxy.proxy.limits import RateLimiter, StreamGates, cap_max_tokens, check_size
+from llm_sse_proxy.proxy.admission.limits import RateLimiter, StreamGates, cap_max_tokens, check_size
 from tests.conftest import (
     LOAD_TEST_LIMITS,
     assert_one_terminate_last,
@@ -61,7 +61,7 @@ def test_retry_after_says_when_the_next_request_fits() -> None:
 
 
 def test_the_bucket_table_is_bounded(monkeypatch) -> None:
-    monkeypatch.setattr("llm_sse_proxy.proxy.limits.MAX_TRACKED_CLIENTS", 5)
+    monkeypatch.setattr("llm_sse_proxy.proxy.admission.limits.MAX_TRACKED_CLIENTS", 5)
     limiter = RateLimiter(per_minute=60, burst=1, clock=Clock())
     for i in range(50):
         limiter.take(f"ip:{i}")

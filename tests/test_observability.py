@@ -8,7 +8,7 @@ import logging
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_sse_proxy.proxy.access_log import request_id
+from llm_sse_proxy.proxy.telemetry.access_log import request_id
 from tests.conftest import RESUME_OFF, chat_body, make_config, proxy, read_stream
 from tests.test_disconnect import leave_after, wait_for_log
 from tests.upstream_fixtures import mock_upstream, upstream_config
@@ -140,7 +140,7 @@ async def test_the_debug_endpoint_counts_tasks_and_descriptors() -> None:
 
 
 def test_the_cli_handler_takes_each_access_line_in_one_write(monkeypatch) -> None:
-    from llm_sse_proxy.proxy import access_log
+    from llm_sse_proxy.proxy.telemetry import access_log
 
     writes: list[str] = []
 

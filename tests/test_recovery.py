@@ -100,7 +100,7 @@ async def test_a_continuation_that_repeats_the_prefills_end_is_spliced(echo: int
         async with proxy(upstream_config([model])) as client:
             text, terminate, _, _ = await converse(client)
     # "Hello! This is the mock upstream, " cut after "...the mock up": echoes of 1 and 3 start mid-word,
-    # which the seam keeps only if they are 8 or more characters or begin a word (proxy/splice.py).
+    # which the seam keeps only if they are 8 or more characters or begin a word (proxy/relay/splice.py).
     sent = "".join(CHUNKS[:6])
     echoed = sent[len(sent) - echo :]
     if echo >= 8 or echoed[0] != " " and sent[len(sent) - echo - 1] == " ":

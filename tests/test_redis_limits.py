@@ -14,7 +14,7 @@ import redis.asyncio
 from llm_sse_proxy.proxy.config import ConfigError
 from llm_sse_proxy.proxy.errors import TooManyRequests, Unauthorized
 from llm_sse_proxy.proxy.resume.errors import StoreUnavailable
-from llm_sse_proxy.proxy.redis_limits import PREFIX, RedisLimits
+from llm_sse_proxy.proxy.state.redis_limits import PREFIX, RedisLimits
 from tests.conftest import make_config
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
 

@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 import tests.test_resume_store as contract
 from llm_sse_proxy.proxy.resume.errors import Fenced, ResumeGap, StoreUnavailable
 from llm_sse_proxy.proxy.resume.ids import new_sid
-from llm_sse_proxy.proxy.resume.redis_store import RedisStore, RedisStoreLimits
-from llm_sse_proxy.proxy.resume.store import StreamMeta, StreamStore
+from llm_sse_proxy.proxy.state.streams.redis_store import RedisStore, RedisStoreLimits
+from llm_sse_proxy.proxy.state.streams.store import StreamMeta, StreamStore
 from tests.redis_fixtures import RedisServer, run_redis_server, shared_redis  # noqa: F401 (a fixture)
 from tests.test_resume_store import HANG, StoreFactory, collect, finished, frame, started
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from llm_sse_proxy.proxy.auth import Authenticator
+from llm_sse_proxy.proxy.admission.auth import Authenticator
 from llm_sse_proxy.proxy.config import AuthConfig
 from tests.conftest import chat_body, make_config, proxy, read_stream
 from tests.test_auth import BEARER, ENV, KEY, OTHER_KEY, Clock, digest

@@ -15,13 +15,13 @@ from typing import Any
 import anyio
 import pytest
 
-from llm_sse_proxy.proxy.relay import Emit
-from llm_sse_proxy.proxy.response import Shutdown
+from llm_sse_proxy.proxy.relay.relay import Emit
+from llm_sse_proxy.proxy.doors.response import Shutdown
 from llm_sse_proxy.proxy.resume.errors import StoreUnavailable
 from llm_sse_proxy.proxy.resume.generations import Generations
-from llm_sse_proxy.proxy.resume.memory import MemoryLimits, MemoryStore
-from llm_sse_proxy.proxy.resume.store import Lease
-from llm_sse_proxy.proxy.sse import terminate_payload, text_payload
+from llm_sse_proxy.proxy.state.streams.memory import MemoryLimits, MemoryStore
+from llm_sse_proxy.proxy.state.streams.store import Lease
+from llm_sse_proxy.proxy.relay.sse import terminate_payload, text_payload
 
 pytestmark = pytest.mark.anyio
 HANG = 10

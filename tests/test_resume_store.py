@@ -17,8 +17,8 @@ from llm_sse_proxy.proxy.resume.errors import (
     CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound,
 )
 from llm_sse_proxy.proxy.resume.ids import new_sid
-from llm_sse_proxy.proxy.resume.memory import MemoryLimits, MemoryStore
-from llm_sse_proxy.proxy.resume.store import StreamMeta, StreamStore
+from llm_sse_proxy.proxy.state.streams.memory import MemoryLimits, MemoryStore
+from llm_sse_proxy.proxy.state.streams.store import StreamMeta, StreamStore
 
 pytestmark = pytest.mark.anyio
 HANG = 10  # seconds: far beyond any expected wait; only proves "does not hang"

@@ -17,15 +17,15 @@ from typing import Any
 import anyio
 import pytest
 
-from llm_sse_proxy.proxy.relay import Emit
+from llm_sse_proxy.proxy.relay.relay import Emit
 from llm_sse_proxy.proxy.resume.errors import StoreUnavailable
 from llm_sse_proxy.proxy.resume.generations import Generations
 from llm_sse_proxy.proxy.resume.ids import new_sid
-from llm_sse_proxy.proxy.resume.memory import MemoryStore
-from llm_sse_proxy.proxy.resume.redis_store import RedisStore, RedisStoreLimits
-from llm_sse_proxy.proxy.resume.store import Lease, StreamMeta, StreamStore
+from llm_sse_proxy.proxy.state.streams.memory import MemoryStore
+from llm_sse_proxy.proxy.state.streams.redis_store import RedisStore, RedisStoreLimits
+from llm_sse_proxy.proxy.state.streams.store import Lease, StreamMeta, StreamStore
 from llm_sse_proxy.proxy.resume.writer import PendingLimit, Writer
-from llm_sse_proxy.proxy.sse import terminate_payload, text_payload
+from llm_sse_proxy.proxy.relay.sse import terminate_payload, text_payload
 from tests.redis_fixtures import RedisServer, run_redis_server, shared_redis  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,8 @@ import pytest
 
 from llm_sse_proxy.proxy.deltas import ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta, Usage
 from llm_sse_proxy.proxy.errors import BadRequest, InvalidToolCall, UpstreamMalformed
-from llm_sse_proxy.proxy.rich_events import Extras, parse_event_names
-from llm_sse_proxy.proxy.sse import encode_event, terminate_payload
+from llm_sse_proxy.proxy.relay.rich_events import Extras, parse_event_names
+from llm_sse_proxy.proxy.relay.sse import encode_event, terminate_payload
 from tests.sse_parse import parse_stream
 
 ALL = frozenset({"reasoning", "refusal", "tool_call", "tool_call_delta"})

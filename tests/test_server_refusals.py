@@ -1,4 +1,4 @@
-"""What the proxy says, and logs, when it answers a connection below the app (proxy/http_protocol.py):
+"""What the proxy says, and logs, when it answers a connection below the app (proxy/server/http_protocol.py):
 the app's JSON error shape, a GET /stream prompt too long for a URL, and one log line of its own."""
 
 from __future__ import annotations

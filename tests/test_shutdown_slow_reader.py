@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from llm_sse_proxy.proxy.app import create_app
-from llm_sse_proxy.proxy.response import Shutdown
+from llm_sse_proxy.proxy.doors.response import Shutdown
 from tests.conftest import serve
 from tests.test_concurrency_and_shutdown import free_port, wait_healthy
 from tests.test_disconnect import wait_for_log

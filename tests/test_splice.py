@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_sse_proxy.proxy.splice import MAX_ECHO, MIN_ECHO, RESTART_PROBE, Seam, prefill, splice
+from llm_sse_proxy.proxy.relay.splice import MAX_ECHO, MIN_ECHO, RESTART_PROBE, Seam, prefill, splice
 
 ANSWER = "The quick brown fox jumps over the lazy dog, and then it naps in the warm afternoon sun."
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from llm_sse_proxy.proxy.deltas import Usage
-from llm_sse_proxy.proxy.sse import PING, encode_event, terminate_payload, text_payload
+from llm_sse_proxy.proxy.relay.sse import PING, encode_event, terminate_payload, text_payload
 from tests.sse_parse import parse_stream
 
 AWKWARD = [

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from llm_sse_proxy.proxy.cli import main
+from llm_sse_proxy.proxy.server.cli import main
 from llm_sse_proxy.proxy.config import ConfigError, load_config
-from llm_sse_proxy.proxy.starter import PACKAGED_CONFIG, choose_config
+from llm_sse_proxy.proxy.server.starter import PACKAGED_CONFIG, choose_config
 
 
 def test_with_no_config_file_the_packaged_offline_mock_is_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

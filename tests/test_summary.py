@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_sse_proxy.proxy.summary import is_loopback, startup_summary
+from llm_sse_proxy.proxy.server.summary import is_loopback, startup_summary
 from tests.conftest import make_config
 from tests.test_server_limits import proxy_process
 

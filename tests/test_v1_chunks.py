@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from llm_sse_proxy.proxy.v1.chunks import (
+from llm_sse_proxy.proxy.doors.openai.chunks import (
     DONE,
     ChunkEncoder,
     CompletionBuilder,

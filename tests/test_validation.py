@@ -8,7 +8,7 @@ import pytest
 
 from llm_sse_proxy.proxy.deltas import OPTIONAL_FIELDS, ChatRequest, Message
 from llm_sse_proxy.proxy.errors import BadRequest
-from llm_sse_proxy.proxy.validation import check_supported, parse_chat_body, parse_stream_query
+from llm_sse_proxy.proxy.doors.validation import check_supported, parse_chat_body, parse_stream_query
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -177,7 +177,7 @@ NOT_PLAIN = [  # each is read (or refused) by pydantic, as before
 
 @pytest.mark.parametrize("data", PLAIN)
 def test_the_plain_body_reads_as_pydantic_reads_it(data: dict) -> None:
-    from llm_sse_proxy.proxy.validation import _plain_chat, _validated_chat
+    from llm_sse_proxy.proxy.doors.validation import _plain_chat, _validated_chat
 
     assert _plain_chat(data) == _validated_chat(data)
     assert parse_chat_body(json.dumps(data).encode()) == _validated_chat(data)
@@ -185,6 +185,6 @@ def test_the_plain_body_reads_as_pydantic_reads_it(data: dict) -> None:
 
 @pytest.mark.parametrize("data", NOT_PLAIN)
 def test_any_other_body_goes_to_pydantic(data: dict) -> None:
-    from llm_sse_proxy.proxy.validation import _plain_chat
+    from llm_sse_proxy.proxy.doors.validation import _plain_chat
 
     assert _plain_chat(data) is None

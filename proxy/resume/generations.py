@@ -19,10 +19,10 @@ import anyio
 
 from llm_sse_proxy.proxy.resume.errors import Fenced, StoreUnavailable
 from llm_sse_proxy.proxy.resume.ids import new_sid
-from llm_sse_proxy.proxy.resume.store import Lease, OnStop, StopCause, StreamMeta, StreamStore, Unwatch
+from llm_sse_proxy.proxy.state.streams.store import Lease, OnStop, StopCause, StreamMeta, StreamStore, Unwatch
 from llm_sse_proxy.proxy.resume.writer import Writer
-from llm_sse_proxy.proxy.response import OnDone, Produce, Shutdown
-from llm_sse_proxy.proxy.sse import terminate_payload
+from llm_sse_proxy.proxy.doors.response import OnDone, Produce, Shutdown
+from llm_sse_proxy.proxy.relay.sse import terminate_payload
 
 log = logging.getLogger("llm_sse_proxy.resume")
 # Told why the store failed a stream, for a metric: "refused" (a new stream), "unavailable" or "fenced"

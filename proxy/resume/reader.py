@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 
-from llm_sse_proxy.proxy.relay import Emit
-from llm_sse_proxy.proxy.response import SSEResponse
+from llm_sse_proxy.proxy.relay.relay import Emit
+from llm_sse_proxy.proxy.doors.response import SSEResponse
 from llm_sse_proxy.proxy.resume.errors import CursorAhead, ResumeGap, StoreUnavailable, StreamNotFound
-from llm_sse_proxy.proxy.resume.store import StreamStore
-from llm_sse_proxy.proxy.sse import terminate_payload
+from llm_sse_proxy.proxy.state.streams.store import StreamStore
+from llm_sse_proxy.proxy.relay.sse import terminate_payload
 
 
 

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llm_sse_proxy.proxy.response import SSE_HEADERS
+from llm_sse_proxy.proxy.doors.response import SSE_HEADERS
 from llm_sse_proxy.proxy.resume.streams import ResumableStreams
 
 

@@ -17,15 +17,15 @@ from collections.abc import Callable, Mapping
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from llm_sse_proxy.proxy.auth import Authenticator, Client
+from llm_sse_proxy.proxy.admission.auth import Authenticator, Client
 from llm_sse_proxy.proxy.errors import Unauthorized
-from llm_sse_proxy.proxy.response import OnDone, Produce
+from llm_sse_proxy.proxy.doors.response import OnDone, Produce
 from llm_sse_proxy.proxy.resume.errors import InvalidCursor, StreamNotFound
 from llm_sse_proxy.proxy.resume.generations import Generations
 from llm_sse_proxy.proxy.resume.ids import is_sid, parse_cursor, resume_after
 from llm_sse_proxy.proxy.resume.reader import ReaderResponse
-from llm_sse_proxy.proxy.resume.store import StreamStatus, StreamStore
-from llm_sse_proxy.proxy.shared_limits import SharedLimits
+from llm_sse_proxy.proxy.state.streams.store import StreamStatus, StreamStore
+from llm_sse_proxy.proxy.state.limits import SharedLimits
 
 RequestId = Callable[[Request], str]
 NO_STORE = {"cache-control": "no-store"}

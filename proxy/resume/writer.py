@@ -28,8 +28,8 @@ import anyio
 
 from llm_sse_proxy.proxy.errors import ProxyError
 from llm_sse_proxy.proxy.resume.errors import StoreError, StoreUnavailable
-from llm_sse_proxy.proxy.resume.store import Lease, StreamStore
-from llm_sse_proxy.proxy.sse import encode_event
+from llm_sse_proxy.proxy.state.streams.store import Lease, StreamStore
+from llm_sse_proxy.proxy.relay.sse import encode_event
 
 
 @dataclass(frozen=True, slots=True)

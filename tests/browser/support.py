@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from llm_sse_proxy.proxy.app import create_app
 from llm_sse_proxy.proxy.config import Config
-from llm_sse_proxy.proxy.relay import Upstream
+from llm_sse_proxy.proxy.relay.relay import Upstream
 from tests.conftest import serve
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,0 +1,62 @@
+"""A JSON Schema for config.yaml, generated from the pydantic models, so editors complete and check it.
+
+`python -m llm_sse_proxy.proxy.config.schema > config.schema.json` regenerates the committed file; a test checks it is
+current. The schema describes the file as written: a model's adapter options sit beside `name` and
+`adapter` (one shape per adapter), and `auth.keys` holds `${VAR}` references or `sha256:` digests.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from llm_sse_proxy.adapters import REGISTRY
+from llm_sse_proxy.proxy.config import Config, ModelConfig
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def config_schema() -> dict[str, Any]:
+    schema = Config.model_json_schema()
+    defs = schema["$defs"]
+    schema["properties"]["models"]["items"] = {"oneOf": [_model_schema(name, defs) for name in sorted(REGISTRY)]}
+    del defs[ModelConfig.__name__]
+    _describe_auth_as_written(defs["AuthConfig"])
+    return {"$schema": SCHEMA_DIALECT, "title": "llm-sse-proxy config.yaml", **schema}
+
+
+def _model_schema(adapter: str, defs: dict[str, Any]) -> dict[str, Any]:
+    """`name`, `adapter: <this one>` and the common keys, beside this adapter's own options."""
+    common = ModelConfig.model_json_schema()["properties"]
+    del common["options"]
+    options = REGISTRY[adapter].options.model_json_schema(ref_template="#/$defs/{model}")
+    defs.update(options.pop("$defs", {}))
+    for field in options.get("properties", {}).values():
+        if field.get("format") == "password":
+            field.pop("default", None)  # a masked "**********": no value to suggest
+    return {
+        "title": f"a model on the {adapter} adapter",
+        "type": "object",
+        "properties": {**common, **options.get("properties", {}), "adapter": {"const": adapter}},
+        "required": ["name", "adapter", *options.get("required", [])],
+        "additionalProperties": False,
+    }
+
+
+def _describe_auth_as_written(auth: dict[str, Any]) -> None:
+    # key_hashes is what the loader makes of `keys`; the file never holds it.
+    del auth["properties"]["key_hashes"]
+    auth["properties"]["keys"] = {
+        "description": "${VAR} references (of comma-separated keys, 16+ characters each) or sha256:<64 hex> digests",
+        "type": "array",
+        "items": {"type": "string", "pattern": r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|sha256:[0-9a-fA-F]{64})$"},
+    }
+    auth["properties"]["token_secret"] = {"description": "a ${VAR} reference to 32+ characters", "type": "string"}
+
+
+def render() -> str:
+    return json.dumps(config_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

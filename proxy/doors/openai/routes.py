@@ -1,0 +1,73 @@
+"""`POST /v1/chat/completions` and `GET /v1/models`: the OpenAI-compatible door.
+
+It shares everything with `POST /chat` but the encoding: the same body model and validation
+(proxy/doors/validation.py), admission, relay, metrics and access log (`begin`, from proxy/app.py). Only
+the events the relay emits are turned into chat completions (proxy/doors/openai/chunks.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from llm_sse_proxy.proxy.admission.admit import Admission
+from llm_sse_proxy.proxy.admission.auth import Client
+from llm_sse_proxy.proxy.config import Config
+from llm_sse_proxy.proxy.errors import NotFound
+from llm_sse_proxy.proxy.relay.relay import Relay
+from llm_sse_proxy.proxy.doors.openai.chunks import REPLY_EVENTS, STREAM_EVENTS, ChunkEncoder, CompletionBuilder
+from llm_sse_proxy.proxy.doors.openai.response import ChunkStream, CompletionReply
+from llm_sse_proxy.proxy.doors.validation import ParsedChat, parse_chat_body
+
+ReadChat = Callable[[Request], Awaitable[tuple[Client, bytes]]]  # admit the client, read its JSON body
+# A relay for the request, and the keyword arguments of its SSEResponse (limits entered, metrics begun).
+Begin = Callable[[Request, Client, ParsedChat], Awaitable[tuple[Relay, dict[str, Any]]]]
+
+
+@dataclass
+class Door:
+    config: Config
+    admission: Admission
+    read_chat: ReadChat
+    begin: Begin
+    clock: Callable[[], float] = field(default=time.time)  # `created` is wall-clock seconds
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", self.completions, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/models/{name:path}", self.model, methods=["GET"]),
+        ]
+
+    async def completions(self, request: Request) -> Response:
+        client, body = await self.read_chat(request)
+        parsed = parse_chat_body(body)
+        events = STREAM_EVENTS if parsed.stream else REPLY_EVENTS
+        relay, options = await self.begin(request, client, replace(parsed, events=events))
+        model = parsed.model or self.config.default_model
+        head = (f"chatcmpl-{options['headers']['x-request-id']}", int(self.clock()), model)
+        if parsed.stream:
+            encoder = ChunkEncoder(*head)
+            return ChunkStream(relay.run, encoder=encoder, include_usage=parsed.include_usage,
+                               outcome=relay.outcome, **options)
+        return CompletionReply(relay.run, builder=CompletionBuilder(*head), outcome=relay.outcome, **options)
+
+    async def models(self, request: Request) -> Response:
+        await self.admission.admit(request)
+        return JSONResponse({"object": "list", "data": [self._model(m.name) for m in self.config.models]})
+
+    async def model(self, request: Request) -> Response:
+        await self.admission.admit(request)
+        name = request.path_params["name"]
+        if self.config.model(name) is None:
+            raise NotFound(f"unknown model {name!r}; GET /v1/models lists them")
+        return JSONResponse(self._model(name))
+
+    def _model(self, name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "llm-sse-proxy"}
