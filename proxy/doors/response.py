@@ -7,7 +7,7 @@ a `shutdown` terminate (or, to a client that stopped reading, a reset, after FAR
 send one (streaming-pitfalls.md 7.5).
 
 A client that stops reading makes `send` wait once the server's buffers are full (100-175 KiB: the
-transport's 16 KiB and the socket's, both bounded in `proxy.app.bound_send_buffers`): memory per stream
+transport's 16 KiB and the socket's, both bounded in `proxy.server.asgi.bound_send_buffers`): memory per stream
 stays bounded. The same task that pings
 watches for that: a write still pending after `send_timeout` seconds ends the stream as a disconnect
 ("send_timeout"), which cancels the producer (and so closes the upstream) and aborts the connection.

@@ -1,6 +1,6 @@
 """How log lines look: the request id on every line about a stream, and one format (issue 14).
 
-The request id is kept in a context variable, set where the id is made (`proxy/app.py::request_id`).
+The request id is kept in a context variable, set where the id is made (`proxy/doors/http.py::request_id`).
 uvicorn runs each request in a task of its own, and asyncio copies the context into every task a request
 starts, so the relay's lines, a resumable stream's generation and the adapters' lines all carry it,
 and no other request's. A filter on each handler copies it onto the record.

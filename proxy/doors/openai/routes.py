@@ -1,44 +1,36 @@
 """`POST /v1/chat/completions` and `GET /v1/models`: the OpenAI-compatible door.
 
 It shares everything with `POST /chat` but the encoding: the same body model and validation
-(proxy/doors/validation.py), admission, relay, metrics and access log (`begin`, from proxy/app.py). Only
+(proxy/doors/validation.py), admission, relay, metrics and access log (proxy/doors/chats.py). Only
 the events the relay emits are turned into chat completions (proxy/doors/openai/chunks.py).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from llm_sse_proxy.proxy.admission.admit import Admission
-from llm_sse_proxy.proxy.admission.auth import Client
-from llm_sse_proxy.proxy.config import Config
+from llm_sse_proxy.proxy.doors.chats import Chats
+from llm_sse_proxy.proxy.doors.errors import DoorErrors
 from llm_sse_proxy.proxy.errors import NotFound
-from llm_sse_proxy.proxy.relay.relay import Relay
 from llm_sse_proxy.proxy.doors.openai.chunks import REPLY_EVENTS, STREAM_EVENTS, ChunkEncoder, CompletionBuilder
 from llm_sse_proxy.proxy.doors.openai.response import ChunkStream, CompletionReply
-from llm_sse_proxy.proxy.doors.validation import ParsedChat, parse_chat_body
-
-ReadChat = Callable[[Request], Awaitable[tuple[Client, bytes]]]  # admit the client, read its JSON body
-# A relay for the request, and the keyword arguments of its SSEResponse (limits entered, metrics begun).
-Begin = Callable[[Request, Client, ParsedChat], Awaitable[tuple[Relay, dict[str, Any]]]]
+from llm_sse_proxy.proxy.doors.validation import parse_chat_body
 
 
 @dataclass
-class Door:
-    config: Config
-    admission: Admission
-    read_chat: ReadChat
-    begin: Begin
+class OpenAIDoor:
+    chats: Chats
     clock: Callable[[], float] = field(default=time.time)  # `created` is wall-clock seconds
+    errors: DoorErrors | None = None  # the proxy's own shape for now
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         return [
             Route("/v1/chat/completions", self.completions, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
@@ -46,11 +38,11 @@ class Door:
         ]
 
     async def completions(self, request: Request) -> Response:
-        client, body = await self.read_chat(request)
+        client, body = await self.chats.read_chat(request)
         parsed = parse_chat_body(body)
         events = STREAM_EVENTS if parsed.stream else REPLY_EVENTS
-        relay, options = await self.begin(request, client, replace(parsed, events=events))
-        model = parsed.model or self.config.default_model
+        relay, options = await self.chats.begin(request, client, replace(parsed, events=events))
+        model = parsed.model or self.chats.config.default_model
         head = (f"chatcmpl-{options['headers']['x-request-id']}", int(self.clock()), model)
         if parsed.stream:
             encoder = ChunkEncoder(*head)
@@ -59,13 +51,13 @@ class Door:
         return CompletionReply(relay.run, builder=CompletionBuilder(*head), outcome=relay.outcome, **options)
 
     async def models(self, request: Request) -> Response:
-        await self.admission.admit(request)
-        return JSONResponse({"object": "list", "data": [self._model(m.name) for m in self.config.models]})
+        await self.chats.admission.admit(request)
+        return JSONResponse({"object": "list", "data": [self._model(m.name) for m in self.chats.config.models]})
 
     async def model(self, request: Request) -> Response:
-        await self.admission.admit(request)
+        await self.chats.admission.admit(request)
         name = request.path_params["name"]
-        if self.config.model(name) is None:
+        if self.chats.config.model(name) is None:
             raise NotFound(f"unknown model {name!r}; GET /v1/models lists them")
         return JSONResponse(self._model(name))
 

@@ -1,0 +1,80 @@
+"""What the app's lifespan opens and closes: one adapter per model with its HTTP client, and the
+resumable streams' store and generations. Held on `app.state.runtime` for the doors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import httpx2
+from starlette.applications import Starlette
+
+from llm_sse_proxy.adapters import REGISTRY
+from llm_sse_proxy.proxy.admission.admit import Admission
+from llm_sse_proxy.proxy.admission.limits import CappedAdapter
+from llm_sse_proxy.proxy.config import Config, ModelConfig
+from llm_sse_proxy.proxy.deltas import Adapter, Sleep
+from llm_sse_proxy.proxy.doors.response import Shutdown
+from llm_sse_proxy.proxy.relay.relay import Upstream
+from llm_sse_proxy.proxy.resume.generations import Generations
+from llm_sse_proxy.proxy.resume.streams import ResumableStreams
+from llm_sse_proxy.proxy.state.cooldowns import Cooldowns
+from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
+from llm_sse_proxy.proxy.doors.http import request_id
+from llm_sse_proxy.proxy.telemetry.metrics import Metrics
+
+HttpClientFactory = Callable[[ModelConfig], httpx2.AsyncClient]
+
+
+@dataclass
+class Runtime:
+    """What the lifespan opens: one adapter per model, and the clients they share."""
+
+    upstreams: dict[str, Upstream]
+    resumable: ResumableStreams | None = None  # None with resume.enabled: false
+
+
+@dataclass
+class RuntimeParts:
+    """What create_app built that the lifespan opens, in order."""
+
+    config: Config
+    admission: Admission
+    cooldowns: Cooldowns
+    metrics: Metrics
+    make_client: HttpClientFactory
+    sleep: Sleep
+    shutdown: Shutdown | None
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.admission.limits)
+            await stack.enter_async_context(self.cooldowns)
+            upstreams = {m.name: await self._upstream(stack, m) for m in self.config.models}
+            app.state.runtime = Runtime(upstreams, await self._resumable(stack))
+            yield
+
+    async def _upstream(self, stack: AsyncExitStack, model: ModelConfig) -> Upstream:
+        spec = REGISTRY[model.adapter]
+        http = await stack.enter_async_context(self.make_client(model)) if spec.uses_http else None
+        adapter: Adapter = spec.build(model.options, http=http, sleep=self.sleep)
+        if model.max_tokens_cap is not None:
+            adapter = CappedAdapter(adapter, model.max_tokens_cap)
+        return Upstream(model.name, adapter, show_reasoning=model.reasoning == "stream",
+                        recovery=model.recovery, continue_with=model.continue_with)
+
+    async def _resumable(self, stack: AsyncExitStack) -> ResumableStreams | None:
+        resume, server = self.config.resume, self.config.server
+        if not resume.enabled:
+            return None
+        store = await stack.enter_async_context(STORE_BACKENDS[resume.store](resume))
+        generations = Generations(store, shutdown=self.shutdown, on_store_failure=self.metrics.store_failure)
+        stack.push_async_callback(generations.aclose)  # before the store closes
+        return ResumableStreams(
+            store, generations, self.admission.auth, self.admission.limits,
+            ping_interval=server.ping_interval, send_timeout=server.send_timeout, request_id=request_id)
+
+
+__all__ = ["HttpClientFactory", "Runtime", "RuntimeParts"]
