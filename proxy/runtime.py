@@ -20,6 +20,7 @@ from llm_sse_proxy.proxy.relay.relay import Upstream
 from llm_sse_proxy.proxy.resume.generations import Generations
 from llm_sse_proxy.proxy.resume.streams import ResumableStreams
 from llm_sse_proxy.proxy.state.cooldowns import Cooldowns
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
 from llm_sse_proxy.proxy.doors.http import request_id
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
@@ -40,6 +41,7 @@ class RuntimeParts:
     """What create_app built that the lifespan opens, in order."""
 
     config: Config
+    redis: SharedRedis | None  # the process's one Redis client: opened first, closed last
     admission: Admission
     cooldowns: Cooldowns
     metrics: Metrics
@@ -50,6 +52,8 @@ class RuntimeParts:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if self.redis is not None:
+                await stack.enter_async_context(self.redis)
             await stack.enter_async_context(self.admission.limits)
             await stack.enter_async_context(self.cooldowns)
             upstreams = {m.name: await self._upstream(stack, m) for m in self.config.models}
@@ -69,7 +73,7 @@ class RuntimeParts:
         resume, server = self.config.resume, self.config.server
         if not resume.enabled:
             return None
-        store = await stack.enter_async_context(STORE_BACKENDS[resume.store](resume))
+        store = await stack.enter_async_context(STORE_BACKENDS[resume.store](resume, self.redis))
         generations = Generations(store, shutdown=self.shutdown, on_store_failure=self.metrics.store_failure)
         stack.push_async_callback(generations.aclose)  # before the store closes
         return ResumableStreams(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.cooldowns import (
     KEY_PREFIX, MemoryCooldowns, NoCooldowns, RedisCooldowns, UpstreamCoolingDown, cooldown_seconds,
 )
@@ -147,7 +148,8 @@ async def shared_cooldown(server: RedisServer, model: str) -> int:
 async def test_a_redis_that_is_gone_costs_the_sharing_only(redis_server: RedisServer) -> None:
     errors: list[str] = []
     clock = FakeClock()
-    async with RedisCooldowns(redis_server.url, cap=60, on_error=errors.append, clock=clock) as cooldowns:
+    async with (SharedRedis(redis_server.url, on_error=errors.append) as redis,
+                RedisCooldowns(redis, cap=60, clock=clock) as cooldowns):
         redis_server.stop()
         with anyio.fail_after(10):
             await cooldowns.check("gpt")  # not known to be cooling: asked, though Redis cannot say

@@ -124,6 +124,7 @@ class ResumeConfig(_Section):
     max_bytes_per_stream: int = Field(2 * 1024 * 1024, ge=1024)
     memory_budget: int = Field(256 * 1024 * 1024, ge=1024)  # all streams' events; past it new streams get 503
     owner_lease: float = Field(10.0, ge=0.3, le=300)  # redis: a dead replica's streams end with owner_lost after this
+    redis_connections: int = Field(64, ge=4, le=10_000)  # redis: the one pool of each process (worker), every feature's
 
     @model_validator(mode="after")
     def _redis_needs_a_url(self) -> ResumeConfig:

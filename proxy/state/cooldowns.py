@@ -20,18 +20,16 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from llm_sse_proxy.proxy.config import Config
 from llm_sse_proxy.proxy.errors import UpstreamError, UpstreamUnavailable
-from llm_sse_proxy.proxy.state.redis import OnError, connect
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 
 log = logging.getLogger("llm_sse_proxy.cooldown")
 
 COOLING_STATUS = frozenset({429, 503})  # the statuses whose Retry-After speaks for the upstream, not the request
 KEY_PREFIX = "llmsse:cooldown:"
-REDIS_CONNECTIONS = 8
 
 Clock = Callable[[], float]
 
@@ -127,18 +125,15 @@ class MemoryCooldowns:
 class RedisCooldowns(MemoryCooldowns):
     """This process's cooldowns, and every replica's through Redis."""
 
-    def __init__(self, url: str, cap: float, *, on_error: OnError, clock: Clock = time.monotonic) -> None:
+    def __init__(self, redis: SharedRedis, cap: float, *, clock: Clock = time.monotonic) -> None:
         super().__init__(cap, clock)
-        self.url = url
-        self.on_error = on_error
-        self.redis: Redis | None = None
+        self.redis = redis  # the process's one client (proxy/state/redis.py), opened and closed by the app
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def check(self, model: str) -> None:
         await super().check(model)
-        assert self.redis is not None, "RedisCooldowns is used outside its `async with`"
         try:
-            left_ms = await self.redis.pttl(KEY_PREFIX + model)
+            left_ms = await self.redis.client.pttl(KEY_PREFIX + model)
         except (RedisError, OSError) as exc:
             self._failed("cooldown_read", exc)
             return
@@ -151,16 +146,13 @@ class RedisCooldowns(MemoryCooldowns):
         self._spawn(self._share(model, seconds))
 
     async def _share(self, model: str, seconds: float) -> None:
-        assert self.redis is not None
         try:
-            await self.redis.set(KEY_PREFIX + model, 1, px=max(1, math.ceil(seconds * 1000)))
+            await self.redis.client.set(KEY_PREFIX + model, 1, px=max(1, math.ceil(seconds * 1000)))
         except (RedisError, OSError) as exc:
             self._failed("cooldown_write", exc)
 
     def _failed(self, operation: str, exc: BaseException) -> None:
-        self.on_error(operation)
-        log.warning("redis unavailable during %s (%s); this process's cooldowns still apply", operation,
-                    type(exc).__name__)
+        self.redis.failed(operation, exc, "this process's cooldowns still apply")
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -168,20 +160,17 @@ class RedisCooldowns(MemoryCooldowns):
         task.add_done_callback(self._tasks.discard)
 
     async def __aenter__(self) -> RedisCooldowns:
-        self.redis = connect(self.url, max_connections=REDIS_CONNECTIONS)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.redis is not None:
-            await self.redis.aclose()
 
 
-def cooldowns_for(config: Config, on_error: OnError, clock: Clock = time.monotonic) -> Cooldowns:
+def cooldowns_for(config: Config, redis: SharedRedis | None, clock: Clock = time.monotonic) -> Cooldowns:
     """The cooldowns the config asks for: none, this process's, or shared through Redis."""
-    cap, url = config.retry.cooldown_max, config.resume.redis_url
+    cap = config.retry.cooldown_max
     if cap <= 0:
         return NoCooldowns()
-    if url is None:
+    if redis is None:
         return MemoryCooldowns(cap, clock)
-    return RedisCooldowns(url.get_secret_value(), cap, on_error=on_error, clock=clock)
+    return RedisCooldowns(redis, cap, clock=clock)
