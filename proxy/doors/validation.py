@@ -203,7 +203,7 @@ def _validated_chat(data: dict[str, Any]) -> ParsedChat:
     try:
         chat = _ChatBody.model_validate(data)
     except (ValidationError, RecursionError) as exc:
-        raise BadRequest(_describe(exc)) from None
+        raise field_error(_describe(exc)) from None
     stop = [chat.stop] if isinstance(chat.stop, str) else chat.stop
     request = ChatRequest(
         messages=tuple(_message(m) for m in chat.messages),
@@ -227,7 +227,8 @@ def check_supported(request: ChatRequest, model: str, takes: frozenset[str]) -> 
     """A 400 for a field the model's API does not have, rather than an answer made without it."""
     for name in OPTIONAL_FIELDS:
         if name not in takes and getattr(request, name) is not None:
-            raise BadRequest(f"{name}: the model {model!r} cannot take it; leave it out or use another model")
+            raise BadRequest(f"{name}: the model {model!r} cannot take it; leave it out or use another model",
+                             param=name)
 
 
 def parse_stream_query(query: Mapping[str, str], default_prompt: str) -> ParsedChat:
@@ -238,9 +239,16 @@ def parse_stream_query(query: Mapping[str, str], default_prompt: str) -> ParsedC
         messages.insert(0, Message("system", system))
     model = query.get("model") or None
     if model is not None and len(model) > 200:
-        raise BadRequest("model: the name is too long")
+        raise BadRequest("model: the name is too long", param="model")
     events = parse_event_names(query.get("events", "").split(","))
     return ParsedChat(ChatRequest(messages=tuple(messages)), model, events)
+
+
+def field_error(message: str) -> BadRequest:
+    """A 400 for a message "<field>: <problem>", naming the field as its `param` (OpenAI's error field)."""
+    field, sep, _ = message.partition(": ")
+    named = sep and field != "body" and " " not in field
+    return BadRequest(message, param=field if named else None)
 
 
 def _message(body: _MessageBody) -> Message:
@@ -279,7 +287,7 @@ def _check_unicode(data: Any) -> None:
         elif isinstance(value, list):
             stack += [(f"{place}.{i}", v) for i, v in enumerate(value)]
         elif isinstance(value, str) and not _encodable(value):
-            raise BadRequest(f"{place}: a lone UTF-16 surrogate (an escape like \\ud800 without its pair) is not text")
+            raise field_error(f"{place}: a lone UTF-16 surrogate (an escape like \\ud800 without its pair) is not text")
 
 
 def _encodable(text: str) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm_sse_proxy.proxy.doors.openai.errors import openai_error
 from llm_sse_proxy.proxy.relay.sse import json_line
 
 DONE = b"data: [DONE]\n\n"
@@ -45,14 +46,9 @@ def error_status(error_type: str, upstream_status: int | None) -> int:
     return 502
 
 
-_ERROR_TYPES = {400: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
-                429: "rate_limit_error"}
-
-
 def error_body(status: int, error_type: str, message: str) -> dict[str, Any]:
     """OpenAI's error object; `code` is the proxy's own error type (README, "Errors")."""
-    kind = _ERROR_TYPES.get(status, "server_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": error_type}}
+    return openai_error(status, error_type, message)
 
 
 def terminate_error(payload: dict[str, Any]) -> tuple[str, str] | None:
