@@ -117,6 +117,19 @@ class _ResponseFormat(_Body):
         return self
 
 
+# reasoning_effort, service_tier, verbosity: a word, passed on as it is (each API has its own list, and it grows).
+_Word = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+
+
+class _Prediction(_Body):
+    type: Literal["content"]
+    content: str | list[_TextPartBody]
+
+
+# Passed on as they are to the APIs that have them (ChatRequest.tuning); none changes what is answered.
+_TUNING = ("reasoning_effort", "service_tier", "verbosity", "prompt_cache_key", "safety_identifier", "prediction")
+
+
 class _ChatBody(_Body):
     """One body for both doors: POST /chat and POST /v1/chat/completions (OpenAI's request fields)."""
 
@@ -137,11 +150,31 @@ class _ChatBody(_Body):
     stream: bool | None = None  # POST /chat always streams
     stream_options: _StreamOptions | None = None
     events: list[str] | None = None
+    # What SDKs and frameworks send besides (issue 26; docs/openai-fields.md has what becomes of each).
+    user: str | None = Field(None, max_length=256)
+    parallel_tool_calls: bool | None = None
+    logit_bias: dict[str, Annotated[int, Field(ge=-100, le=100)]] | None = Field(None, max_length=300)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    modalities: list[Literal["text", "audio"]] | None = None
+    metadata: dict[str, Annotated[str, StringConstraints(max_length=512)]] | None = Field(None, max_length=16)
+    store: bool | None = None
+    reasoning_effort: _Word | None = None
+    service_tier: _Word | None = None
+    verbosity: _Word | None = None
+    prompt_cache_key: str | None = Field(None, max_length=256)
+    safety_identifier: str | None = Field(None, max_length=256)
+    prediction: _Prediction | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> _ChatBody:
         if self.n is not None and self.n > 1:
             raise ValueError("n: one stream carries one answer; send n > 1 as separate requests")
+        if self.logprobs or self.top_logprobs:
+            field = "logprobs" if self.logprobs else "top_logprobs"
+            raise ValueError(f"{field}: the proxy does not relay token log probabilities; leave it out")
+        if self.modalities is not None and "audio" in self.modalities:
+            raise ValueError("modalities: the proxy relays text answers only; leave out \"audio\"")
         if self.max_tokens is not None and self.max_completion_tokens is not None:
             raise ValueError("max_completion_tokens: send it or max_tokens, not both")
         if self.tool_choice is not None and not self.tools:
@@ -218,9 +251,20 @@ def _validated_chat(data: dict[str, Any]) -> ParsedChat:
         seed=chat.seed,
         response_format=chat.response_format.model_dump(by_alias=True, exclude_none=True)
         if chat.response_format is not None else None,
+        user=chat.user,
+        parallel_tool_calls=False if chat.parallel_tool_calls is False and chat.tools else None,
+        logit_bias=chat.logit_bias or None,
+        tuning=_tuning(chat),
     )
     usage = bool(chat.stream_options and chat.stream_options.include_usage)
     return ParsedChat(request, chat.model, parse_event_names(chat.events or ()), bool(chat.stream), usage)
+
+
+def _tuning(chat: _ChatBody) -> dict[str, Any]:
+    values = {name: getattr(chat, name) for name in _TUNING}
+    if chat.prediction is not None:
+        values["prediction"] = chat.prediction.model_dump(exclude_none=True)
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def check_supported(request: ChatRequest, model: str, takes: frozenset[str]) -> None:
