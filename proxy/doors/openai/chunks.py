@@ -97,9 +97,14 @@ class ChunkEncoder:
 
     def __init__(self, completion_id: str, created: int, model: str) -> None:
         self._head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+        self._open = b',"finish_reason":null}]}\n\n'
+        self.answered_by(model)
+
+    def answered_by(self, model: str) -> None:
+        """Name `model` in the chunks from now on: the one that answers, a fallback perhaps (issue 26)."""
+        self._head["model"] = model
         self._delta_head = b"data: " + json_line(self._head)[:-1] + b',"choices":[{"index":0,"delta":'
         self._text_head = self._delta_head + b'{"content":'
-        self._open = b',"finish_reason":null}]}\n\n'
 
     def text(self, text: str) -> bytes:
         return b"".join((self._text_head, json_line(text), b"}", self._open))
@@ -163,6 +168,7 @@ class CompletionBuilder:
         choice = {"index": 0, "message": message, "logprobs": None,
                   "finish_reason": finish_reason(terminate["reason"])}
         body: dict[str, Any] = {**self._head, "choices": [choice]}
+        body["model"] = terminate.get("model") or body["model"]  # the one that answered, a fallback perhaps
         if "usage" in terminate:
             body["usage"] = usage_fields(terminate["usage"])
         return body
