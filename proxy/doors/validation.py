@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from llm_sse_proxy.proxy.deltas import (
     OPTIONAL_FIELDS, ChatRequest, ContentPart, ImagePart, Message, TextPart, Tool, ToolCall,
 )
+from llm_sse_proxy.proxy.doors.body_checks import MAX_JSON_DEPTH, TOO_DEEP, check_depth, check_unicode, text_depth
 from llm_sse_proxy.proxy.errors import BadRequest
 from llm_sse_proxy.proxy.relay.rich_events import parse_event_names
 
@@ -204,7 +205,7 @@ def parse_chat_body(body: bytes) -> ParsedChat:
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     if b"\\u" in body:  # only an escape can make a lone surrogate: valid UTF-8 has none
-        _check_unicode(data)
+        check_unicode(data)
     return _plain_chat(data) or _validated_chat(data)
 
 
@@ -233,10 +234,15 @@ def _plain_chat(data: dict[str, Any]) -> ParsedChat | None:
 
 
 def _validated_chat(data: dict[str, Any]) -> ParsedChat:
+    check_depth(data)
     try:
         chat = _ChatBody.model_validate(data)
     except (ValidationError, RecursionError) as exc:
         raise field_error(_describe(exc)) from None
+    for i, message in enumerate(chat.messages):
+        for j, call in enumerate(message.tool_calls or ()):
+            if text_depth(call.function.arguments) > MAX_JSON_DEPTH:
+                raise field_error(f"messages.{i}.tool_calls.{j}.function.arguments: {TOO_DEEP}")
     stop = [chat.stop] if isinstance(chat.stop, str) else chat.stop
     request = ChatRequest(
         messages=tuple(_message(m) for m in chat.messages),
@@ -317,29 +323,6 @@ def _tool_choice(choice: str | _NamedToolChoice | None) -> str | dict[str, str] 
     if isinstance(choice, _NamedToolChoice):
         return {"name": choice.function.name}
     return choice
-
-
-def _check_unicode(data: Any) -> None:
-    """JSON's `\\ud800` escapes decode to lone surrogates, which no upstream request can encode (issue 16).
-    Every string of the body, keys too, walked without recursion; the error names the first one's place."""
-    stack: list[tuple[str, Any]] = [("", data)]
-    while stack:
-        place, value = stack.pop()
-        if isinstance(value, dict):
-            stack += [(f"{place}.{k}" if place else str(k), v) for k, v in value.items()]
-            stack += [(place or "body", k) for k in value]
-        elif isinstance(value, list):
-            stack += [(f"{place}.{i}", v) for i, v in enumerate(value)]
-        elif isinstance(value, str) and not _encodable(value):
-            raise field_error(f"{place}: a lone UTF-16 surrogate (an escape like \\ud800 without its pair) is not text")
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _describe(exc: Exception) -> str:
