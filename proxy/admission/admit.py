@@ -54,7 +54,7 @@ class Admission:
             client = Client(f"ip:{request.client.host if request.client else 'unknown'}", authenticated=False)
         await self.limits.take(client.identity)
         if self.auth.enabled and not client.authenticated:
-            raise Unauthorized("send a valid key as 'Authorization: Bearer <key>', or a ?token= from POST /token")
+            raise Unauthorized("send a valid key as 'Authorization: Bearer <key>'", code="invalid_api_key")
         return client
 
     def issue_token(self, client: Client) -> str:

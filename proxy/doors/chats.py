@@ -66,7 +66,7 @@ class Chats:
     def _chain(self, request: Request, name: str, parsed: ParsedChat) -> list[Any]:
         upstreams = request.app.state.runtime.upstreams
         if name not in upstreams:
-            raise NotFound(f"unknown model {name!r}; GET /models lists them")
+            raise NotFound(f"unknown model {name!r}", param="model", code="model_not_found")
         check_size(parsed.request, self.config.limits)
         models: list[ModelConfig] = [self.config.model(n) for n in [name, *self.config.model(name).fallbacks]]  # type: ignore[misc, union-attr]
         for model in models:  # a fallback must answer the same request, or be refused up front too
