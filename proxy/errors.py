@@ -10,6 +10,7 @@ ProxyError
 │   ├── PayloadTooLarge     413
 │   ├── UnsupportedMediaType 415
 │   ├── TooManyRequests     429 + Retry-After: this client is over its rate or stream limit
+│   │   └── BudgetExceeded  429 + Retry-After: its token, request or spend budget is spent (issue 23)
 │   └── Overloaded          503 + Retry-After: the proxy as a whole is full, shedding load
 └── UpstreamError           inside the stream: terminate with reason "error"
     ├── UpstreamUnavailable retryable (connect errors, 408/409/429/5xx)
@@ -146,3 +147,13 @@ class TooManyRequests(RequestError):
 class Overloaded(TooManyRequests):
     status = 503
     type = "overloaded"
+
+
+class BudgetExceeded(TooManyRequests):
+    """429: the identity's budget (issue 23) has nothing left in this window; Retry-After is when it ends."""
+
+    type = "budget_exceeded"
+
+    def __init__(self, budget: str, limit: float, retry_after: int) -> None:
+        super().__init__(f"the budget {budget} ({limit:g}) is spent; it frees in {retry_after} s", retry_after=retry_after)
+        self.budget = budget

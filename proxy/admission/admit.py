@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from llm_sse_proxy.proxy.admission.auth import Authenticator, Client
+from llm_sse_proxy.proxy.admission.auth import Authenticator, Client, client_of, token_subject
 from llm_sse_proxy.proxy.config import Config
 from llm_sse_proxy.proxy.errors import Unauthorized
 from llm_sse_proxy.proxy.admission.limits import RateLimiter, StreamGates
@@ -43,22 +43,29 @@ class Admission:
 
     async def admit(self, request: Request, *, token: str | None = None) -> Client:
         """Identify the client and charge its bucket; raise 401 or 429 when it may not go on."""
-        kid = self.auth.from_headers(request.headers)
-        if kid is not None:
-            client = Client(f"key:{kid}", authenticated=True)
-        elif token is not None and self.auth.enabled:
+        address = Client(f"ip:{request.client.host if request.client else 'unknown'}", authenticated=False)
+        try:
+            client = await self.auth.identify(request.headers)
+        except Unauthorized:
+            await self.limits.take(address.identity)  # a flood of bad JWTs is throttled like bad keys
+            raise
+        if client is None and token is not None and self.auth.enabled:
             verified = self.auth.verify(token)
             await self.limits.spend_token(verified.nonce, verified.expires)
-            return Client(f"key:{verified.kid}", authenticated=True)
-        else:
-            client = Client(f"ip:{request.client.host if request.client else 'unknown'}", authenticated=False)
+            return client_of(verified.kid)
+        client = client or address
         await self.limits.take(client.identity)
         if self.auth.enabled and not client.authenticated:
-            raise Unauthorized("send a valid key as 'Authorization: Bearer <key>', or a ?token= from POST /token")
+            raise Unauthorized(self._wanted())
         return client
 
+    def _wanted(self) -> str:
+        what = "a valid key or JWT" if self.auth.users is not None and self.auth.config.key_hashes else (
+            "a valid JWT" if self.auth.users is not None else "a valid key")
+        return f"send {what} as 'Authorization: Bearer <...>', or a ?token= from POST /token"
+
     def issue_token(self, client: Client) -> str:
-        return self.auth.issue(client.identity.removeprefix("key:") if client.authenticated else ANONYMOUS)
+        return self.auth.issue(token_subject(client) if client.authenticated else ANONYMOUS)
 
     async def enter(self, client: Client) -> Leave:
         """A stream slot for this client (429 or 503 when there is none); call the result to leave."""
