@@ -37,12 +37,13 @@ def create_app(
     sleep: Sleep = anyio.sleep,
     http_client_factory: HttpClientFactory | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly;
-    `clock` times the upstreams' cooldowns."""
+    `clock` times the upstreams' cooldowns, `wall_clock` the in-memory budgets' minutes and days."""
     http_clients = HttpClients(config.timeouts.connect)
     metrics = Metrics()
-    admission = Admission.from_config(config, on_error=metrics.shared_state_error)
+    admission = Admission.from_config(config, on_error=metrics.shared_state_error, budget_clock=wall_clock)
     check(config, admission)
     cooldowns = cooldowns_for(config, on_error=metrics.shared_state_error, clock=clock)
     chats = Chats(config, admission, metrics, cooldowns, sleep, shutdown)

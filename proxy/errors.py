@@ -4,6 +4,7 @@ ProxyError
 ├── RequestError            4xx before the stream starts
 │   ├── BadRequest          400
 │   ├── Unauthorized        401
+│   ├── Forbidden           403: known, and not allowed (issue 23: another identity's usage)
 │   ├── NotFound            404
 │   ├── MethodNotAllowed    405
 │   ├── RequestTimeout      408: the body never arrived in full (timed out, or the client left)
@@ -157,3 +158,10 @@ class BudgetExceeded(TooManyRequests):
     def __init__(self, budget: str, limit: float, retry_after: int) -> None:
         super().__init__(f"the budget {budget} ({limit:g}) is spent; it frees in {retry_after} s", retry_after=retry_after)
         self.budget = budget
+
+
+class Forbidden(RequestError):
+    """403: who asks is known, and may not do this (another identity's usage, issue 23)."""
+
+    status = 403
+    type = "forbidden"

@@ -51,6 +51,7 @@ class RuntimeParts:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.admission.limits)
+            await stack.enter_async_context(self.admission.budgets.store)  # on the limits' Redis client
             await stack.enter_async_context(self.cooldowns)
             upstreams = {m.name: await self._upstream(stack, m) for m in self.config.models}
             app.state.runtime = Runtime(upstreams, await self._resumable(stack))

@@ -4,22 +4,27 @@ One request is charged once: `POST /chat`, `GET /stream` and `POST /token` each 
 the client's bucket, except a `GET /stream` that redeems a token, which was paid for at `POST /token`.
 A request without a valid key is charged to its IP address before it is refused, so a flood of bad
 keys is throttled like any other. The counters live behind `SharedLimits`: in this process, or in
-Redis when `resume.redis_url` is set (then every check is one round trip, hence `async`).
+Redis when `resume.redis_url` is set (then every check is one round trip, hence `async`). So do the
+budgets (proxy/admission/budgets.py), on the same Redis client.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from llm_sse_proxy.proxy.admission.auth import Authenticator, Client, client_of, token_subject
+from llm_sse_proxy.proxy.admission.auth import Authenticator, Client, Clock, client_of, token_subject
+from llm_sse_proxy.proxy.admission.budgets import Budgets
 from llm_sse_proxy.proxy.config import Config
 from llm_sse_proxy.proxy.errors import Unauthorized
 from llm_sse_proxy.proxy.admission.limits import RateLimiter, StreamGates
 from llm_sse_proxy.proxy.state.redis import OnError
 from llm_sse_proxy.proxy.state.redis_limits import RedisLimits
+from llm_sse_proxy.proxy.state.budgets import MemoryBudgets
 from llm_sse_proxy.proxy.state.limits import Leave, MemoryLimits, SharedLimits
+from llm_sse_proxy.proxy.state.redis_budgets import RedisBudgets
 
 ANONYMOUS = "anonymous"
 
@@ -28,18 +33,20 @@ ANONYMOUS = "anonymous"
 class Admission:
     auth: Authenticator
     limits: SharedLimits
+    budgets: Budgets
 
     @classmethod
-    def from_config(cls, config: Config, on_error: OnError) -> Admission:
-        """`on_error` counts the Redis operations that failed (a metric)."""
+    def from_config(cls, config: Config, on_error: OnError, budget_clock: Clock = time.time) -> Admission:
+        """`on_error` counts the Redis operations that failed (a metric); `budget_clock` is the wall
+        clock the in-memory budgets' windows follow (Redis follows its own)."""
         auth, limits, url = Authenticator(config.auth), config.limits, config.resume.redis_url
         if url is None:
             rates = RateLimiter(limits.requests_per_minute, limits.burst)
             gates = StreamGates(limits.streams_per_client, limits.max_streams)
-            return cls(auth, MemoryLimits(rates, gates, auth.used))
-        return cls(auth, RedisLimits(
-            url.get_secret_value(), per_minute=limits.requests_per_minute, burst=limits.burst,
-            per_client=limits.streams_per_client, total=limits.max_streams, on_error=on_error))
+            return cls(auth, MemoryLimits(rates, gates, auth.used), Budgets(config, MemoryBudgets(budget_clock)))
+        shared = RedisLimits(url.get_secret_value(), per_minute=limits.requests_per_minute, burst=limits.burst,
+                             per_client=limits.streams_per_client, total=limits.max_streams, on_error=on_error)
+        return cls(auth, shared, Budgets(config, RedisBudgets(shared.client, on_error=on_error)))
 
     async def admit(self, request: Request, *, token: str | None = None) -> Client:
         """Identify the client and charge its bucket; raise 401 or 429 when it may not go on."""
@@ -69,4 +76,5 @@ class Admission:
 
     async def enter(self, client: Client) -> Leave:
         """A stream slot for this client (429 or 503 when there is none); call the result to leave."""
-        return await self.limits.enter(client.identity)
+        budget = self.budgets.budget_for(client)
+        return await self.limits.enter(client.identity, budget.streams if budget is not None else None)
