@@ -38,13 +38,15 @@ def create_app(
     sleep: Sleep = anyio.sleep,
     http_client_factory: HttpClientFactory | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly;
-    `clock` times the deployments' breakers and quotas (without Redis)."""
+    `clock` times the deployments' breakers and quotas (without Redis), `wall_clock` the in-memory budgets'
+    minutes and days."""
     http_clients = HttpClients(config.timeouts.connect)
     metrics = Metrics()
     redis = shared_redis_for(config.resume, on_error=metrics.shared_state_error)  # one pool per process (issue 21)
-    admission = Admission.from_config(config, redis)
+    admission = Admission.from_config(config, redis, budget_clock=wall_clock)
     check(config, admission)
     routing = routing_state_for(redis, clock=clock)
     chats = Chats(config, admission, metrics, sleep, shutdown)

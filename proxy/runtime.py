@@ -58,6 +58,7 @@ class RuntimeParts:
             if self.redis is not None:
                 await stack.enter_async_context(self.redis)
             await stack.enter_async_context(self.admission.limits)
+            await stack.enter_async_context(self.admission.budgets.store)  # on the process's Redis client
             await stack.enter_async_context(self.routing)
             models = {m.name: await self._model(stack, m) for m in self.config.models}
             routes = Routes(models, self.routing, total=self.config.timeouts.total,

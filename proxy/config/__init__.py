@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from llm_sse_proxy.adapters import REGISTRY
+from llm_sse_proxy.proxy.config.budgets import BudgetsConfig, JwtConfig, Price, reference_only
 from llm_sse_proxy.proxy.config.errors import close_match, describe, known_keys, unknown_key, yaml_hint
 from llm_sse_proxy.proxy.config.routing import BreakerConfig, BreakerOverride, DeploymentConfig, Strategy, as_mock, routed  # noqa: F401
 
@@ -65,6 +66,8 @@ class AuthConfig(_Section):
     key_hashes: frozenset[str] = frozenset()
     token_secret: SecretStr | None = Field(None, min_length=32)  # HMAC key for stream tokens; random per process if unset
     token_ttl: float = Field(60.0, gt=0, le=3600)
+    jwt: JwtConfig | None = None  # end users' JWTs (issue 23, proxy/admission/jwt_auth.py)
+    admin_key_hashes: frozenset[str] = frozenset()  # `admin_keys`, as `keys`: may read and reset any usage
 
 
 class LimitsConfig(_Section):
@@ -143,6 +146,7 @@ class ModelConfig(_Section):
     reasoning: Literal["stream", "drop"] = "stream"  # drop: its reasoning never reaches a client
     recovery: Literal["off", "continue", "restart"] = "off"  # when this model's stream dies mid-answer (issue 12)
     continue_with: Literal["none", "trailing_assistant", "prefix_flag", "continue_final_message"] = "none"
+    price: Price | None = None  # per million tokens, for spend budgets (issue 23)
     options: Any = None  # the adapter's own options model, validated by its spec
     strategy: Strategy = "weighted"  # how a request picks among the deployments (docs/routing.md)
     deployments: list[DeploymentConfig] = []
@@ -172,6 +176,7 @@ class Config(_Section):
     resume: ResumeConfig = ResumeConfig()
     faults: FaultsConfig = FaultsConfig()
     breaker: BreakerConfig = BreakerConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -182,7 +187,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # secrets take the plain form only, so no default can put one in the file.
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
 _MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap", "reasoning", "recovery", "continue_with",
-               "strategy", "breaker"}
+               "strategy", "breaker", "price"}
 _SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -299,8 +304,13 @@ def _parse_auth(raw: Any, where: str, environ: Mapping[str, str]) -> dict[str, A
     secret = raw.get("token_secret")
     if secret is not None and not (isinstance(secret, str) and _VAR.fullmatch(secret.strip())):
         raise ConfigError(f"{where}: auth.token_secret: write a ${{VAR}} reference, not the secret itself")
-    rest = _substitute({k: v for k, v in raw.items() if k != "keys"}, "auth", where, environ)
-    return {**rest, "key_hashes": frozenset(hashes)}
+    admins = raw.get("admin_keys", [])
+    if not isinstance(admins, list):
+        raise ConfigError(f"{where}: auth.admin_keys: must be a list")
+    admin_hashes = {h for i, e in enumerate(admins) for h in _key_hashes(e, f"auth.admin_keys[{i}]", where, environ)}
+    reference_only(raw.get("jwt"), "auth.jwt.secret", where, ConfigError)
+    rest = _substitute({k: v for k, v in raw.items() if k not in ("keys", "admin_keys")}, "auth", where, environ)
+    return {**rest, "key_hashes": frozenset(hashes), "admin_key_hashes": frozenset(admin_hashes)}
 
 
 def _key_hashes(entry: Any, loc: str, where: str, environ: Mapping[str, str]) -> set[str]:
@@ -366,7 +376,7 @@ def _check_references(config: Config, where: str) -> None:
 
 def _first_problem(exc: ValidationError, model: type[BaseModel]) -> str:
     error = exc.errors()[0]
-    return describe(error, known_keys(model, error["loc"], {"key_hashes": "keys"}))
+    return describe(error, known_keys(model, error["loc"], {"key_hashes": "keys", "admin_key_hashes": "admin_keys"}))
 
 
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:

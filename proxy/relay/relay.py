@@ -180,9 +180,12 @@ class Relay:
 
     async def _attempt(self, position: int, emit: Emit) -> None:
         upstream = await self.attempts.begin(position)
+        sent_before = self.outcome.text_chars
         try:
             await self._stream(upstream, emit)
         except UpstreamError as exc:
+            if exc.usage is None and self.outcome.text_chars > sent_before:
+                self.outcome.unmetered.append(self.outcome.text_chars - sent_before)  # billed by estimate
             self.attempts.failed(exc)
             self._failed(exc, self.attempts.upstream)
             raise
@@ -190,7 +193,7 @@ class Relay:
             self.attempts.end()
 
     def _failed(self, exc: UpstreamError, upstream: Upstream) -> None:
-        self._spent = add_usage(self._spent, exc.usage)
+        self.outcome.spent = self._spent = add_usage(self._spent, exc.usage)
         self._refused = False
         if not self.committed or isinstance(exc, CannotRecoverHere):
             return
@@ -273,6 +276,7 @@ class Relay:
                 while True:  # a run of text: the hot path, no more work per chunk than before issue 11
                     await emit(text_payload(delta.text))
                     self.outcome.chunks += 1
+                    self.outcome.text_chars += len(delta.text)
                     if recording:
                         sent.append(delta.text)
                     deadline.arm(idle, silent)
@@ -330,6 +334,7 @@ class Relay:
         if text:
             await emit(text_payload(text))
             self.outcome.chunks += 1
+            self.outcome.text_chars += len(text)
             self.recovery.sent.append(text)
         if delta is None:  # the seam is sent: only now may the next read fail without losing it
             deadline.arm(self.timeouts.idle, self._silent)

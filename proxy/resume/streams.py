@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from llm_sse_proxy.proxy.admission.auth import Authenticator, Client
+from llm_sse_proxy.proxy.admission.auth import Authenticator, Client, client_of
 from llm_sse_proxy.proxy.errors import Unauthorized
 from llm_sse_proxy.proxy.doors.response import OnDone, Produce
 from llm_sse_proxy.proxy.resume.errors import InvalidCursor, StreamNotFound
@@ -108,13 +108,12 @@ class ResumableStreams:
 
     async def _identify(self, request: Request) -> Client:
         """Who asks, charged to its rate bucket (a reconnect loop is throttled like any request)."""
-        kid = self.auth.from_headers(request.headers)
+        client = await self.auth.identify(request.headers)
         token = request.query_params.get("token")
-        if kid is None and token is not None and self.auth.enabled:
+        if client is None and token is not None and self.auth.enabled:
             kid = self.auth.signed_key(token)
-        if kid is not None:
-            client = Client(f"key:{kid}", authenticated=True)
-        else:
+            client = client_of(kid) if kid is not None else None
+        if client is None:
             client = Client(f"ip:{request.client.host if request.client else 'unknown'}", authenticated=False)
         await self.limits.take(client.identity)
         if self.auth.enabled and not client.authenticated:

@@ -2,7 +2,7 @@
 and its errors translated at the boundary.
 
 `create_app` builds one `SharedRedis` when `resume.redis_url` is set and hands it to the rate buckets,
-the stream slots and token nonces, the cooldowns and the stream store; the lifespan closes it last. So a
+the stream slots and token nonces, the routing state (breakers, quotas), the budgets and the stream store; the lifespan closes it last. So a
 process (each `--workers` process) holds at most `resume.redis_connections` connections to Redis,
 whatever features are on. Connections are named `llm-sse-proxy:<host>:<pid>` (CLIENT LIST shows whose).
 

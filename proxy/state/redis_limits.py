@@ -110,13 +110,13 @@ class RedisLimits:
             retry_after = max(1, math.ceil(wait_ms / 1000))
             raise TooManyRequests(f"over {self.rate_per_ms * 60_000:g} requests per minute", retry_after=retry_after)
 
-    async def enter(self, client: str) -> Leave:
+    async def enter(self, client: str, limit: int | None = None) -> Leave:
         leave_local = self.local.enter(client)  # 503 when this process is full, before asking Redis
         slot = secrets.token_hex(8)
         open_now = 0
         try:
             with self.redis.failures("gate"):
-                args = [self.per_client, slot, self.lease_ms]
+                args = [min(self.per_client, limit or self.per_client), slot, self.lease_ms]
                 open_now = int(await self._scripts["enter"](keys=[_slots(client)], args=args))
         finally:
             if open_now >= 0:  # refused, failed or cancelled: give the process slot back
