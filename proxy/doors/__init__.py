@@ -9,6 +9,7 @@ from typing import Protocol
 
 from starlette.routing import BaseRoute
 
+from llm_sse_proxy.proxy.doors.anthropic.routes import AnthropicDoor
 from llm_sse_proxy.proxy.doors.article import ArticleDoor
 from llm_sse_proxy.proxy.doors.chats import Chats
 from llm_sse_proxy.proxy.doors.errors import DoorErrors
@@ -21,4 +22,4 @@ class Door(Protocol):
     def routes(self) -> list[BaseRoute]: ...
 
 
-DOORS: list[Callable[[Chats], Door]] = [ArticleDoor, OpenAIDoor]
+DOORS: list[Callable[[Chats], Door]] = [ArticleDoor, OpenAIDoor, AnthropicDoor]
