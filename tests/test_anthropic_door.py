@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anthropic
+import httpx2
 import pytest
 
 from llm_sse_proxy.proxy.app import create_app
@@ -203,3 +204,67 @@ async def test_a_model_of_another_dialect_answers_and_is_named() -> None:
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."} and sent["stop"] == ["\n\n"]
     assert sent["temperature"] == 0.25
     assert sent["max_tokens"] == 100 or sent.get("max_completion_tokens") == 100
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "openai_responses"])
+async def test_a_cut_upstream_of_any_dialect_raises_mid_stream_and_is_a_502_without_stream(dialect: str) -> None:
+    async with mock_upstream() as upstream:
+        config = upstream_config([model_at(upstream.url, dialect, "gpt", "gpt+drop_after=2")], **RESUME_OFF)
+        async with sdk(config) as client:
+            texts: list[str] = []
+            with pytest.raises(anthropic.APIStatusError) as raised:
+                async with client.messages.stream(model="gpt", max_tokens=100, messages=MESSAGES) as stream:
+                    async for text in stream.text_stream:
+                        texts.append(text)
+            with pytest.raises(anthropic.InternalServerError) as whole:  # nothing sent yet: a plain 502
+                await client.messages.create(model="gpt", max_tokens=100, messages=MESSAGES)
+    assert texts and raised.value.body["error"]["message"].startswith("truncated: ")  # type: ignore[index]
+    assert whole.value.status_code == 502 and whole.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+
+
+async def test_a_client_that_leaves_closes_the_upstream() -> None:
+    async with mock_upstream() as upstream:
+        config = upstream_config([model_at(upstream.url, "openai", "gpt", "gpt+delay_ms=200")], **RESUME_OFF)
+        async with sdk(config) as client:
+            async with client.messages.stream(model="gpt", max_tokens=100, messages=MESSAGES) as stream:
+                async for _ in stream.text_stream:
+                    break
+            await upstream.recorder.wait_closed(0, timeout=5)
+    assert not upstream.recorder.attempts[0].finished
+
+
+async def test_a_recovered_answer_reaches_the_sdk_whole() -> None:
+    config = mock_config(fail_after_chunks=2, fail_continuations=False, recovery="continue",
+                         continue_with="trailing_assistant")
+    async with sdk(config) as client:
+        async with client.messages.stream(model="mock", max_tokens=100, messages=MESSAGES) as stream:
+            text = "".join([piece async for piece in stream.text_stream])
+            final = await stream.get_final_message()
+    assert text == REPLY and final.content[0].text == REPLY and final.stop_reason == "end_turn"  # type: ignore[union-attr]
+
+
+async def test_a_full_proxy_is_a_service_unavailable_error() -> None:
+    config = make_config([{**MOCK, "chunk_delay_ms": 200}], limits={"max_streams": 1}, **RESUME_OFF)
+    async with sdk(config) as client:
+        async with client.messages.stream(model="mock", max_tokens=100, messages=MESSAGES) as stream:
+            async for _ in stream.text_stream:
+                break  # one stream open: the proxy is full
+            with pytest.raises(anthropic.ServiceUnavailableError) as raised:
+                await client.messages.create(model="mock", max_tokens=100, messages=MESSAGES)
+    assert raised.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    assert raised.value.response.headers["retry-after"].isdigit()
+
+
+async def test_metrics_and_the_rate_limit_count_the_door_like_chat() -> None:
+    config = make_config([MOCK], limits={"requests_per_minute": 1, "burst": 2}, **RESUME_OFF)
+    async with serve(create_app(config)) as url:
+        async with anthropic.AsyncAnthropic(base_url=url, api_key="x", max_retries=0) as client:
+            await client.messages.create(model="mock", max_tokens=100, messages=MESSAGES)
+            async with client.messages.stream(model="mock", max_tokens=100, messages=MESSAGES) as stream:
+                await stream.get_final_message()
+            with pytest.raises(anthropic.RateLimitError):
+                await client.messages.create(model="mock", max_tokens=100, messages=MESSAGES)
+        async with httpx2.AsyncClient(base_url=url) as plain:
+            metrics = (await plain.get("/metrics")).text
+    assert 'llm_proxy_streams_total{model="mock",reason="stop"} 2.0' in metrics
+    assert 'llm_proxy_rejected_requests_total{reason="rate_limited"} 1.0' in metrics
