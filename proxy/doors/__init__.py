@@ -9,6 +9,7 @@ from typing import Protocol
 
 from starlette.routing import BaseRoute
 
+from llm_sse_proxy.proxy.doors.anthropic.routes import AnthropicDoor
 from llm_sse_proxy.proxy.doors.article import ArticleDoor
 from llm_sse_proxy.proxy.doors.chats import Chats
 from llm_sse_proxy.proxy.doors.errors import DoorErrors
@@ -22,4 +23,4 @@ class Door(Protocol):
     def routes(self) -> list[BaseRoute]: ...
 
 
-DOORS: list[Callable[[Chats], Door]] = [ArticleDoor, OpenAIDoor, UsageDoor]
+DOORS: list[Callable[[Chats], Door]] = [ArticleDoor, OpenAIDoor, AnthropicDoor, UsageDoor]

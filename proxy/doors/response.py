@@ -99,6 +99,8 @@ class Shutdown:
 
 
 class SSEResponse:
+    ping = PING  # the keep-alive; a door whose clients expect another writes its own
+
     def __init__(
         self,
         produce: Produce,
@@ -226,7 +228,7 @@ class SSEResponse:
                     return end("send_timeout")
             elif now - self._last_write >= self.ping_interval:
                 with anyio.move_on_after(self.send_timeout) as ping:
-                    await self._write(PING)
+                    await self._write(self.ping)
                 if ping.cancelled_caught:
                     return end("send_timeout")
 
