@@ -23,4 +23,6 @@ class Door(Protocol):
     def routes(self) -> list[BaseRoute]: ...
 
 
-DOORS: list[Callable[[Chats], Door]] = [ArticleDoor, OpenAIDoor, AnthropicDoor, UsageDoor]
+# Routes match in this order: the OpenAI door is last, since it answers any /v1 path the doors before it
+# do not take (an OpenAI-style 404 or 405).
+DOORS: list[Callable[[Chats], Door]] = [ArticleDoor, AnthropicDoor, UsageDoor, OpenAIDoor]
