@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from llm_sse_proxy.adapters import REGISTRY
 from llm_sse_proxy.proxy.config.errors import close_match, describe, known_keys, unknown_key, yaml_hint
+from llm_sse_proxy.proxy.config.ui_stream import UIStreamConfig
 
 log = logging.getLogger("llm_sse_proxy.config")
 
@@ -161,6 +162,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     resume: ResumeConfig = ResumeConfig()
     faults: FaultsConfig = FaultsConfig()
+    ui_stream: UIStreamConfig = UIStreamConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)

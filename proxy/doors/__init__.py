@@ -13,6 +13,7 @@ from llm_sse_proxy.proxy.doors.article import ArticleDoor
 from llm_sse_proxy.proxy.doors.chats import Chats
 from llm_sse_proxy.proxy.doors.errors import DoorErrors
 from llm_sse_proxy.proxy.doors.openai.routes import OpenAIDoor
+from llm_sse_proxy.proxy.doors.ui_stream.routes import UIStreamDoor
 
 
 class Door(Protocol):
@@ -21,4 +22,4 @@ class Door(Protocol):
     def routes(self) -> list[BaseRoute]: ...
 
 
-DOORS: list[Callable[[Chats], Door]] = [ArticleDoor, OpenAIDoor]
+DOORS: list[Callable[[Chats], Door]] = [ArticleDoor, OpenAIDoor, UIStreamDoor]

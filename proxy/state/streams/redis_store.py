@@ -106,6 +106,7 @@ class RedisStore:
         self._append_sha = self._scripts["append"].sha.encode()
         self._stops = StopSignals(self.blocking, replica, poll=limits.block, retry=limits.heartbeat, on_error=on_error)
         self._tails: dict[str, Tail] = {}  # running streams owned here, for their local readers
+        self._labels: dict[str, str] = {}  # sid -> label, of the running streams owned here
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_listener: asyncio.Task[None] | None = None  # started with the first stream owned here
 
@@ -115,6 +116,10 @@ class RedisStore:
                 lim.max_events, lim.max_bytes]
         if not await self._run("create", sid, args):
             raise StreamExists("a stream with this id exists")
+        if meta.label:
+            with self._errors("create"):
+                await self.redis.set(f"llmsse:label:{meta.label}", sid, px=lim.running_ttl_ms)
+            self._labels[sid] = meta.label
         if self._stop_listener is None:
             self._stop_listener = self._spawn(self._stops.listen())
         self._tails[sid] = Tail(lim.max_events, lim.max_bytes)
@@ -137,6 +142,13 @@ class RedisStore:
             await self.writer.call(self._scripts["finish"].sha.encode(), self._scripts["finish"].script, 4, args)
         if (tail := self._tails.pop(lease.sid, None)) is not None:
             tail.add(seq, (frame,), end=True)  # its readers end; new readers replay from Redis
+        if (label := self._labels.pop(lease.sid, None)) is not None:  # kept as long as the frames; GT: never shortened
+            with self._errors("finish"):
+                await self.redis.pexpire(f"llmsse:label:{label}", _ms(self.limits.retention), gt=True)
+
+    async def labelled(self, label: str) -> str | None:
+        with self._errors("status"):
+            return (await self.redis.get(f"llmsse:label:{label}") or b"").decode() or None
 
     async def status(self, sid: str) -> StreamStatus | None:
         keys = _Keys.of(sid)
