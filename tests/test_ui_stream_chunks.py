@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +171,13 @@ def test_a_bad_body_is_a_400_that_names_the_field(raw: bytes, message: str) -> N
     with pytest.raises(BadRequest) as refused:
         parse_ui_chat(raw)
     assert message in refused.value.message
+
+
+def test_the_readme_shows_the_page_the_browser_test_runs() -> None:
+    """README's useChat block: page.jsx's imports and everything after its settings, word for word."""
+    root = Path(__file__).parent.parent
+    page = (root / "tests" / "ui_chat" / "page.jsx").read_text()
+    (block,) = re.findall(r"```jsx\n(.*?)```", (root / "README.md").read_text(), re.S)
+    imports = page[page.index("import { useChat }"):page.index("// The test's settings")].rstrip()
+    assert block.startswith(imports + "\n")
+    assert block.endswith(page[page.index("const transport"):])

@@ -53,8 +53,9 @@ def without_id(message: dict[str, Any]) -> dict[str, Any]:
 
 async def test_text_reasoning_and_a_tool_call_build_the_message_part_by_part(ui_chat_node: str) -> None:
     async with serve(create_app(make_config([PLAIN, RICH]))) as base:
-        plain, rich = await run_steps(ui_chat_node, [chat(base + "/api/chat", "c1", "plain"),
-                                                     chat(base + "/api/chat", "c2", "rich")])
+        plain, rich, refused = await run_steps(ui_chat_node, [
+            chat(base + "/api/chat", "c1", "plain"), chat(base + "/api/chat", "c2", "rich"),
+            chat(base + "/api/chat", "c3", "plain", body={"model": "plain", "temperature": 0})])
     usage = {"inputTokens": 1, "outputTokens": 8, "totalTokens": 9}
     assert plain["errors"] == [] and without_id(plain["message"]) == answer(REPLY, model="plain", usage=usage)
     assert plain["chunks"] == ["start", "start-step", "text-start", *["text-delta"] * 8, "text-end", "finish-step",
@@ -63,6 +64,7 @@ async def test_text_reasoning_and_a_tool_call_build_the_message_part_by_part(ui_
     call = {"type": "tool-get_weather", "toolCallId": "call_mock_0", "state": "input-available",
             "input": {"city": "Oslo"}}
     assert rich["errors"] == []
+    assert "temperature: this door takes no such field" in refused["thrown"]  # the SDK throws the 400's body
     assert without_id(rich["message"]) == answer(REPLY, model="rich", usage={**usage, "outputTokens": 8},
                                                  before=[reasoning], after=[call])
 

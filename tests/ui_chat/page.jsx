@@ -5,10 +5,14 @@ import { DefaultChatTransport } from "ai";
 import { useState } from "react";
 import { createRoot } from "react-dom/client";
 
+// The test's settings; the README sets these three constants itself.
 const params = new URLSearchParams(location.search);
-const api = params.get("api"); // e.g. http://127.0.0.1:8080/api/chat
-const chatId = params.get("chat"); // the same id after a reload, so that `resume` finds the stream
-const transport = new DefaultChatTransport({ api, body: { model: params.get("model") } });
+const api = params.get("api");
+const chatId = params.get("chat");
+const model = params.get("model");
+
+// From here to the end, the README's snippet word for word (tests/browser/test_ui_chat_page.py checks).
+const transport = new DefaultChatTransport({ api, body: { model } });
 
 function App() {
   const { messages, sendMessage, status, stop, error } = useChat({ id: chatId, transport, resume: true });
