@@ -181,3 +181,12 @@ def test_the_readme_shows_the_page_the_browser_test_runs() -> None:
     imports = page[page.index("import { useChat }"):page.index("// The test's settings")].rstrip()
     assert block.startswith(imports + "\n")
     assert block.endswith(page[page.index("const transport"):])
+
+
+def test_the_bench_client_reads_the_doors_text_back() -> None:
+    """bench/load_client.py's `--format ui` decoding, on the encoder's own bytes."""
+    from bench.load_client import decode_text
+
+    encoder = UIStreamEncoder("m1")
+    raw = b"".join(encoder.frame(*event) for event in [text("a\n"), ({"text": "r"}, "reasoning"), text("é"), (FINISHED, None)])
+    assert decode_text(raw, False, ui=True) == "a\né"
