@@ -17,7 +17,7 @@ from llm_sse_proxy.proxy.admission.auth import Authenticator, Client
 from llm_sse_proxy.proxy.config import Config
 from llm_sse_proxy.proxy.errors import Unauthorized
 from llm_sse_proxy.proxy.admission.limits import RateLimiter, StreamGates
-from llm_sse_proxy.proxy.state.redis import OnError
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.redis_limits import RedisLimits
 from llm_sse_proxy.proxy.state.limits import Leave, MemoryLimits, SharedLimits
 
@@ -30,16 +30,16 @@ class Admission:
     limits: SharedLimits
 
     @classmethod
-    def from_config(cls, config: Config, on_error: OnError) -> Admission:
-        """`on_error` counts the Redis operations that failed (a metric)."""
-        auth, limits, url = Authenticator(config.auth), config.limits, config.resume.redis_url
-        if url is None:
+    def from_config(cls, config: Config, redis: SharedRedis | None) -> Admission:
+        """The limits in this process, or in Redis through the process's one client when there is one."""
+        auth, limits = Authenticator(config.auth), config.limits
+        if redis is None:
             rates = RateLimiter(limits.requests_per_minute, limits.burst)
             gates = StreamGates(limits.streams_per_client, limits.max_streams)
             return cls(auth, MemoryLimits(rates, gates, auth.used))
         return cls(auth, RedisLimits(
-            url.get_secret_value(), per_minute=limits.requests_per_minute, burst=limits.burst,
-            per_client=limits.streams_per_client, total=limits.max_streams, on_error=on_error))
+            redis, per_minute=limits.requests_per_minute, burst=limits.burst,
+            per_client=limits.streams_per_client, total=limits.max_streams))
 
     async def admit(self, request: Request, *, token: str | None = None) -> Client:
         """Identify the client and charge its bucket; raise 401 or 429 when it may not go on."""
@@ -54,7 +54,7 @@ class Admission:
             client = Client(f"ip:{request.client.host if request.client else 'unknown'}", authenticated=False)
         await self.limits.take(client.identity)
         if self.auth.enabled and not client.authenticated:
-            raise Unauthorized("send a valid key as 'Authorization: Bearer <key>', or a ?token= from POST /token")
+            raise Unauthorized("send a valid key as 'Authorization: Bearer <key>'", code="invalid_api_key")
         return client
 
     def issue_token(self, client: Client) -> str:

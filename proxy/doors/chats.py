@@ -25,7 +25,6 @@ from llm_sse_proxy.proxy.doors.response import OnDone, Shutdown
 from llm_sse_proxy.proxy.doors.validation import ParsedChat, check_supported
 from llm_sse_proxy.proxy.errors import NotFound, UnsupportedMediaType
 from llm_sse_proxy.proxy.relay.relay import Relay
-from llm_sse_proxy.proxy.state.cooldowns import Cooldowns
 from llm_sse_proxy.proxy.telemetry import access_log
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
 
@@ -37,7 +36,6 @@ class Chats:
     config: Config
     admission: Admission
     metrics: Metrics
-    cooldowns: Cooldowns
     sleep: Sleep
     shutdown: Shutdown | None
 
@@ -51,33 +49,39 @@ class Chats:
     async def begin(self, request: Request, client: Client, parsed: ParsedChat) -> tuple[Relay, dict[str, Any]]:
         """The relay for a chat, and its response's options; the client's stream slot is taken."""
         name = parsed.model or self.config.default_model
-        relay = Relay(self._chain(request, name, parsed), parsed.request, retry=self.config.retry,
-                      timeouts=self.config.timeouts, sleep=self.sleep, events=parsed.events,
-                      faults=self.config.faults, cooldowns=self.cooldowns)
+        route = await request.app.state.runtime.routes.open(self._chain(request, name, parsed))
+        relay = Relay(route, parsed.request, retry=self.config.retry, timeouts=self.config.timeouts, sleep=self.sleep,
+                      events=parsed.events, faults=self.config.faults)
         rid = request_id(request)
         prompt = _last_user_message(parsed) if self.config.logging.log_prompts else None
-        leave = await self.admission.enter(client)  # last: nothing below can fail and leak the slot
+        try:
+            leave = await self.admission.enter(client)  # last: nothing below can fail and leak the slot
+        except BaseException:
+            route.close()  # the deployment taken for the first attempt is given back
+            raise
         self.metrics.stream_started()
         options = {"ping_interval": self.config.server.ping_interval, "send_timeout": self.config.server.send_timeout,
                    "shutdown": self.shutdown, "headers": {"x-request-id": rid}}
         options["on_done"] = self._on_done(relay, leave, rid, client, name, prompt)
         return relay, options
 
-    def _chain(self, request: Request, name: str, parsed: ParsedChat) -> list[Any]:
-        upstreams = request.app.state.runtime.upstreams
-        if name not in upstreams:
-            raise NotFound(f"unknown model {name!r}; GET /models lists them")
+    def _chain(self, request: Request, name: str, parsed: ParsedChat) -> list[str]:
+        """The names of the model and its fallbacks, each able to answer the request (else 400 or 404)."""
+        if name not in request.app.state.runtime.upstreams:
+            raise NotFound(f"unknown model {name!r}", param="model", code="model_not_found")
         check_size(parsed.request, self.config.limits)
         models: list[ModelConfig] = [self.config.model(n) for n in [name, *self.config.model(name).fallbacks]]  # type: ignore[misc, union-attr]
-        for model in models:  # a fallback must answer the same request, or be refused up front too
-            check_supported(parsed.request, model.name, REGISTRY[model.adapter].takes)
-        return [upstreams[m.name] for m in models]
+        for model in models:  # a fallback (and each deployment) must answer the same request, or be refused up front
+            for deployment in model.upstreams():
+                check_supported(parsed.request, model.name, REGISTRY[deployment.adapter].takes)
+        return [m.name for m in models]
 
     def _on_done(self, relay: Relay, leave: Any, rid: str, client: Client, name: str, prompt: str | None) -> OnDone:
         started = anyio.current_time()
 
         def done(ending: str | None) -> None:
             leave()
+            relay.route.close()  # a stream that never ran gives back its first deployment too
             outcome = relay.outcome
             if ending is not None:
                 outcome.reason = ending
