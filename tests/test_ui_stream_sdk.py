@@ -100,7 +100,8 @@ async def test_a_cut_chat_resumes_whole_and_a_chat_with_no_stream_is_204(ui_chat
         api = base + "/api/chat"
         cut, resumed, again, unknown = await run_steps(ui_chat_node, [
             chat(api, "c1", "slow", cutAfter=4), resume(api, "c1"), resume(api, "c1"), resume(api, "nope")])
-    assert cut["chunks"] == ["start", "start-step", "text-start", "text-delta"]
+    assert cut["chunks"][:4] == ["start", "start-step", "text-start", "text-delta"], cut
+    assert set(cut["chunks"][4:]) <= {"text-delta"}, cut  # what was already read when the fetch was aborted
     expected = answer(REPLY, model="slow", usage={"inputTokens": 1, "outputTokens": 8, "totalTokens": 9})
     assert resumed["errors"] == [] and without_id(resumed["message"]) == expected
     assert resumed["chunks"][0] == "start"  # a replay from the start, as the SDK expects
@@ -142,7 +143,9 @@ async def test_stop_closes_the_upstream_within_a_second(ui_chat_node: str) -> No
             closed = await up.recorder.wait_closed(0, timeout=5)
             async with httpx2.AsyncClient(timeout=10) as client:
                 replay = await client.get(base + "/api/chat/c1/stream")
-    assert got["errors"] == [] and got["chunks"] == ["start", "start-step", "text-start", "text-delta"], got
+    # Pieces already on their way when the fetch was aborted may still be read; nothing after them.
+    assert got["errors"] == [] and got["chunks"][:4] == ["start", "start-step", "text-start", "text-delta"], got
+    assert set(got["chunks"][4:]) <= {"text-delta"}, got
     assert not up.recorder.attempts[0].finished
     wall = closed + (time.time() - time.monotonic())
     assert wall - got["stoppedAt"] < 1.0  # the bound
