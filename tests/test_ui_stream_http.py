@@ -140,3 +140,14 @@ async def test_the_path_is_configurable_and_the_door_can_be_off() -> None:
         off = await client.post("/api/chat", json=ui_body())
     assert moved.status_code == 200 and answer_text(chunks(moved.text)) == "One two three."
     assert default.status_code == 404 and off.status_code == 404
+
+
+async def test_a_replay_whose_start_was_trimmed_ends_with_an_error_chunk() -> None:
+    # Paced, so the first reader keeps up and the store may drop what it has sent.
+    config = make_config([{**MODEL, "chunk_chars": 1, "chunk_delay_ms": 10}], resume={"max_events_per_stream": 4})
+    async with proxy(config) as client:
+        whole = await client.post("/api/chat", json=ui_body())
+        replay = await client.get("/api/chat/chat-1/stream")
+    assert answer_text(chunks(whole.text)) == "One two three."  # its own reader kept every frame it had not read
+    assert chunks(replay.text) == [{"type": "error", "errorText": "the start of this answer is no longer kept "
+                                    "(resume.max_events_per_stream); send the message again"}]

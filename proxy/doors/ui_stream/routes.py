@@ -108,4 +108,7 @@ def _name(chat_id: str) -> str:
 
 
 def _gap_frame(error_type: str, message: str) -> bytes:
+    """A replay the store cannot serve: the SDK replays from the start, so a trimmed start is the whole story."""
+    if error_type == "resume_gap":
+        message = "the start of this answer is no longer kept (resume.max_events_per_stream); send the message again"
     return error_frame(message)
