@@ -88,8 +88,10 @@ async def test_a_resume_replays_the_chats_newest_stream() -> None:
     async with proxy(make_config([MODEL])) as client:
         await client.post("/api/chat", json=ui_body(text="first"))
         second = await client.post("/api/chat", json=ui_body(text="second", model="m"))
+        probe = await client.head("/api/chat/chat-1/stream")
         resumed = await client.get("/api/chat/chat-1/stream")
         other_chat = await client.get("/api/chat/chat-2/stream")
+    assert probe.status_code == 200 and probe.content == b""
     assert resumed.content == second.content  # byte for byte: the frames were encoded once
     assert other_chat.status_code == 204
 

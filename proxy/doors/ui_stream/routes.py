@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from llm_sse_proxy.proxy.doors.chats import Chats
 from llm_sse_proxy.proxy.doors.errors import DoorErrors
 from llm_sse_proxy.proxy.doors.http import request_id
-from llm_sse_proxy.proxy.doors.response import SSEResponse
+from llm_sse_proxy.proxy.doors.response import SSE_HEADERS, SSEResponse
 from llm_sse_proxy.proxy.doors.ui_stream.chunks import HEADERS, UIStreamEncoder, error_frame
 from llm_sse_proxy.proxy.doors.ui_stream.messages import MAX_CHAT_ID, parse_ui_chat
 from llm_sse_proxy.proxy.resume.streams import ResumableStreams
@@ -66,6 +66,8 @@ class UIStreamDoor:
         return resumable.replay(request, sid, HEADERS, _gap_frame)
 
     async def resume(self, request: Request) -> Response:
+        if request.method == "HEAD":
+            return Response(headers={**SSE_HEADERS, **HEADERS})  # a probe: no reader to attach, nothing to replay
         resumable = _resumable(request)
         status = await resumable.find(request, _name(request.path_params["chat_id"])) if resumable else None
         if resumable is None or status is None:
