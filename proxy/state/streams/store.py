@@ -133,9 +133,9 @@ class StreamStore(Protocol):
         ...
 
     async def labelled(self, label: str) -> str | None:
-        """The id of the newest stream created with `label` while it is kept (running, or retained), else None.
-
-        A label lives as long as its stream's frames; a newer stream with the same label replaces it.
+        """The id of the newest stream created with `label` while that stream is kept (running, or retained),
+        else None. A newer stream with the same label replaces it. Around the stream's own expiry the id may
+        name a stream already forgotten (its `status` is None): callers check the status, as they must anyway.
         """
         ...
 
