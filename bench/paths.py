@@ -28,7 +28,8 @@ ADAPTER_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama"
 NATIVE = tuple(f"llm-sse-proxy-{adapter}" for adapter in ADAPTER_PATHS if adapter != "openai")
 # The proxy with resumable streams off, and on with the Redis store (the default path keeps them on, in memory).
 RESUME = ("llm-sse-proxy-resume-off", "llm-sse-proxy-redis")
-CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME)  # variants of the proxy measured in the CPU phase only
+UI = "llm-sse-proxy-ui"  # the proxy through its UI message stream door (`useChat`'s /api/chat)
+CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME, UI)  # variants of the proxy measured in the CPU phase only
 
 
 @dataclass
@@ -40,12 +41,21 @@ class PathSpec:
     headers: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)  # empty: nothing to start (direct)
     env: dict[str, str] = field(default_factory=dict)
+    ui: bool = False  # the UI message stream door: its body in, its chunks out
+
+    @property
+    def format(self) -> str:
+        """The load client's `--format`."""
+        return "ui" if self.ui else "schema" if self.schema else "openai"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.endpoint}"
 
     def body(self, model: str) -> str:
+        if self.ui:
+            return json.dumps({"id": "bench-chat", "model": model,
+                               "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}]})
         chat = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
         return json.dumps(chat if self.schema else {**chat, "stream": True})
 
@@ -87,6 +97,13 @@ def proxy_openai(mock_port: int, workdir: Path, name: str = "llm-sse-proxy-v1") 
     """The same proxy and config, asked through its OpenAI-compatible door (issue 15): OpenAI's chunks out."""
     spec = proxy(mock_port, workdir, name=name)
     spec.name, spec.endpoint, spec.schema = name, "/v1/chat/completions", False
+    return spec
+
+
+def proxy_ui(mock_port: int, workdir: Path) -> PathSpec:
+    """The same proxy and config, asked through its UI message stream door (issue 24): UI chunks out."""
+    spec = proxy(mock_port, workdir, name=UI)
+    spec.endpoint, spec.schema, spec.ui = "/api/chat", False, True
     return spec
 
 

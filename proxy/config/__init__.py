@@ -21,6 +21,7 @@ from llm_sse_proxy.adapters import REGISTRY
 from llm_sse_proxy.proxy.config.budgets import BudgetsConfig, JwtConfig, Price, reference_only
 from llm_sse_proxy.proxy.config.errors import close_match, describe, known_keys, unknown_key, yaml_hint
 from llm_sse_proxy.proxy.config.routing import BreakerConfig, BreakerOverride, DeploymentConfig, Strategy, as_mock, routed  # noqa: F401
+from llm_sse_proxy.proxy.config.ui_stream import UIStreamConfig
 
 log = logging.getLogger("llm_sse_proxy.config")
 
@@ -177,6 +178,7 @@ class Config(_Section):
     faults: FaultsConfig = FaultsConfig()
     breaker: BreakerConfig = BreakerConfig()
     budgets: BudgetsConfig = BudgetsConfig()
+    ui_stream: UIStreamConfig = UIStreamConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
