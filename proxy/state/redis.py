@@ -57,3 +57,21 @@ def shared_state(operation: str, on_error: OnError) -> Iterator[None]:
         on_error(operation)
         log.warning("redis unavailable during %s (%s)", operation, type(exc).__name__)
         raise StoreUnavailable("the proxy's shared state (Redis) is unavailable; try again shortly") from None
+
+
+async def unreachable(client: Redis) -> str | None:
+    """None when Redis answers PING (readiness, issue 25); else why not, naming host and port only (the URL
+    may hold a password). Bounded like every command: about two seconds at worst."""
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        return f"redis at {endpoint(client)} does not answer ({type(exc).__name__})"
+    return None
+
+
+def endpoint(client: Redis) -> str:
+    """`host:port` of the client's server (or its socket path), without credentials."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from llm_sse_proxy.proxy.admission.auth import ALREADY_USED, Clock
 from llm_sse_proxy.proxy.errors import TooManyRequests, Unauthorized
 from llm_sse_proxy.proxy.admission.limits import STREAM_RETRY_AFTER, StreamGates
-from llm_sse_proxy.proxy.state.redis import OnError, connect, shared_state
+from llm_sse_proxy.proxy.state.redis import OnError, connect, shared_state, unreachable
 from llm_sse_proxy.proxy.state.limits import Leave
 
 log = logging.getLogger("llm_sse_proxy.redis")
@@ -146,6 +146,9 @@ class RedisLimits:
             first = await self._client.set(f"{PREFIX}token:{nonce}", 1, nx=True, px=keep_ms)
         if not first:
             raise Unauthorized(ALREADY_USED)
+
+    async def ready(self) -> str | None:
+        return await unreachable(self._client)
 
     async def __aenter__(self) -> RedisLimits:
         self.redis = connect(self.url)

@@ -32,7 +32,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
 from llm_sse_proxy.proxy.config import ResumeConfig
-from llm_sse_proxy.proxy.state.redis import COMMAND_TIMEOUT, OnError, connect, shared_state
+from llm_sse_proxy.proxy.state.redis import COMMAND_TIMEOUT, OnError, connect, shared_state, unreachable
 from llm_sse_proxy.proxy.resume.errors import (
     CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound,
 )
@@ -260,6 +260,9 @@ class RedisStore:
                 left.set()
                 presence.cancel()
                 self._spawn(self._mark_present(keys))
+
+    async def ready(self) -> str | None:
+        return await unreachable(self.redis)
 
     async def aclose(self) -> None:
         self._stops.wake_all()
