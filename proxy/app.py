@@ -26,6 +26,7 @@ from llm_sse_proxy.proxy.server.asgi import ProxyApp
 from llm_sse_proxy.proxy.state.cooldowns import cooldowns_for
 from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
+from llm_sse_proxy.proxy.telemetry.readiness import Readiness
 
 log = logging.getLogger("llm_sse_proxy")
 
@@ -46,7 +47,8 @@ def create_app(
     check(config, admission)
     cooldowns = cooldowns_for(config, on_error=metrics.shared_state_error, clock=clock)
     chats = Chats(config, admission, metrics, cooldowns, sleep, shutdown)
-    doors = [door(chats) for door in DOORS] + [OpsRoutes(config, admission, metrics)]
+    readiness = Readiness(admission.limits, shutdown)
+    doors = [door(chats) for door in DOORS] + [OpsRoutes(config, admission, metrics, readiness)]
     routes = [route for door in doors for route in door.routes()]
     if config.resume.enabled:
         routes += resume_routes.ROUTES

@@ -38,6 +38,7 @@ class ServerConfig(_Section):
     ping_interval: float = Field(15.0, gt=0)
     max_body_bytes: int = Field(1_048_576, gt=0)
     shutdown_grace: float = Field(5.0, ge=0)
+    drain_delay: float = Field(0.0, ge=0, le=300)  # after SIGTERM: /readyz says 503, new streams still served, then the grace
     send_timeout: float = Field(30.0, gt=0)  # a client that reads nothing for this long is cut off
     debug_endpoints: bool = False  # GET /debug/runtime: task and fd counts, for the soak test only
     # Below the app (proxy/server/serve.py): what a connection may cost before it is a request.
