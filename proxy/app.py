@@ -27,6 +27,7 @@ from llm_sse_proxy.proxy.state.cooldowns import cooldowns_for
 from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
 from llm_sse_proxy.proxy.telemetry.readiness import Readiness
+from llm_sse_proxy.proxy.telemetry.tracing import check_installed
 
 log = logging.getLogger("llm_sse_proxy")
 
@@ -65,6 +66,7 @@ def check(config: Config, admission: Admission) -> None:
     """What a config can only be checked against this build, or warned about, at start."""
     if config.resume.enabled and config.resume.store not in STORE_BACKENDS:
         raise ConfigError(f"resume.store: {config.resume.store!r} is not available in this build")
+    check_installed(config.tracing)
     if admission.auth.enabled and "*" in config.server.cors_origins:
         log.warning("client keys are on but server.cors_origins allows any site; list your sites' origins")
 

@@ -23,6 +23,7 @@ from llm_sse_proxy.proxy.state.cooldowns import Cooldowns
 from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
 from llm_sse_proxy.proxy.doors.http import request_id
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
+from llm_sse_proxy.proxy.telemetry.tracing import Tracing, open_tracing
 
 HttpClientFactory = Callable[[ModelConfig], httpx2.AsyncClient]
 
@@ -33,6 +34,7 @@ class Runtime:
 
     upstreams: dict[str, Upstream]
     resumable: ResumableStreams | None = None  # None with resume.enabled: false
+    tracing: Tracing | None = None  # None with tracing.enabled: false (proxy/telemetry/tracing.py)
 
 
 @dataclass
@@ -53,7 +55,10 @@ class RuntimeParts:
             await stack.enter_async_context(self.admission.limits)
             await stack.enter_async_context(self.cooldowns)
             upstreams = {m.name: await self._upstream(stack, m) for m in self.config.models}
-            app.state.runtime = Runtime(upstreams, await self._resumable(stack))
+            tracing = open_tracing(self.config.tracing, self.config.models, self.metrics)
+            if tracing is not None:
+                stack.push_async_callback(tracing.aclose)  # after the streams and their spans have ended
+            app.state.runtime = Runtime(upstreams, await self._resumable(stack, tracing), tracing)
             yield
 
     async def _upstream(self, stack: AsyncExitStack, model: ModelConfig) -> Upstream:
@@ -65,7 +70,7 @@ class RuntimeParts:
         return Upstream(model.name, adapter, show_reasoning=model.reasoning == "stream",
                         recovery=model.recovery, continue_with=model.continue_with)
 
-    async def _resumable(self, stack: AsyncExitStack) -> ResumableStreams | None:
+    async def _resumable(self, stack: AsyncExitStack, tracing: Tracing | None) -> ResumableStreams | None:
         resume, server = self.config.resume, self.config.server
         if not resume.enabled:
             return None
@@ -74,7 +79,8 @@ class RuntimeParts:
         stack.push_async_callback(generations.aclose)  # before the store closes
         return ResumableStreams(
             store, generations, self.admission.auth, self.admission.limits,
-            ping_interval=server.ping_interval, send_timeout=server.send_timeout, request_id=request_id)
+            ping_interval=server.ping_interval, send_timeout=server.send_timeout, request_id=request_id,
+            on_resume=tracing.resumed if tracing is not None else None)
 
 
 __all__ = ["HttpClientFactory", "Runtime", "RuntimeParts"]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from llm_sse_proxy.adapters import REGISTRY
 from llm_sse_proxy.proxy.config.errors import close_match, describe, known_keys, unknown_key, yaml_hint
+from llm_sse_proxy.proxy.config.tracing import TracingConfig, with_otel_environment
 
 log = logging.getLogger("llm_sse_proxy.config")
 
@@ -162,6 +163,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     resume: ResumeConfig = ResumeConfig()
     faults: FaultsConfig = FaultsConfig()
+    tracing: TracingConfig = TracingConfig()  # issue 25: OpenTelemetry traces (proxy/config/tracing.py)
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -207,6 +209,7 @@ def parse_config(raw: Any, *, where: str, environ: Mapping[str, str], mock: bool
         models = [_as_mock(m) for m in models]
     parsed = [_parse_model(m, f"models[{i}]", where, environ) for i, m in enumerate(models)]
     rest = _substitute({k: v for k, v in raw.items() if k not in ("models", "auth")}, "", where, environ)
+    rest["tracing"] = with_otel_environment(rest.get("tracing"), environ)
     if "auth" in raw:
         rest["auth"] = _parse_auth(raw["auth"], where, environ)
     try:

@@ -24,10 +24,12 @@ from llm_sse_proxy.proxy.doors.http import is_json, read_body, request_id
 from llm_sse_proxy.proxy.doors.response import OnDone, Shutdown
 from llm_sse_proxy.proxy.doors.validation import ParsedChat, check_supported
 from llm_sse_proxy.proxy.errors import NotFound, UnsupportedMediaType
+from llm_sse_proxy.proxy.relay.observer import NO_OBSERVER
 from llm_sse_proxy.proxy.relay.relay import Relay
 from llm_sse_proxy.proxy.state.cooldowns import Cooldowns
 from llm_sse_proxy.proxy.telemetry import access_log
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
+from llm_sse_proxy.proxy.telemetry.tracing import Traced, Tracing
 
 log = logging.getLogger("llm_sse_proxy")
 
@@ -51,16 +53,20 @@ class Chats:
     async def begin(self, request: Request, client: Client, parsed: ParsedChat) -> tuple[Relay, dict[str, Any]]:
         """The relay for a chat, and its response's options; the client's stream slot is taken."""
         name = parsed.model or self.config.default_model
-        relay = Relay(self._chain(request, name, parsed), parsed.request, retry=self.config.retry,
-                      timeouts=self.config.timeouts, sleep=self.sleep, events=parsed.events,
-                      faults=self.config.faults, cooldowns=self.cooldowns)
+        chain = self._chain(request, name, parsed)
         rid = request_id(request)
         prompt = _last_user_message(parsed) if self.config.logging.log_prompts else None
         leave = await self.admission.enter(client)  # last: nothing below can fail and leak the slot
+        tracing: Tracing | None = request.app.state.runtime.tracing
+        trace = tracing.stream(request, model=name, chat=parsed.request, client=client.identity,
+                               request_id=rid) if tracing is not None else None
+        relay = Relay(chain, parsed.request, retry=self.config.retry, timeouts=self.config.timeouts, sleep=self.sleep,
+                      events=parsed.events, faults=self.config.faults, cooldowns=self.cooldowns,
+                      observer=trace or NO_OBSERVER, record_text=trace is not None and tracing.capture_content)
         self.metrics.stream_started()
         options = {"ping_interval": self.config.server.ping_interval, "send_timeout": self.config.server.send_timeout,
                    "shutdown": self.shutdown, "headers": {"x-request-id": rid}}
-        options["on_done"] = self._on_done(relay, leave, rid, client, name, prompt)
+        options["on_done"] = self._on_done(relay, leave, rid, client, name, prompt, trace)
         return relay, options
 
     def _chain(self, request: Request, name: str, parsed: ParsedChat) -> list[Any]:
@@ -73,7 +79,8 @@ class Chats:
             check_supported(parsed.request, model.name, REGISTRY[model.adapter].takes)
         return [upstreams[m.name] for m in models]
 
-    def _on_done(self, relay: Relay, leave: Any, rid: str, client: Client, name: str, prompt: str | None) -> OnDone:
+    def _on_done(self, relay: Relay, leave: Any, rid: str, client: Client, name: str, prompt: str | None,
+                 trace: Traced | None) -> OnDone:
         started = anyio.current_time()
 
         def done(ending: str | None) -> None:
@@ -83,6 +90,8 @@ class Chats:
                 outcome.reason = ending
             duration = anyio.current_time() - started
             self.metrics.stream_ended(name, outcome, duration)
+            if trace is not None:
+                trace.ended(outcome, relay.recovery.text() if relay.records_text else None)
             if self.config.logging.access_log:
                 access_log.write(access_log.stream_line(
                     request_id=rid, client=client.identity, model=name, outcome=outcome, duration=duration,

@@ -51,6 +51,7 @@ from llm_sse_proxy.proxy.errors import (
     UpstreamTimeout,
     UpstreamTruncated,
 )
+from llm_sse_proxy.proxy.relay.observer import NO_OBSERVER, RelayObserver
 from llm_sse_proxy.proxy.relay.outcome import Outcome
 from llm_sse_proxy.proxy.relay.recovery import CannotRecoverHere, Plan, Recovery, add_usage
 from llm_sse_proxy.proxy.relay.rich_events import Extras, Named
@@ -91,6 +92,8 @@ class Relay:
         events: frozenset[str] = frozenset(),
         faults: FaultsConfig = FaultsConfig(),
         cooldowns: Cooldowns = NoCooldowns(),
+        observer: RelayObserver = NO_OBSERVER,
+        record_text: bool = False,
     ) -> None:
         self.chain = chain
         self.cooldowns = cooldowns  # upstreams that asked every request to wait (proxy/state/cooldowns.py)
@@ -101,7 +104,9 @@ class Relay:
         self.sleep = sleep
         self.faults = faults
         self.recovery = Recovery(request, may_reset="reset" in events, budget=faults.max_recoveries)
-        self._recording = any(upstream.recovery != "off" for upstream in chain)  # keep the text sent
+        self.observer = observer  # told of each attempt, retry, fallback and recovery (proxy/relay/observer.py)
+        self.records_text = record_text  # a trace records the answer (recovery.text()), besides a recovery
+        self._recording = record_text or any(upstream.recovery != "off" for upstream in chain)
         self._spent: Usage | None = None  # what failed attempts reported using
         self._plan: Plan | None = None  # how the attempt under way was asked, when it recovers
         self._malformed_run = 0
@@ -133,6 +138,8 @@ class Relay:
         last: UpstreamError | None = None
         for position, upstream in enumerate(self.chain):
             self.outcome.fallbacks = position
+            if position:
+                self.observer.falling_back(upstream.name)
             try:
                 await self.cooldowns.check(upstream.name)
                 await self._with_retries(upstream, emit)
@@ -176,7 +183,8 @@ class Relay:
     async def _attempt(self, upstream: Upstream, emit: Emit) -> None:
         self.outcome.attempts += 1
         try:
-            await self._stream(upstream, emit)
+            with self.observer.attempt(upstream.name):
+                await self._stream(upstream, emit)
         except UpstreamError as exc:
             self._failed(exc, upstream)
             raise
@@ -191,7 +199,9 @@ class Relay:
             self._refused = True  # the original request was accepted: what it refuses is the prefill
             self.recovery.refused(upstream)
         time_left = anyio.current_time() < self._total_deadline
-        self.recovery.begin(exc, upstream, time_left=time_left)
+        recovering = self.recovery.active
+        if self.recovery.begin(exc, upstream, time_left=time_left) and not recovering:
+            self.observer.recovering(exc.type)
 
     def _should_retry(self, exc: BaseException) -> bool:
         # Never True for CancelledError: tenacity would swallow the client's disconnect.
@@ -217,6 +227,7 @@ class Relay:
         exc = state.outcome.exception() if state.outcome else None
         assert isinstance(exc, UpstreamError)
         self.outcome.retries.append(exc.type)
+        self.observer.retrying(exc.type, state.upcoming_sleep)
         log.info("retrying in %.2f s after %s: %s", state.upcoming_sleep, exc.type, exc.message)
 
     def _wait(self, state: RetryCallState) -> float:
@@ -315,6 +326,7 @@ class Relay:
             await self._reset(upstream, emit)
         else:
             self.recovery.done("continue", upstream.name)
+            self.observer.recovered("continue", upstream.name)
             text = seam.emit
         if text:
             await emit(text_payload(text))
@@ -350,6 +362,7 @@ class Relay:
         original = self.recovery.original
         assert original is not None
         self.recovery.done("restart", upstream.name)
+        self.observer.recovered("restart", upstream.name)
         self.outcome.model = upstream.name
         await emit({"action": "reset", "reason": original.type, "model": upstream.name}, "reset")
 

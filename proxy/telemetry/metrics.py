@@ -64,6 +64,9 @@ class Metrics:
         self.store_failures = Counter("llm_proxy_resume_store_failures",
                                       "Resumable streams the store failed: refused new, or ended (unavailable, fenced)",
                                       ["reason"], registry=r)
+        self.spans_dropped_total = Counter("llm_proxy_trace_spans_dropped",
+                                           "Trace spans not exported: queue_full, export_failed (issue 25)",
+                                           ["reason"], registry=r)
         # What every stream records, by model: its children kept.
         self._streams, self._duration, self._ttft = _Children(self.streams), _Children(self.duration), _Children(self.ttft)
         self._tokens = _Children(self.tokens)
@@ -103,6 +106,10 @@ class Metrics:
 
     def store_failure(self, reason: str) -> None:
         self.store_failures.labels(reason).inc()
+
+    def spans_dropped(self, reason: str, count: int) -> None:
+        """Called from the span exporter's thread too: prometheus_client's counters take a lock."""
+        self.spans_dropped_total.labels(reason).inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
