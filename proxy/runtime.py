@@ -3,6 +3,7 @@ resumable streams' store and generations. Held on `app.state.runtime` for the do
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from llm_sse_proxy.proxy.resume.generations import Generations
 from llm_sse_proxy.proxy.resume.streams import ResumableStreams
 from llm_sse_proxy.proxy.state.cooldowns import Cooldowns
 from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
+from llm_sse_proxy.proxy.state.streams.memory import MemoryStore
 from llm_sse_proxy.proxy.doors.http import request_id
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
 from llm_sse_proxy.proxy.telemetry.tracing import Tracing, open_tracing
@@ -75,12 +77,20 @@ class RuntimeParts:
         if not resume.enabled:
             return None
         store = await stack.enter_async_context(STORE_BACKENDS[resume.store](resume))
+        if isinstance(store, MemoryStore):
+            self.metrics.watch_store_size(lambda: store.size)
         generations = Generations(store, shutdown=self.shutdown, on_store_failure=self.metrics.store_failure)
         stack.push_async_callback(generations.aclose)  # before the store closes
         return ResumableStreams(
             store, generations, self.admission.auth, self.admission.limits,
             ping_interval=server.ping_interval, send_timeout=server.send_timeout, request_id=request_id,
-            on_resume=tracing.resumed if tracing is not None else None)
+            on_resume=functools.partial(_resumed, self.metrics, tracing))
+
+
+def _resumed(metrics: Metrics, tracing: Tracing | None, sid: str, after: int) -> None:
+    metrics.resumed()
+    if tracing is not None:
+        tracing.resumed(sid, after)
 
 
 __all__ = ["HttpClientFactory", "Runtime", "RuntimeParts"]

@@ -168,6 +168,7 @@ async def test_a_resumable_stream_records_the_disconnect_and_the_reconnect_with_
                             break
                 cursor = re.findall(rb"id: (\S+)", raw)[-1].decode()
                 _, rest = await read_stream(client, "GET", f"/streams/{sid}", headers={"last-event-id": cursor})
+                metrics = (await client.get("/metrics")).text
         [stream] = [s for s in receiver.wait_for(2) if s.kind == "server"]
     assert payloads(rest)[-1]["reason"] == "stop"
     names = [e.name for e in stream.events]
@@ -175,6 +176,7 @@ async def test_a_resumable_stream_records_the_disconnect_and_the_reconnect_with_
     assert stream.events[0].attributes == {"llm_sse_proxy.reason": "cancelled", "llm_sse_proxy.resumable": True}
     assert stream.events[1].attributes == {"llm_sse_proxy.resume.cursor": int(cursor.rsplit(":", 1)[1])}
     assert stream.attributes["llm_sse_proxy.stream_id"] == sid
+    assert "llm_proxy_resume_reconnects_total 1.0" in metrics.splitlines()
     assert stream.attributes["llm_sse_proxy.terminate.reason"] == "stop"
 
 
