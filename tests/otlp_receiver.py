@@ -41,6 +41,7 @@ class ReceivedSpan:
     events: list[Event]
     status: str  # "unset", "ok", "error"
     start: int
+    end: int
     resource: dict[str, Any] = field(default_factory=dict)
 
     def events_named(self, name: str) -> list[Event]:
@@ -74,7 +75,8 @@ def decode(body: bytes) -> list[ReceivedSpan]:
                     span.name, KINDS.get(span.kind, str(span.kind)), span.trace_id.hex(), span.span_id.hex(),
                     span.parent_span_id.hex(), attributes(span.attributes),
                     [Event(e.name, attributes(e.attributes), e.time_unix_nano) for e in span.events],
-                    {0: "unset", 1: "ok", 2: "error"}[span.status.code], span.start_time_unix_nano, resource))
+                    {0: "unset", 1: "ok", 2: "error"}[span.status.code], span.start_time_unix_nano,
+                    span.end_time_unix_nano, resource))
     return spans
 
 

@@ -4,6 +4,7 @@ a server that is stopping; 200 again once it can serve. `/healthz` stays 200 thr
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import yaml
 from llm_sse_proxy.proxy.app import create_app
 from llm_sse_proxy.proxy.doors.response import Shutdown
 from tests.conftest import chat_body, make_config, proxy, serve
+from tests.docs_blocks import block
 from tests.redis_fixtures import RedisServer, _start, _wait_ready
 from tests.test_concurrency_and_shutdown import free_port, wait_healthy
 from tests.upstream_fixtures import Upstream, mock_upstream
@@ -62,6 +64,9 @@ async def test_redis_stopped_then_started_again(tmp_path: Path) -> None:
             for check in ("limits", "store"):  # both talk to that Redis, each through its own client
                 assert body["checks"][check].startswith(f"redis at 127.0.0.1:{port} does not answer"), body
             assert "redis://" not in json.dumps(body)
+            documented = json.loads(block("readyz-body"))  # docs/operations.md's example has this very shape
+            assert set(documented) == set(body) and set(documented["checks"]) == set(body["checks"])
+            assert re.sub(r"\d+", "#", json.dumps(documented["checks"])) == re.sub(r"\d+", "#", json.dumps(body["checks"]))
             assert (await client.get("/healthz")).status_code == 200
             redis = RedisServer(port, _start(binary, tmp_path, port))
             assert _wait_ready(redis)

@@ -17,6 +17,7 @@ import pytest
 
 from llm_sse_proxy.mock_upstream import DEFAULT_REPLY
 from tests.conftest import RESUME_OFF, chat_body, payloads, proxy, read_stream
+from tests.docs_blocks import block
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.upstream_fixtures import API_KEY, mock_upstream, upstream_config
 
@@ -230,3 +231,12 @@ async def test_a_hanging_receiver_neither_slows_streams_nor_holds_the_shutdown_a
     assert receiver.posts  # it was tried
     dropped = float(re.search(r'llm_proxy_trace_spans_dropped_total\{reason="queue_full"\} (\S+)', metrics)[1])
     assert dropped > 0
+
+
+async def test_the_trace_tree_in_operations_md_is_what_a_run_prints() -> None:
+    from scripts.trace_tree import run, tree
+
+    def shape(text: str) -> str:  # times, durations and the retry's jittered wait differ from run to run
+        return re.sub(r"\d+(\.\d+)?(e-?\d+)?", "#", text).replace(" ", "").strip()
+
+    assert shape(tree(await run())) == shape(block("trace-tree"))
