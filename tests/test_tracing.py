@@ -240,3 +240,18 @@ async def test_the_trace_tree_in_operations_md_is_what_a_run_prints() -> None:
         return re.sub(r"\d+(\.\d+)?(e-?\d+)?", "#", text).replace(" ", "").strip()
 
     assert shape(tree(await run())) == shape(block("trace-tree"))
+
+
+@pytest.mark.parametrize("dialect", ["anthropic", "gemini", "ollama"])
+async def test_the_native_adapters_send_the_attempts_trace_context_too(dialect: str) -> None:
+    with otlp_receiver() as receiver:
+        async with mock_upstream() as up:
+            config = upstream_config([up.model("m", "m", dialect)], tracing=tracing(receiver), **RESUME_OFF)
+            async with proxy(config) as client:
+                _, parsed = await read_stream(client, "POST", "/chat", json=chat_body(),
+                                              headers={"traceparent": TRACEPARENT})
+            sent = up.recorder.attempts[0].headers
+        stream, [attempt] = by_kind(receiver.wait_for(2))
+    assert payloads(parsed)[-1]["reason"] == "stop"
+    assert sent["traceparent"] == f"00-{CLIENT_TRACE}-{attempt.span_id}-01"
+    assert stream.attributes["gen_ai.provider.name"] == dialect
