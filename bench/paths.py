@@ -28,7 +28,8 @@ ADAPTER_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama"
 NATIVE = tuple(f"llm-sse-proxy-{adapter}" for adapter in ADAPTER_PATHS if adapter != "openai")
 # The proxy with resumable streams off, and on with the Redis store (the default path keeps them on, in memory).
 RESUME = ("llm-sse-proxy-resume-off", "llm-sse-proxy-redis")
-CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME)  # variants of the proxy measured in the CPU phase only
+TRACING = "llm-sse-proxy-tracing"  # tracing on, every span exported to a loopback OTLP receiver (issue 25)
+CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME, TRACING)  # variants of the proxy measured in the CPU phase only
 
 
 @dataclass
@@ -92,6 +93,13 @@ def proxy_openai(mock_port: int, workdir: Path, name: str = "llm-sse-proxy-v1") 
 
 def resume_off(mock_port: int, workdir: Path) -> PathSpec:
     return proxy(mock_port, workdir, name="llm-sse-proxy-resume-off", extra={"resume": {"enabled": False}})
+
+
+def tracing(mock_port: int, workdir: Path, endpoint: str) -> PathSpec:
+    """The default proxy with tracing on, exporting every span over OTLP/HTTP to `endpoint` (a loopback receiver
+    that decodes them, in run.py's process); a queue deep enough that spans are exported, not dropped."""
+    config = {"enabled": True, "endpoint": endpoint, "max_queue_size": 100_000, "schedule_delay": 0.5}
+    return proxy(mock_port, workdir, name=TRACING, extra={"tracing": config})
 
 
 def proxy_redis(mock_port: int, workdir: Path, redis_url: str, name: str = "llm-sse-proxy-redis",
