@@ -29,7 +29,8 @@ NATIVE = tuple(f"llm-sse-proxy-{adapter}" for adapter in ADAPTER_PATHS if adapte
 # The proxy with resumable streams off, and on with the Redis store (the default path keeps them on, in memory).
 RESUME = ("llm-sse-proxy-resume-off", "llm-sse-proxy-redis")
 UI = "llm-sse-proxy-ui"  # the proxy through its UI message stream door (`useChat`'s /api/chat)
-CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME, UI)  # variants of the proxy measured in the CPU phase only
+TRACING = "llm-sse-proxy-tracing"  # tracing on, every span exported to a loopback OTLP receiver (issue 25)
+CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME, UI, TRACING)  # variants of the proxy measured in the CPU phase only
 
 
 @dataclass
@@ -109,6 +110,13 @@ def proxy_ui(mock_port: int, workdir: Path) -> PathSpec:
 
 def resume_off(mock_port: int, workdir: Path) -> PathSpec:
     return proxy(mock_port, workdir, name="llm-sse-proxy-resume-off", extra={"resume": {"enabled": False}})
+
+
+def tracing(mock_port: int, workdir: Path, endpoint: str) -> PathSpec:
+    """The default proxy with tracing on, exporting every span over OTLP/HTTP to `endpoint` (a loopback receiver
+    that decodes them, in run.py's process); a queue deep enough that spans are exported, not dropped."""
+    config = {"enabled": True, "endpoint": endpoint, "max_queue_size": 100_000, "schedule_delay": 0.5}
+    return proxy(mock_port, workdir, name=TRACING, extra={"tracing": config})
 
 
 def proxy_redis(mock_port: int, workdir: Path, redis_url: str, name: str = "llm-sse-proxy-redis",

@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +68,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
     parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1",
-                                                      *paths.NATIVE, *paths.RESUME, paths.UI, "llm-sse-proxy-granian", "litellm"]),
+                                                      *paths.NATIVE, *paths.RESUME, paths.UI, paths.TRACING,
+                                                      "llm-sse-proxy-granian", "litellm"]),
                         help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
     parser.add_argument("--phases", default="cpu,ttft,capacity,memory,resume,replicas",
@@ -83,7 +86,8 @@ def main() -> int:
     phases = args.phases.split(",")
     with_redis = bool({"resume", "replicas"} & set(phases)) or ("cpu" in phases and paths.RESUME[1] in wanted)
     with (tempfile.TemporaryDirectory(prefix="bench-") as workdir,
-          resume_phase.redis_for(with_redis, Path(workdir), results["notes"]) as redis):
+          resume_phase.redis_for(with_redis, Path(workdir), results["notes"]) as redis,
+          otlp_for(paths.TRACING in wanted and "cpu" in phases) as trace_endpoint):
         redis_url = redis.url if redis else None
         mock_port = procs.free_port()
         mock = procs.start("mock", [sys.executable, str(paths.BENCH / "mock_upstream.py"), "--port", str(mock_port)],
@@ -91,7 +95,7 @@ def main() -> int:
         try:
             if not procs.wait_listening(mock_port, 10):
                 raise SystemExit("the mock upstream did not start; see bench/results/raw/mock.log")
-            found = specs(wanted, mock_port, Path(workdir), out, results["notes"], redis_url)
+            found = specs(wanted, mock_port, Path(workdir), out, results["notes"], redis_url, trace_endpoint)
             runs = cpu_rounds(found, mock, plan, out) if "cpu" in phases else {}
             for spec in found:
                 say(f"== {spec.name}")
@@ -122,6 +126,19 @@ def main() -> int:
     return 0
 
 
+@contextmanager
+def otlp_for(wanted: bool) -> Iterator[str | None]:
+    """A loopback OTLP/HTTP receiver for the tracing path (tests/otlp_receiver.py), on the load core; its URL."""
+    if not wanted:
+        yield None
+        return
+    sys.path.insert(1, str(paths.BENCH.parent))
+    from tests.otlp_receiver import otlp_receiver
+
+    with otlp_receiver() as receiver:
+        yield receiver.url
+
+
 def prepare_machine() -> None:
     os.sched_setaffinity(0, {LOAD_CORE})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -131,7 +148,7 @@ def prepare_machine() -> None:
 
 
 def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: list[str],
-          redis_url: str | None) -> list[PathSpec]:
+          redis_url: str | None, trace_endpoint: str | None = None) -> list[PathSpec]:
     found = []
     for name in wanted:
         if name == "direct":
@@ -150,6 +167,8 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
             found.append(paths.resume_off(mock_port, workdir))
         elif name == "llm-sse-proxy-redis" and redis_url:
             found.append(paths.proxy_redis(mock_port, workdir, redis_url))
+        elif name == paths.TRACING and trace_endpoint:
+            found.append(paths.tracing(mock_port, workdir, trace_endpoint))
         elif name == "llm-sse-proxy-granian":
             found.append(paths.granian(mock_port, workdir))
         elif name == "litellm":
@@ -234,7 +253,8 @@ def cpu_ratios(runs: dict[str, dict]) -> dict:
             "llm-sse-proxy-v1/openai": interleave.ratios(runs, "llm-sse-proxy-v1", "llm-sse-proxy", _figure),
             "llm-sse-proxy-ui/openai": interleave.ratios(runs, paths.UI, "llm-sse-proxy", _figure),
             "resume-memory/off": interleave.ratios(runs, "llm-sse-proxy", paths.RESUME[0], _figure),
-            "resume-redis/off": interleave.ratios(runs, paths.RESUME[1], paths.RESUME[0], _figure)}
+            "resume-redis/off": interleave.ratios(runs, paths.RESUME[1], paths.RESUME[0], _figure),
+            "tracing-on/off": interleave.ratios(runs, paths.TRACING, "llm-sse-proxy", _figure)}
 
 
 def run_client(spec: PathSpec, model: str, chunks: int, *, concurrency: int, streams: int = 1_000_000,

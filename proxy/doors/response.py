@@ -64,6 +64,16 @@ class Shutdown:
         self.grace = grace
         self._deadline: float | None = None  # the loop's time at which streams are ended
         self._producers: set[anyio.CancelScope] = set()
+        self._draining = False
+
+    def drain(self) -> None:
+        """The server is about to stop (SIGTERM with `server.drain_delay`): `/readyz` says so, streams go on."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        """True from the stop signal on: a load balancer should send no new streams here."""
+        return self._draining or self.begun
 
     def begin(self) -> None:
         """Call on the event loop (a signal handler must schedule it there); only the first call counts."""

@@ -30,6 +30,7 @@ from llm_sse_proxy.proxy.state.streams.store import StreamStatus, StreamStore
 from llm_sse_proxy.proxy.state.limits import SharedLimits
 
 RequestId = Callable[[Request], str]
+OnResume = Callable[[str, int], None]  # a reader came back to a stream (its id, its cursor): a trace event
 NO_STORE = {"cache-control": "no-store"}
 
 
@@ -44,6 +45,7 @@ class ResumableStreams:
         ping_interval: float,
         send_timeout: float,
         request_id: RequestId,
+        on_resume: OnResume | None = None,
     ) -> None:
         self.store = store
         self.generations = generations
@@ -52,6 +54,7 @@ class ResumableStreams:
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
         self.request_id = request_id
+        self.on_resume = on_resume
 
     async def start(self, request: Request, client: Client, produce: Produce, on_done: OnDone) -> Response:
         """Run `produce` as a generation of its own, and answer with its first reader."""
@@ -64,6 +67,8 @@ class ResumableStreams:
         status = await self._status_for(request, sid)
         if status is None or (status.state == "finished" and after >= status.last_seq):
             return self.no_stream(request)
+        if self.on_resume is not None:
+            self.on_resume(sid, after)
         return self._reader(request, sid, after, self._headers(request))
 
     async def reconnect(self, request: Request) -> Response:

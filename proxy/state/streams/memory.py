@@ -171,6 +171,11 @@ class MemoryStore:
         stream.on_stop.append(on_stop)
         return partial(_discard, stream.on_stop, on_stop)
 
+    async def ready(self) -> str | None:
+        if self._size >= self.limits.budget and not self._finished:  # finished streams would make room
+            return "the resumable-stream memory budget is full"
+        return None
+
     async def aclose(self) -> None:
         for stream in list(self._streams.values()):
             self._forget(stream)

@@ -269,6 +269,9 @@ class RedisStore:
                 presence.cancel()
                 self._spawn(self._mark_present(keys))
 
+    async def ready(self) -> str | None:
+        return await self.redis.unreachable()
+
     async def aclose(self) -> None:
         self._stops.wake_all()
         for sid in list(self._tails):

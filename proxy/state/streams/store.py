@@ -166,6 +166,10 @@ class StreamStore(Protocol):
         """
         ...
 
+    async def ready(self) -> str | None:
+        """None when a new stream could be created now; else why not (for /readyz: no secrets, no URL)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections and timers (lifespan shutdown); pending readers end."""
         ...
