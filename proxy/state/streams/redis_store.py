@@ -270,7 +270,7 @@ class RedisStore:
                 self._spawn(self._mark_present(keys))
 
     async def ready(self) -> str | None:
-        return await self.redis.unreachable()
+        return await self.shared.unreachable()
 
     async def aclose(self) -> None:
         self._stops.wake_all()
