@@ -3,7 +3,7 @@
 Each stream is one HTTP/1.1 request with `Connection: close`; the client reads the chunked response,
 stamps each completed SSE event (`\\n\\n`) with the time of the read that brought it, and at the end
 checks that the stream is whole: status 200, exactly N text events and one end marker last
-(`{"action":"terminate"...}` for the proxy schema, `data: [DONE]` for OpenAI's). Every `--full-every`-th
+(`{"action":"terminate"...}` for the proxy schema, `data: [DONE]` for OpenAI's, `message_stop` for Anthropic's). Every `--full-every`-th
 stream is also decoded in full and its text compared with what the mock sent, so byte-exactness is
 checked under load too, without paying JSON parsing on every event.
 
@@ -100,16 +100,20 @@ class Stream(asyncio.Protocol):
         if not self.finished:
             return f"cut after {self.events} events"
         job = self.job
-        if job.schema:
+        if job.format == "schema":
             texts, ends, last_end = body.count(b'data: {"text":'), body.count(b'"action":"terminate"'), body.rfind(b"terminate")
             if texts != job.chunks or ends != 1 or last_end < body.rfind(b'{"text":'):
                 return f"{texts} text events, {ends} terminates"
+        elif job.format == "anthropic":
+            texts, ends = body.count(b'"type":"text_delta"'), body.count(b"event: message_stop")
+            if texts != job.chunks or ends != 1 or body.rfind(b"message_stop") < body.rfind(b"text_delta"):
+                return f"{texts} text deltas, {ends} message_stop"
         else:
             texts = body.count(b'"content":"') - body.count(b'"content":""')
             if texts != job.chunks or body.count(b"data: [DONE]") != 1:
                 return f"{texts} content chunks, [DONE] x{body.count(b'data: [DONE]')}"
         if self.full_check:
-            text = decode_text(dechunk(body), job.schema)
+            text = decode_text(dechunk(body), job.format)
             if text != expected_text(job.chunks):
                 return f"text differs: {text[:60]!r}"
         return None
@@ -126,7 +130,7 @@ def dechunk(body: bytes) -> bytes:
         at = line_end + 2 + size + 2
 
 
-def decode_text(stream: bytes, schema: bool) -> str:
+def decode_text(stream: bytes, format: str) -> str:
     """The concatenated text of every event, the way a browser (or an SDK) would read it."""
     text = []
     for event in stream.split(b"\n\n"):
@@ -134,8 +138,10 @@ def decode_text(stream: bytes, schema: bool) -> str:
         if not data or data == b"[DONE]":
             continue
         obj = json.loads(data)
-        if schema:
+        if format == "schema":
             text.append(obj.get("text", ""))
+        elif format == "anthropic":
+            text.append(obj.get("delta", {}).get("text", "") if obj.get("type") == "content_block_delta" else "")
         elif obj.get("choices"):
             text.append(obj["choices"][0].get("delta", {}).get("content") or "")
     return "".join(text)
@@ -146,7 +152,7 @@ class Job:
     host: str
     port: int
     request: bytes
-    schema: bool
+    format: str  # schema, openai or anthropic: what a whole stream looks like
     chunks: int
     full_every: int
     tally: Tally = field(default_factory=Tally)
@@ -240,7 +246,7 @@ def worker(args: argparse.Namespace, concurrency: int, streams: int) -> dict:
     import uvloop
 
     host, port, request = build_request(args.url, args.body, args.header)
-    job = Job(host, port, request, args.format == "schema", args.chunks, args.full_every)
+    job = Job(host, port, request, args.format, args.chunks, args.full_every)
     cpu = time.process_time()
     started = clock()
     if args.mode == "hold":
@@ -273,7 +279,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--body", required=True)
     parser.add_argument("--header", action="append", default=[])
-    parser.add_argument("--format", choices=["schema", "openai"], required=True)
+    parser.add_argument("--format", choices=["schema", "openai", "anthropic"], required=True)
     parser.add_argument("--chunks", type=int, required=True, help="text events each stream must carry")
     parser.add_argument("--mode", choices=["run", "hold"], default="run")
     parser.add_argument("--concurrency", type=int, default=1)

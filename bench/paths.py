@@ -28,7 +28,8 @@ ADAPTER_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama"
 NATIVE = tuple(f"llm-sse-proxy-{adapter}" for adapter in ADAPTER_PATHS if adapter != "openai")
 # The proxy with resumable streams off, and on with the Redis store (the default path keeps them on, in memory).
 RESUME = ("llm-sse-proxy-resume-off", "llm-sse-proxy-redis")
-CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME)  # variants of the proxy measured in the CPU phase only
+MESSAGES = "llm-sse-proxy-messages"  # the same proxy asked through its Anthropic Messages door (issue 24)
+CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", MESSAGES, *RESUME)  # variants of the proxy measured in the CPU phase only
 
 
 @dataclass
@@ -37,6 +38,7 @@ class PathSpec:
     port: int
     endpoint: str
     schema: bool  # the proxy's SSE schema, else OpenAI's chunks
+    messages: bool = False  # Anthropic's Messages stream instead of either
     headers: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)  # empty: nothing to start (direct)
     env: dict[str, str] = field(default_factory=dict)
@@ -45,8 +47,15 @@ class PathSpec:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.endpoint}"
 
+    @property
+    def format(self) -> str:
+        """What the load client checks each stream against (bench/load_client.py's --format)."""
+        return "anthropic" if self.messages else "schema" if self.schema else "openai"
+
     def body(self, model: str) -> str:
         chat = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+        if self.messages:
+            return json.dumps({**chat, "max_tokens": 4096, "stream": True})
         return json.dumps(chat if self.schema else {**chat, "stream": True})
 
     def request(self, model: str) -> bytes:
@@ -87,6 +96,13 @@ def proxy_openai(mock_port: int, workdir: Path, name: str = "llm-sse-proxy-v1") 
     """The same proxy and config, asked through its OpenAI-compatible door (issue 15): OpenAI's chunks out."""
     spec = proxy(mock_port, workdir, name=name)
     spec.name, spec.endpoint, spec.schema = name, "/v1/chat/completions", False
+    return spec
+
+
+def proxy_messages(mock_port: int, workdir: Path) -> PathSpec:
+    """The same proxy and config, asked through its Anthropic Messages door: Anthropic's events out."""
+    spec = proxy(mock_port, workdir, name=MESSAGES)
+    spec.endpoint, spec.schema, spec.messages = "/v1/messages", False, True
     return spec
 
 

@@ -65,7 +65,7 @@ LITELLM_MAX_MEMORY = 1000  # ~1 ms of CPU per chunk: 10,000 streams at 1 chunk/s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
-    parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1",
+    parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1", paths.MESSAGES,
                                                       *paths.NATIVE, *paths.RESUME, "llm-sse-proxy-granian", "litellm"]),
                         help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
@@ -144,6 +144,8 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
             found.append(paths.proxy(mock_port, workdir, name=name, adapter=name.removeprefix("llm-sse-proxy-")))
         elif name == "llm-sse-proxy-v1":
             found.append(paths.proxy_openai(mock_port, workdir))
+        elif name == paths.MESSAGES:
+            found.append(paths.proxy_messages(mock_port, workdir))
         elif name == "llm-sse-proxy-resume-off":
             found.append(paths.resume_off(mock_port, workdir))
         elif name == "llm-sse-proxy-redis" and redis_url:
@@ -230,6 +232,7 @@ def cpu_ratios(runs: dict[str, dict]) -> dict:
             "granian/uvicorn": interleave.ratios(runs, "llm-sse-proxy-granian", "llm-sse-proxy", _figure),
             **{f"{name}/openai": interleave.ratios(runs, name, "llm-sse-proxy", _figure) for name in paths.NATIVE},
             "llm-sse-proxy-v1/openai": interleave.ratios(runs, "llm-sse-proxy-v1", "llm-sse-proxy", _figure),
+            "llm-sse-proxy-messages/openai": interleave.ratios(runs, paths.MESSAGES, "llm-sse-proxy", _figure),
             "resume-memory/off": interleave.ratios(runs, "llm-sse-proxy", paths.RESUME[0], _figure),
             "resume-redis/off": interleave.ratios(runs, paths.RESUME[1], paths.RESUME[0], _figure)}
 
@@ -237,7 +240,7 @@ def cpu_ratios(runs: dict[str, dict]) -> dict:
 def run_client(spec: PathSpec, model: str, chunks: int, *, concurrency: int, streams: int = 1_000_000,
                duration: float, stagger: float = 0.0, full_every: int = 10) -> dict:
     argv = ["taskset", "-c", str(LOAD_CORE), sys.executable, str(paths.BENCH / "load_client.py"), "--url", spec.url,
-            "--body", spec.body(model), "--format", "schema" if spec.schema else "openai", "--chunks", str(chunks),
+            "--body", spec.body(model), "--format", spec.format, "--chunks", str(chunks),
             "--concurrency", str(concurrency), "--streams", str(streams), "--duration", str(duration),
             "--stagger", str(stagger), "--full-every", str(full_every)]
     for header in spec.headers:
@@ -328,7 +331,7 @@ def memory_point(spec: PathSpec, server: procs.Proc, open_streams: int, interval
     idle = server.rss()
     chunks = 120 if interval_ms <= 1000 else 30
     argv = ["taskset", "-c", str(LOAD_CORE), sys.executable, str(paths.BENCH / "load_client.py"), "--url", spec.url,
-            "--body", spec.body(f"n{chunks}-i{interval_ms}"), "--format", "schema" if spec.schema else "openai",
+            "--body", spec.body(f"n{chunks}-i{interval_ms}"), "--format", spec.format,
             "--chunks", str(chunks), "--mode", "hold", "--concurrency", str(open_streams),
             "--duration", str(HOLD_SECONDS), "--stagger", str(open_streams / 1500)]
     for header in spec.headers:
