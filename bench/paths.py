@@ -28,8 +28,9 @@ ADAPTER_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama"
 NATIVE = tuple(f"llm-sse-proxy-{adapter}" for adapter in ADAPTER_PATHS if adapter != "openai")
 # The proxy with resumable streams off, and on with the Redis store (the default path keeps them on, in memory).
 RESUME = ("llm-sse-proxy-resume-off", "llm-sse-proxy-redis")
-MESSAGES = "llm-sse-proxy-messages"  # the same proxy asked through its Anthropic Messages door (issue 24)
-CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", MESSAGES, *RESUME)  # variants of the proxy measured in the CPU phase only
+UI = "llm-sse-proxy-ui"  # the proxy through its UI message stream door (`useChat`'s /api/chat)
+MESSAGES = "llm-sse-proxy-messages"  # the proxy through its Anthropic Messages door (/v1/messages)
+CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME, UI, MESSAGES)  # variants of the proxy measured in the CPU phase only
 
 
 @dataclass
@@ -38,21 +39,25 @@ class PathSpec:
     port: int
     endpoint: str
     schema: bool  # the proxy's SSE schema, else OpenAI's chunks
-    messages: bool = False  # Anthropic's Messages stream instead of either
     headers: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)  # empty: nothing to start (direct)
     env: dict[str, str] = field(default_factory=dict)
+    ui: bool = False  # the UI message stream door: its body in, its chunks out
+    messages: bool = False  # the Anthropic Messages door: its body in, its events out
+
+    @property
+    def format(self) -> str:
+        """The load client's `--format`."""
+        return "ui" if self.ui else "anthropic" if self.messages else "schema" if self.schema else "openai"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.endpoint}"
 
-    @property
-    def format(self) -> str:
-        """What the load client checks each stream against (bench/load_client.py's --format)."""
-        return "anthropic" if self.messages else "schema" if self.schema else "openai"
-
     def body(self, model: str) -> str:
+        if self.ui:
+            return json.dumps({"id": "bench-chat", "model": model,
+                               "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}]})
         chat = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
         if self.messages:
             return json.dumps({**chat, "max_tokens": 4096, "stream": True})
@@ -85,8 +90,8 @@ def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-
     limits = {"requests_per_minute": 1e9, "burst": 1_000_000, "streams_per_client": 100_000, "max_streams": 100_000}
     config.write_text(json.dumps({"server": {"host": "127.0.0.1", "port": port}, "default_model": MODELS[0],
                                   "models": models, "limits": limits, **(extra or {})}, indent=1))  # JSON is YAML
-    cli = VENV_PYTHON.parent / "llm-sse-proxy"
-    argv = [str(cli), "--config", str(config), "--log-level", "warning"]
+    # The package's own entry, not the venv's script: bench/ab.py runs each tree's CLI, wherever it lives.
+    argv = [str(VENV_PYTHON), "-m", "llm_sse_proxy.proxy", "--config", str(config), "--log-level", "warning"]
     if workers > 1:
         argv += ["--workers", str(workers)]
     return PathSpec(name, port, "/chat", schema=True, argv=argv)
@@ -103,6 +108,13 @@ def proxy_messages(mock_port: int, workdir: Path) -> PathSpec:
     """The same proxy and config, asked through its Anthropic Messages door: Anthropic's events out."""
     spec = proxy(mock_port, workdir, name=MESSAGES)
     spec.endpoint, spec.schema, spec.messages = "/v1/messages", False, True
+    return spec
+
+
+def proxy_ui(mock_port: int, workdir: Path) -> PathSpec:
+    """The same proxy and config, asked through its UI message stream door (issue 24): UI chunks out."""
+    spec = proxy(mock_port, workdir, name=UI)
+    spec.endpoint, spec.schema, spec.ui = "/api/chat", False, True
     return spec
 
 

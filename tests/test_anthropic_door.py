@@ -143,7 +143,7 @@ async def test_the_key_comes_as_x_api_key_or_bearer(client: dict[str, Any], erro
         with pytest.raises(error) as raised:
             await sdk_client.messages.create(model="mock", max_tokens=100, messages=MESSAGES)
     assert raised.value.body == {"type": "error", "error": {"type": "authentication_error", "message": (  # type: ignore[attr-defined]
-        "unauthorized: send a valid key as 'Authorization: Bearer <key>', or a ?token= from POST /token")}}
+        "unauthorized: send a valid key as 'Authorization: Bearer <key>' (the SDK's api_key, sent as x-api-key)")}}
 
 
 @pytest.mark.parametrize(("extra", "error", "named"), [

@@ -22,8 +22,9 @@ class SharedLimits(Protocol):
     async def take(self, client: str) -> None:
         """Spend one request from the client's bucket, or raise TooManyRequests."""
 
-    async def enter(self, client: str) -> Leave:
-        """A stream slot for the client (429 or 503 when there is none); call the result to leave."""
+    async def enter(self, client: str, limit: int | None = None) -> Leave:
+        """A stream slot for the client, within `limit` if lower than the configured one (a budget's
+        `streams`); 429 or 503 when there is none. Call the result to leave."""
 
     async def spend_token(self, nonce: str, expires: int) -> None:
         """Use up a verified stream token's nonce, or raise Unauthorized if it was used."""
@@ -45,8 +46,8 @@ class MemoryLimits:
     async def take(self, client: str) -> None:
         self.limiter.take(client)
 
-    async def enter(self, client: str) -> Leave:
-        return self.gates.enter(client)
+    async def enter(self, client: str, limit: int | None = None) -> Leave:
+        return self.gates.enter(client, limit)
 
     async def spend_token(self, nonce: str, expires: int) -> None:
         self.used.spend(nonce, expires, self.clock())

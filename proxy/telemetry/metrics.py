@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from llm_sse_proxy.proxy.relay.outcome import Outcome
+from llm_sse_proxy.proxy.telemetry.budget_metrics import BudgetMetrics
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 KNOWN_REASONS = frozenset(
@@ -64,6 +65,7 @@ class Metrics:
         self.store_failures = Counter("llm_proxy_resume_store_failures",
                                       "Resumable streams the store failed: refused new, or ended (unavailable, fenced)",
                                       ["reason"], registry=r)
+        self.budgets = BudgetMetrics(r)  # billed tokens and cost, budget refusals (issue 23)
         # What every stream records, by model: its children kept.
         self._streams, self._duration, self._ttft = _Children(self.streams), _Children(self.duration), _Children(self.ttft)
         self._tokens = _Children(self.tokens)

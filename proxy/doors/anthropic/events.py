@@ -44,8 +44,15 @@ def error_type(status: int) -> str:
     return _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
 
 
-def error_body(status: int, kind: str, message: str) -> dict[str, Any]:
-    """Anthropic's error object. The proxy's own type (README, "Errors") stays in the message."""
+# Hints that fit this door: its clients send the key as the SDK's api_key (x-api-key).
+HINTS = {"invalid_api_key": " (the SDK's api_key, sent as x-api-key)"}
+
+
+def error_body(status: int, kind: str, message: str, *, param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """Anthropic's error object. The proxy's own type (README, "Errors") stays in the message; Anthropic's
+    shape has no field for `param` or `code` (the message names the field already); a hint fits this door."""
+    message += HINTS.get(code or "", "")
     return {"type": "error", "error": {"type": error_type(status), "message": f"{kind}: {message}"}}
 
 

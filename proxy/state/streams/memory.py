@@ -78,6 +78,7 @@ class MemoryStore:
         self._streams: dict[str, _Stream] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()  # oldest first: dropped first at the budget
         self._size = 0
+        self._labels: dict[str, str] = {}  # label -> the newest stream created with it
 
     @property
     def size(self) -> int:
@@ -90,6 +91,8 @@ class MemoryStore:
         self._make_room()
         stream = self._streams[sid] = _Stream(sid, meta, secrets.token_urlsafe(8))
         self._start_grace(stream)
+        if meta.label:
+            self._labels[meta.label] = sid
         return Lease(sid, stream.token)
 
     async def append(self, lease: Lease, first_seq: int, frames: Sequence[bytes]) -> int:
@@ -138,6 +141,9 @@ class MemoryStore:
     async def status(self, sid: str) -> StreamStatus | None:
         stream = self._streams.get(sid)
         return None if stream is None else stream.status()
+
+    async def labelled(self, label: str) -> str | None:
+        return self._labels.get(label)
 
     async def request_stop(self, sid: str) -> StreamStatus:
         stream = self._streams.get(sid)
@@ -222,6 +228,8 @@ class MemoryStore:
         del self._streams[stream.sid]
         self._finished.pop(stream.sid, None)
         self._size -= stream.size
+        if self._labels.get(stream.meta.label) == stream.sid:
+            del self._labels[stream.meta.label]
         stream.wake()  # readers see it is gone and end
 
     def _attach(self, stream: _Stream, cursor: _Cursor) -> None:
