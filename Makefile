@@ -20,8 +20,9 @@ $(TEST_STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP)
 
+# Ctrl-C is how the proxy is stopped: its status 130 is not an error of make's (issue 26).
 run: $(RUN_STAMP)
-	$(BIN)/llm-sse-proxy --config config.yaml $(ARGS)
+	@trap true INT; $(BIN)/llm-sse-proxy --config config.yaml $(ARGS) || test $$? -eq 130
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(ARGS)
