@@ -78,7 +78,8 @@ class RuntimeParts:
         stack.push_async_callback(generations.aclose)  # before the store closes
         return ResumableStreams(
             store, generations, self.admission.auth, self.admission.limits,
-            ping_interval=server.ping_interval, send_timeout=server.send_timeout, request_id=request_id)
+            ping_interval=server.ping_interval, send_timeout=server.send_timeout, request_id=request_id,
+            readers_per_stream=resume.max_readers_per_stream)
 
 
 __all__ = ["HttpClientFactory", "Runtime", "RuntimeParts"]

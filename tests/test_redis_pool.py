@@ -19,8 +19,8 @@ from tests.replicas import BEARER, Replica, replica_config, replicas, wait_healt
 from tests.sse_parse import parse_stream
 
 pytestmark = pytest.mark.anyio
-POOL = 6
-STREAMS = 24
+POOL = 10
+STREAMS = 16
 LONG = {"name": "long", "adapter": "mock", "reply": " ".join(f"w{i}" for i in range(16)), "chunk_chars": 4,
         "chunk_delay_ms": 60}
 

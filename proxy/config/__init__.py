@@ -125,6 +125,7 @@ class ResumeConfig(_Section):
     memory_budget: int = Field(256 * 1024 * 1024, ge=1024)  # all streams' events; past it new streams get 503
     owner_lease: float = Field(10.0, ge=0.3, le=300)  # redis: a dead replica's streams end with owner_lost after this
     redis_connections: int = Field(64, ge=4, le=10_000)  # redis: the one pool of each process (worker), every feature's
+    max_readers_per_stream: int = Field(8, ge=1, le=10_000)  # per process; each reader after the first also takes a client slot
 
     @model_validator(mode="after")
     def _redis_needs_a_url(self) -> ResumeConfig:

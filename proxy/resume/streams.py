@@ -24,6 +24,7 @@ from llm_sse_proxy.proxy.resume.errors import InvalidCursor, StreamNotFound
 from llm_sse_proxy.proxy.resume.generations import Generations
 from llm_sse_proxy.proxy.resume.ids import is_sid, parse_cursor, resume_after
 from llm_sse_proxy.proxy.resume.reader import ReaderResponse
+from llm_sse_proxy.proxy.resume.readers import ReaderPlaces
 from llm_sse_proxy.proxy.state.streams.store import StreamStatus, StreamStore
 from llm_sse_proxy.proxy.state.limits import SharedLimits
 
@@ -42,11 +43,13 @@ class ResumableStreams:
         ping_interval: float,
         send_timeout: float,
         request_id: RequestId,
+        readers_per_stream: int = 8,
     ) -> None:
         self.store = store
         self.generations = generations
         self.auth = auth
         self.limits = limits
+        self.places = ReaderPlaces(limits, readers_per_stream)
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
         self.request_id = request_id
@@ -54,15 +57,17 @@ class ResumableStreams:
     async def start(self, request: Request, client: Client, produce: Produce, on_done: OnDone) -> Response:
         """Run `produce` as a generation of its own, and answer with its first reader."""
         sid = await self.generations.start(self.owner_of(client), produce, on_done)
-        return self._reader(request, sid, 0, {"x-request-id": self.request_id(request)})
+        leave = self.places.first(sid)
+        return self._reader(request, sid, 0, {"x-request-id": self.request_id(request)}, lambda ending: leave())
 
     async def resume(self, request: Request, sid: str) -> Response:
         """GET /streams/{sid}: the events after the cursor, then live ones; 204 when there are none."""
         after = resume_after(sid, request.headers.get("last-event-id"), request.query_params.get("lastEventId"))
-        status = await self._status_for(request, sid)
+        client, status = await self._status_for(request, sid)
         if status is None or (status.state == "finished" and after >= status.last_seq):
             return self.no_stream(request)
-        return self._reader(request, sid, after, self._headers(request))
+        leave = await self.places.enter(client, sid)
+        return self._reader(request, sid, after, self._headers(request), lambda ending: leave())
 
     async def reconnect(self, request: Request) -> Response:
         """A request that carries Last-Event-ID (GET /stream, POST /chat): resume the stream it names.
@@ -79,7 +84,7 @@ class ResumableStreams:
 
     async def stop(self, request: Request, sid: str) -> Response:
         """POST /streams/{sid}/stop: cancel the generation now (202); say how it ended if it had (200)."""
-        status = await self._status_for(request, sid)
+        _, status = await self._status_for(request, sid)
         if status is None:
             raise StreamNotFound()
         if status.state == "finished":
@@ -96,15 +101,15 @@ class ResumableStreams:
         # 204 is the one answer that makes EventSource stop reconnecting (WHATWG HTML 9.2.3).
         return Response(status_code=204, headers=self._headers(request))
 
-    async def _status_for(self, request: Request, sid: str) -> StreamStatus | None:
-        """The stream's status if it exists and belongs to the client; None otherwise."""
+    async def _status_for(self, request: Request, sid: str) -> tuple[Client, StreamStatus | None]:
+        """Who asks, and the stream's status if it exists and belongs to them (None otherwise)."""
         client = await self._identify(request)
         if not is_sid(sid):
-            return None
+            return client, None
         status = await self.store.status(sid)
         if status is None or not hmac.compare_digest(status.owner, self.owner_of(client)):
-            return None
-        return status
+            return client, None
+        return client, status
 
     async def _identify(self, request: Request) -> Client:
         """Who asks, charged to its rate bucket (a reconnect loop is throttled like any request)."""
@@ -122,13 +127,15 @@ class ResumableStreams:
                                "or the stream's ?token=")
         return client
 
-    def _reader(self, request: Request, sid: str, after: int, headers: Mapping[str, str]) -> Response:
+    def _reader(self, request: Request, sid: str, after: int, headers: Mapping[str, str],
+                on_done: OnDone) -> Response:
         return ReaderResponse(
             self.store, sid, after,
             ping_interval=self.ping_interval,
             send_timeout=self.send_timeout,
             headers={**headers, "x-stream-id": sid},
             for_event_source=request.method == "GET",
+            on_done=on_done,
         )
 
     def _headers(self, request: Request) -> Mapping[str, str]:
