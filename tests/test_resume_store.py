@@ -192,6 +192,26 @@ async def test_the_cap_keeps_the_frames_an_attached_reader_has_not_got(make_stor
     assert status is not None and status.last_seq == 31
 
 
+@pytest.mark.parametrize("cap", ["events", "bytes"])
+async def test_a_finished_stream_keeps_no_more_than_its_cap_once_a_stalled_reader_left(
+        make_store: StoreFactory, cap: str) -> None:
+    # Issue 26 item 3: a reader that stalls until the answer is done pinned every frame, and nothing
+    # trimmed a finished stream: it kept them all for its retention.
+    one = len(frame("x" * 22, 10))
+    store = make_store(**({"max_events": 10} if cap == "events" else {"max_bytes": one * 10}))
+    sid, lease = await started(store, 1)
+    async with aclosing(store.read(sid, 0)) as frames:  # type: ignore[type-var]
+        await frames.__anext__()  # attached, then stalled until the end
+        await store.append(lease, 2, [frame(sid, s) for s in range(2, 40)])
+        await store.finish(lease, 40, frame(sid, 40), "stop")
+    status = await store.status(sid)  # the reader left (its send timeout ended it)
+    assert status is not None and status.state == "finished" and status.last_seq == 40
+    assert status.last_seq - status.first_seq + 1 <= 10
+    with pytest.raises(ResumeGap):  # a late cursor gets resume_gap, as on a running stream
+        await collect(store, sid, 1)
+    assert (await collect(store, sid, 39)) == [frame(sid, 40)]
+
+
 async def test_the_byte_cap_trims_the_oldest_frames(make_store: StoreFactory) -> None:
     one = len(frame("x" * 22, 10))
     store = make_store(max_bytes=one * 10)

@@ -231,7 +231,13 @@ class MemoryStore:
 
     def _detach(self, stream: _Stream, cursor: _Cursor) -> None:
         stream.readers.discard(cursor)
-        if not stream.readers and stream.state == "running" and self._streams.get(stream.sid) is stream:
+        if self._streams.get(stream.sid) is not stream:
+            return
+        if len(stream.frames) > self.limits.max_events or stream.size > self.limits.max_bytes:
+            # The frames this reader held back may go now; a finished stream gets no other append that
+            # would trim it (issue 26 item 3: a stalled reader's stream kept them all for its retention).
+            self._trim(stream)
+        if not stream.readers and stream.state == "running":
             self._start_grace(stream)
 
     def _start_grace(self, stream: _Stream) -> None:
