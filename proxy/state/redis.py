@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
+from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
@@ -118,6 +119,19 @@ class SharedRedis:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def probe(url: str, timeout: float = COMMAND_TIMEOUT) -> str | None:
+    """At start (issue 26 item 12): None if Redis answers PING within `timeout`, else the error's class,
+    never its message (it can echo the URL)."""
+    client = SyncRedis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+    except (RedisError, OSError) as exc:
+        return type(exc).__name__
+    finally:
+        client.close()
+    return None
 
 
 def shared_redis_for(resume: ResumeConfig, *, on_error: OnError) -> SharedRedis | None:
