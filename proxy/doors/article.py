@@ -61,7 +61,7 @@ class ArticleDoor:
         resumable: ResumableStreams | None = request.app.state.runtime.resumable
         if resumable is not None:
             try:
-                return await resumable.start(request, client, relay.run, options["on_done"])
+                return await resumable.start(request, client, relay.run, options["on_done"], relay.outcome)
             except BaseException:
                 options["on_done"]("error")  # no generation started: free its slot now
                 raise

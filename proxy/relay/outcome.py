@@ -24,3 +24,15 @@ class Outcome:
     failures: list[str] = field(default_factory=list)  # the error types that ended a model's turn
     recovered: str | None = None  # the kind of mid-stream recovery, when one succeeded
     malformed: int = 0  # malformed upstream chunks (skipped, but for one that ended the stream)
+    # Resumable streams (proxy/resume/audience.py): how the client left before the end ("closed",
+    # "send_timeout"), and what came of the grace that followed ("resumed", "cancelled_at_grace",
+    # "finished_unread"). Without resume the reason alone says it (cancelled, send_timeout).
+    resumable: bool = False
+    disconnect: str | None = None
+    grace: str | None = None
+
+    def left_early(self) -> str | None:
+        """How the client left before the end, if it did: "closed" or "send_timeout"."""
+        if self.resumable:
+            return self.disconnect
+        return {"cancelled": "closed", "send_timeout": "send_timeout"}.get(self.reason)

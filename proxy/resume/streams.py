@@ -23,6 +23,8 @@ from llm_sse_proxy.proxy.doors.response import OnDone, Produce
 from llm_sse_proxy.proxy.resume.errors import InvalidCursor, StreamNotFound
 from llm_sse_proxy.proxy.resume.generations import Generations
 from llm_sse_proxy.proxy.resume.ids import is_sid, parse_cursor, resume_after
+from llm_sse_proxy.proxy.relay.outcome import Outcome
+from llm_sse_proxy.proxy.resume.audience import Audience
 from llm_sse_proxy.proxy.resume.reader import ReaderResponse
 from llm_sse_proxy.proxy.resume.readers import ReaderPlaces
 from llm_sse_proxy.proxy.state.streams.store import StreamStatus, StreamStore
@@ -50,15 +52,27 @@ class ResumableStreams:
         self.auth = auth
         self.limits = limits
         self.places = ReaderPlaces(limits, readers_per_stream)
+        self._audiences: dict[str, Audience] = {}  # the generations of this process, by stream id
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
         self.request_id = request_id
 
-    async def start(self, request: Request, client: Client, produce: Produce, on_done: OnDone) -> Response:
-        """Run `produce` as a generation of its own, and answer with its first reader."""
-        sid = await self.generations.start(self.owner_of(client), produce, on_done)
-        leave = self.places.first(sid)
-        return self._reader(request, sid, 0, {"x-request-id": self.request_id(request)}, lambda ending: leave())
+    async def start(self, request: Request, client: Client, produce: Produce, on_done: OnDone,
+                    outcome: Outcome | None = None) -> Response:
+        """Run `produce` as a generation of its own, and answer with its first reader. Its readers here are
+        its `Audience`, which records in `outcome` whether the client left and what came of it."""
+        audience = Audience(outcome if outcome is not None else Outcome())
+
+        def done(ending: str | None) -> None:
+            audience.settle(ending)
+            self._audiences.pop(sid, None)
+            on_done(ending)
+
+        sid = await self.generations.start(self.owner_of(client), produce, done, audience.stopped)
+        self._audiences[sid] = audience
+        leave, gone = self.places.first(sid), audience.attach()
+        return self._reader(request, sid, 0, {"x-request-id": self.request_id(request)},
+                            lambda ending: (leave(), gone(ending)))
 
     async def resume(self, request: Request, sid: str) -> Response:
         """GET /streams/{sid}: the events after the cursor, then live ones; 204 when there are none."""
@@ -67,7 +81,10 @@ class ResumableStreams:
         if status is None or (status.state == "finished" and after >= status.last_seq):
             return self.no_stream(request)
         leave = await self.places.enter(client, sid)
-        return self._reader(request, sid, after, self._headers(request), lambda ending: leave())
+        audience = self._audiences.get(sid)  # None: generated elsewhere, or over
+        gone = audience.attach() if audience is not None else None
+        return self._reader(request, sid, after, self._headers(request),
+                            lambda ending: (leave(), gone and gone(ending)))
 
     async def reconnect(self, request: Request) -> Response:
         """A request that carries Last-Event-ID (GET /stream, POST /chat): resume the stream it names.
