@@ -54,17 +54,17 @@ def test_the_cli_prints_the_summary_at_start(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     assert running.stderr[:5] == [f"llm-sse-proxy: config: {config}", "llm-sse-proxy: models: mock (mock); default: mock",
                                   f"llm-sse-proxy: demo page: http://127.0.0.1:{running.port}/",
-                                  "llm-sse-proxy: resumable streams: memory store, this process only (grace 30 s, "
+                                  "llm-sse-proxy: resumable streams: memory store, this process only (grace 10 s, "
                                   "retention 300 s)",
                                   "llm-sse-proxy: CORS: \"*\" (any web page can read the streams; list your site's "
                                   "origins in server.cors_origins before you deploy)"]
 
 
 @pytest.mark.parametrize(("resume", "expected"), [
-    ({}, ["resumable streams: memory store, this process only (grace 30 s, retention 300 s)"]),
+    ({}, ["resumable streams: memory store, this process only (grace 10 s, retention 300 s)"]),
     ({"enabled": False}, ["resumable streams: off (a client that leaves cancels its upstream)"]),
     ({"redis_url": "redis://:hunter2-password@db.example:6380/1"},
-     ["resumable streams: memory store, this process only (grace 30 s, retention 300 s)",
+     ["resumable streams: memory store, this process only (grace 10 s, retention 300 s)",
       "shared limits and cooldowns: redis at db.example:6380"]),
     ({"store": "redis", "redis_url": "redis://user:hunter2-password@10.0.0.7/0", "grace": 5},
      ["resumable streams: redis at 10.0.0.7:6379 (grace 5 s, retention 300 s)",

@@ -118,7 +118,10 @@ class ResumeConfig(_Section):
     enabled: bool = True  # false: today's stream, cancelled within 1 s of a disconnect
     store: Literal["memory", "redis"] = "memory"
     redis_url: SecretStr | None = None  # redis://[:password@]host:port/db; a SecretStr, as it may hold a password
-    grace: float = Field(30.0, gt=0)  # seconds generation goes on with no reader, before it is cancelled
+    # Seconds generation goes on with no reader, before it is cancelled. 10: a browser's EventSource is back in
+    # about 1 s (the `retry: 1000` the proxy sends; bench/eventsource_reconnect.py), so this covers a blip with
+    # several failed reconnects, and bills at most 10 s that nobody may read (it was 30; issue 26 item 10).
+    grace: float = Field(10.0, gt=0)
     retention: float = Field(300.0, ge=0)  # seconds a finished stream can still be replayed
     max_events_per_stream: int = Field(20_000, ge=2)  # past the caps, the oldest events are dropped
     max_bytes_per_stream: int = Field(2 * 1024 * 1024, ge=1024)
