@@ -71,7 +71,7 @@ class ArticleDoor:
         resumable: ResumableStreams | None = request.app.state.runtime.resumable
         if resumable is not None:
             try:
-                reader = await resumable.start(request, client, relay.run, options["on_done"])
+                reader = await resumable.start(request, client, relay.run, options["on_done"], relay.outcome)
             except BaseException:
                 options["on_done"]("error")  # no generation started: free its slot now
                 raise
