@@ -48,6 +48,7 @@ class _Stream:
     sid: str
     owner: str  # StreamMeta.owner; the meta object itself is not kept
     token: str
+    label: str = ""  # StreamMeta.label, for `labelled` (the UI stream door's chat id)
     frames: list[bytes] | tuple[bytes, ...] = field(default_factory=list)  # a tuple once finished
     first_seq: int = 1
     size: int = 0
@@ -96,7 +97,7 @@ class MemoryStore:
         if sid in self._streams:
             raise StreamExists("a stream with this id exists")
         self._make_room()
-        stream = self._streams[sid] = _Stream(sid, meta.owner, secrets.token_urlsafe(8))
+        stream = self._streams[sid] = _Stream(sid, meta.owner, secrets.token_urlsafe(8), meta.label)
         self._start_grace(stream)
         if meta.label:
             self._labels[meta.label] = sid
@@ -263,8 +264,8 @@ class MemoryStore:
         del self._streams[stream.sid]
         self._finished.pop(stream.sid, None)
         self._size -= stream.size
-        if self._labels.get(stream.meta.label) == stream.sid:
-            del self._labels[stream.meta.label]
+        if self._labels.get(stream.label) == stream.sid:
+            del self._labels[stream.label]
         stream.wake()  # readers see it is gone and end
 
     def _attach(self, stream: _Stream, cursor: _Cursor) -> None:
