@@ -8,11 +8,11 @@ import math
 import sys
 from pathlib import Path
 
-ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1", "llm-sse-proxy-anthropic", "llm-sse-proxy-gemini", "llm-sse-proxy-ollama",
+ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1", "llm-sse-proxy-messages", "llm-sse-proxy-anthropic", "llm-sse-proxy-gemini", "llm-sse-proxy-ollama",
          "llm-sse-proxy-resume-off", "llm-sse-proxy-redis", "llm-sse-proxy-granian", "litellm"]
 COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "llm-sse-proxy-granian": "#9467bd",
           "litellm": "#d62728", "llm-sse-proxy-anthropic": "#8c564b", "llm-sse-proxy-gemini": "#17becf",
-          "llm-sse-proxy-ollama": "#bcbd22", "llm-sse-proxy-v1": "#ff7f0e",
+          "llm-sse-proxy-ollama": "#bcbd22", "llm-sse-proxy-v1": "#ff7f0e", "llm-sse-proxy-messages": "#393b79",
           "llm-sse-proxy-resume-off": "#7f7f7f", "llm-sse-proxy-redis": "#e377c2"}
 
 
@@ -86,6 +86,15 @@ def ratio_table(results: dict) -> str:
         rows.append(f"| {label} | {_spread(_ratio(results, 'proxy/floor', key))} "
                     f"| {_spread(_ratio(results, 'litellm/proxy', key), 1)} "
                     f"| {_spread(_ratio(results, 'granian/uvicorn', key))} |")
+    return "\n".join(rows)
+
+
+def tracing_table(results: dict) -> str:
+    """The proxy's CPU with tracing on over off, per chunk and per 1-chunk stream ("" before a run had it)."""
+    if not results.get("ratios", {}).get("tracing-on/off"):
+        return ""
+    rows = ["| figure | tracing on / off |", "|---|---|"]
+    rows += [f"| {label} | {_spread(_ratio(results, 'tracing-on/off', key))} |" for key, label in _LEVELS]
     return "\n".join(rows)
 
 
@@ -270,6 +279,8 @@ def markdown(results: dict) -> str:
               *(["", "### Adapters: each native adapter's CPU over the OpenAI adapter's (target ≤ 1.10)", "",
                  adapter_table(results)] if adapter_table(results) else []),
               *(["", report_resume.section(results)] if report_resume.section(results) else []),
+              *(["", "### Tracing on (exporting to a loopback OTLP receiver) over off (issue 25)", "",
+                 tracing_table(results)] if tracing_table(results) else []),
               "", "## Summary (absolute figures; CPU: each path's median round)", "", summary_table(results), "", "## Targets (llm-sse-proxy)", "",
               targets_table(results), "", "## Details", "", detail_tables(results), "",
               "Charts: cpu_per_chunk.png, ttft.png, capacity.png, memory.png, startup.png.", ""]

@@ -4,12 +4,14 @@ ProxyError
 ├── RequestError            4xx before the stream starts
 │   ├── BadRequest          400
 │   ├── Unauthorized        401
+│   ├── Forbidden           403: known, and not allowed (issue 23: another identity's usage)
 │   ├── NotFound            404
 │   ├── MethodNotAllowed    405
 │   ├── RequestTimeout      408: the body never arrived in full (timed out, or the client left)
 │   ├── PayloadTooLarge     413
 │   ├── UnsupportedMediaType 415
 │   ├── TooManyRequests     429 + Retry-After: this client is over its rate or stream limit
+│   │   └── BudgetExceeded  429 + Retry-After: its token, request or spend budget is spent (issue 23)
 │   └── Overloaded          503 + Retry-After: the proxy as a whole is full, shedding load
 └── UpstreamError           inside the stream: terminate with reason "error"
     ├── UpstreamUnavailable retryable (connect errors, 408/409/429/5xx)
@@ -162,3 +164,20 @@ class TooManyRequests(RequestError):
 class Overloaded(TooManyRequests):
     status = 503
     type = "overloaded"
+
+
+class BudgetExceeded(TooManyRequests):
+    """429: the identity's budget (issue 23) has nothing left in this window; Retry-After is when it ends."""
+
+    type = "budget_exceeded"
+
+    def __init__(self, budget: str, limit: float, retry_after: int) -> None:
+        super().__init__(f"the budget {budget} ({limit:g}) is spent; it frees in {retry_after} s", retry_after=retry_after)
+        self.budget = budget
+
+
+class Forbidden(RequestError):
+    """403: who asks is known, and may not do this (another identity's usage, issue 23)."""
+
+    status = 403
+    type = "forbidden"

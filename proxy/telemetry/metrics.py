@@ -7,18 +7,19 @@ proxy's own error types, a known list of finish reasons), so no client or upstre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from llm_sse_proxy.proxy.relay.outcome import Outcome
+from llm_sse_proxy.proxy.telemetry.budget_metrics import BudgetMetrics
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 KNOWN_REASONS = frozenset(
     {"stop", "length", "content_filter", "tool_calls", "function_call", "error", "cancelled", "shutdown", "send_timeout"}
 )
-DISCONNECTS = {"cancelled": "closed", "send_timeout": "send_timeout"}
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
 DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
@@ -54,6 +55,8 @@ class Metrics:
         self.fallbacks = Counter("llm_proxy_fallbacks", "Fallback models tried", ["model"], registry=r)
         self.upstream_errors = Counter("llm_proxy_upstream_errors", "Upstream errors, by type", ["type"], registry=r)
         self.disconnects = Counter("llm_proxy_client_disconnects", "Clients gone before the end", ["reason"], registry=r)
+        self.grace = Counter("llm_proxy_resume_grace", "Resumable streams whose client left: what came of the grace",
+                             ["outcome"], registry=r)
         self.rejected = Counter("llm_proxy_rejected_requests", "Requests refused before streaming", ["reason"], registry=r)
         self.tokens = Counter("llm_proxy_tokens", "Tokens the upstreams reported", ["model", "direction"], registry=r)
         self.recoveries = Counter("llm_proxy_recoveries", "Answers recovered mid-stream, by kind", ["model", "kind"],
@@ -64,6 +67,14 @@ class Metrics:
         self.store_failures = Counter("llm_proxy_resume_store_failures",
                                       "Resumable streams the store failed: refused new, or ended (unavailable, fenced)",
                                       ["reason"], registry=r)
+        self.budgets = BudgetMetrics(r)  # billed tokens and cost, budget refusals (issue 23)
+        self.reconnects = Counter("llm_proxy_resume_reconnects", "Readers that came back to a resumable stream",
+                                  registry=r)
+        self.store_bytes = Gauge("llm_proxy_resume_store_bytes", "Frame bytes the in-process resumable store holds",
+                                 registry=r)
+        self.spans_dropped_total = Counter("llm_proxy_trace_spans_dropped",
+                                           "Trace spans not exported: queue_full, export_failed (issue 25)",
+                                           ["reason"], registry=r)
         # What every stream records, by model: its children kept.
         self._streams, self._duration, self._ttft = _Children(self.streams), _Children(self.duration), _Children(self.ttft)
         self._tokens = _Children(self.tokens)
@@ -85,8 +96,10 @@ class Metrics:
             self.upstream_errors.labels(error_type).inc()
         if outcome.fallbacks:
             self.fallbacks.labels(model).inc(outcome.fallbacks)
-        if outcome.reason in DISCONNECTS:
-            self.disconnects.labels(DISCONNECTS[outcome.reason]).inc()
+        if (left := outcome.left_early()) is not None:
+            self.disconnects.labels(left).inc()
+        if outcome.grace is not None:
+            self.grace.labels(outcome.grace).inc()
         if outcome.recovered is not None:
             self.recoveries.labels(model, outcome.recovered).inc()
         if outcome.malformed:
@@ -103,6 +116,17 @@ class Metrics:
 
     def store_failure(self, reason: str) -> None:
         self.store_failures.labels(reason).inc()
+
+    def resumed(self) -> None:
+        self.reconnects.inc()
+
+    def watch_store_size(self, size: Callable[[], float]) -> None:
+        """The memory store's size, read at each scrape (nothing is done per frame)."""
+        self.store_bytes.set_function(size)
+
+    def spans_dropped(self, reason: str, count: int) -> None:
+        """Called from the span exporter's thread too: prometheus_client's counters take a lock."""
+        self.spans_dropped_total.labels(reason).inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
