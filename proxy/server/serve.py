@@ -73,8 +73,9 @@ def uvicorn_config(app: object, config: Config, log_level: str) -> uvicorn.Confi
         forwarded_allow_ips=list(trusted),
         # Streams get the grace period to end with a terminate; uvicorn would otherwise wait forever.
         timeout_graceful_shutdown=server.shutdown_grace + 2,  # type: ignore[arg-type]
-        # JSON lines: uvicorn's own lines go to the root handler, in its format (proxy/telemetry/log_format.py).
-        **({"log_config": None} if config.logging.format == "json" else {}),
+        # uvicorn's own lines go to the root handler, in the proxy's format, text or JSON
+        # (proxy/telemetry/log_format.py): one line format on stderr (issue 26), not uvicorn's "INFO:     …" too.
+        log_config=None,
     )
 
 
