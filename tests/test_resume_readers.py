@@ -104,7 +104,7 @@ async def test_many_readers_on_a_replica_that_does_not_own_the_stream_leave_room
     cfg: dict[str, Any] = replica_config(models=[LONG], default_model="long")
     cfg["resume"] = {**cfg["resume"], "store": "redis", "owner_lease": 1.0, "redis_connections": POOL,
                      "max_readers_per_stream": READERS}
-    cfg["limits"] = {"streams_per_client": READERS + 1}
+    cfg["limits"] = {"streams_per_client": READERS + 1, "burst": 100, "requests_per_minute": 6000}
     env = {"REDIS_URL": redis_server.url, "PROXY_KEYS": f"{KEY},{OTHER_KEY}"}
     blocked = 0
     with replicas(tmp_path, cfg, env) as (a, b):
