@@ -67,9 +67,9 @@ class Admission:
         return client
 
     def _wanted(self) -> str:
-        what = "a valid key or JWT" if self.auth.users is not None and self.auth.config.key_hashes else (
-            "a valid JWT" if self.auth.users is not None else "a valid key")
-        return f"send {what} as 'Authorization: Bearer <...>', or a ?token= from POST /token"
+        jwt, keys = self.auth.users is not None, bool(self.auth.config.key_hashes)
+        what = "key or JWT" if jwt and keys else "JWT" if jwt else "key"
+        return f"send a valid {what} as 'Authorization: Bearer <{what}>', or a ?token= from POST /token"
 
     def issue_token(self, client: Client) -> str:
         return self.auth.issue(token_subject(client) if client.authenticated else ANONYMOUS)
