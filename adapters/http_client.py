@@ -10,6 +10,7 @@ errors are mapped to httpx2's as the transport maps them.
 
 from __future__ import annotations
 
+import functools
 import ssl
 
 import aiohttp
@@ -41,12 +42,29 @@ class HttpClients:
         if self._tls is None:
             self._tls = httpx2.create_ssl_context()
         timeout = self.connect_timeout
-        return openai.DefaultAioHttpClient(
+        client = openai.DefaultAioHttpClient(
             timeout=httpx2.Timeout(connect=timeout, read=None, write=timeout, pool=timeout),
             limits=httpx2.Limits(max_connections=UNCAPPED, max_keepalive_connections=1000),
             follow_redirects=False,
             verify=self._tls,
         )
+        transport = aiohttp_transport(client)
+        if transport is not None:
+            transport.client = functools.partial(cookieless_session, transport)
+        return client
+
+
+def cookieless_session(transport: AiohttpTransport) -> aiohttp.ClientSession:
+    """The aiohttp session the transport would make, without a cookie jar (issue 26).
+
+    One client serves every user of a model: a jar would send the cookie an upstream set for one user
+    (a session, a load balancer's affinity) with every other user's requests. The transport calls this
+    on its first request, inside the running loop, as it would build its own.
+    """
+    limits = transport.limits
+    connector = aiohttp.TCPConnector(keepalive_timeout=limits.keepalive_expiry, ssl=transport.ssl_context,
+                                     limit=limits.max_connections or 0)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
 def aiohttp_transport(http: httpx2.AsyncClient) -> AiohttpTransport | None:

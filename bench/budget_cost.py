@@ -23,7 +23,7 @@ from llm_sse_proxy.proxy.admission.budgets import Budgets
 from llm_sse_proxy.proxy.deltas import ChatRequest, Message, Usage
 from llm_sse_proxy.proxy.relay.outcome import Outcome
 from llm_sse_proxy.proxy.state.budgets import BudgetStore, MemoryBudgets
-from llm_sse_proxy.proxy.state.redis import connect
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.redis_budgets import RedisBudgets
 from tests.conftest import make_config
 from tests.redis_fixtures import run_redis_server
@@ -60,11 +60,9 @@ async def main(requests: int, count: int) -> None:
     async with MemoryBudgets() as memory:
         figures["memory"] = await rounds(Budgets(on, memory), requests, count)
     with tempfile.TemporaryDirectory() as tmp, run_redis_server(Path(tmp)) as server:
-        client = connect(server.url)
         store: BudgetStore
-        async with RedisBudgets(lambda: client, on_error=lambda op: None) as store:
+        async with SharedRedis(server.url) as redis, RedisBudgets(redis) as store:
             figures["redis"] = await rounds(Budgets(on, store), requests, count)
-        await client.aclose()
     for name, micros in figures.items():
         print(f"{name:7s} {micros:8.1f} µs per request (reserve + settle), median of {count} rounds of {requests}")
 

@@ -76,8 +76,8 @@ def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-
     limits = {"requests_per_minute": 1e9, "burst": 1_000_000, "streams_per_client": 100_000, "max_streams": 100_000}
     config.write_text(json.dumps({"server": {"host": "127.0.0.1", "port": port}, "default_model": MODELS[0],
                                   "models": models, "limits": limits, **(extra or {})}, indent=1))  # JSON is YAML
-    cli = VENV_PYTHON.parent / "llm-sse-proxy"
-    argv = [str(cli), "--config", str(config), "--log-level", "warning"]
+    # The package's own entry, not the venv's script: bench/ab.py runs each tree's CLI, wherever it lives.
+    argv = [str(VENV_PYTHON), "-m", "llm_sse_proxy.proxy", "--config", str(config), "--log-level", "warning"]
     if workers > 1:
         argv += ["--workers", str(workers)]
     return PathSpec(name, port, "/chat", schema=True, argv=argv)

@@ -31,6 +31,8 @@ OPTION_HELP = (
     ("corrupt_gzip_after=K", "with gzip=1: K chunks, then bytes that do not inflate"),
     ("bad_finish=1, bad_usage=1", "finish_reason as an object; negative token counts"),
     ("linger=1", "the body left open after [DONE]"),
+    ("rpm=N", "a provider quota: past N requests a minute for this key, 429 with Retry-After"),
+    ("hangup_ms=MS", "silence (not even a head) for MS milliseconds, then the connection closed"),
     ("broken_chunk_after=K", "K chunks, then broken chunked framing, the connection left open"),
     ("fault_attempts=N", "the *_after fault fires on the first N attempts only, so a retry or recovery can succeed"),
     ("continue_with=S", "how this model continues a trailing assistant message (default trailing_assistant)"),

@@ -7,14 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llm_sse_proxy.mock_upstream import continuation, faults
+from llm_sse_proxy.mock_upstream import continuation, faults, limits
 from llm_sse_proxy.mock_upstream.openai_rich import RICH_OPTIONS
 
 AFTER_FAULTS = ("drop_after", "close_after", "stall_after", "malformed_after", "error_after",
                 "big_after", "endless_after", "unended_after", "fieldless_after")
 OPTIONS = frozenset(AFTER_FAULTS + ("fail", "cycle", "retry_after", "retry_after_ms", "error_type", "key",
                                     "delay_ms", "first_delay_ms", "chunk_chars", "big_bytes", "echo_key", "gzip") + RICH_OPTIONS
-                    + continuation.CONTINUATION_OPTIONS) | faults.OPTIONS
+                    + continuation.CONTINUATION_OPTIONS) | faults.OPTIONS | limits.OPTIONS
 
 @dataclass
 class Plan:

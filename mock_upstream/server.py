@@ -36,7 +36,7 @@ clients that cannot set headers, as a model-name suffix ``name+opt=value+opt=val
 - ``chunk_chars=N``: code points per content chunk.
 - ``gzip=1``: the body gzip-compressed (``content-encoding: gzip``), flushed after every event.
 - Hostile and odd bodies (a BOM, a 200 that is not an event stream, gzip bombs, broken framing...): see
-  ``mock_upstream/faults.py``.
+  ``mock_upstream/faults.py``; a provider's ``rpm`` quota and a silent hang-up: ``mock_upstream/limits.py``.
 
 A ``*_after`` fault with K beyond the reply's length fires after the last content chunk. Reasoning,
 tool calls and refusals: see ``mock_upstream.openai_rich``; continuations (a trailing assistant
@@ -61,7 +61,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llm_sse_proxy.mock_upstream import continuation, faults
+from llm_sse_proxy.mock_upstream import continuation, faults, limits
 from llm_sse_proxy.mock_upstream.openai_rich import RichDeltas, rich_deltas
 from llm_sse_proxy.mock_upstream.plan import Plan, make_plan, parse_options, reply_text
 from llm_sse_proxy.mock_upstream.options_help import options_epilog
@@ -267,11 +267,15 @@ async def chat_completions(request: Request) -> Response:
         return _reject(attempt, _error(400, "Body must be JSON with a string 'model' and a list 'messages'."))
     try:
         model, opts = parse_options(attempt.model, request.headers)
+        opts = {**request.app.state.options, **opts}  # the server's own defaults lose to the request's
         plan = make_plan(attempt.model, opts)
         rich = rich_deltas(opts, plan.chunk_chars)
     except ValueError as exc:
         return _reject(attempt, _error(400, f"bad mock option: {exc}"))
     attempt.key = plan.key
+    transport = request.scope.get(_TRANSPORT)
+    if (refusal := await limits.before_answer(opts, plan.key, request.app.state, transport, attempt)) is not None:
+        return refusal
     if (n := recorder._try(plan.key, plan.cycle)) <= plan.fail:
         return _reject(attempt, _scripted_failure(plan, opts, n, request.headers.get("authorization", "").removeprefix("Bearer ")), f"fail:{plan.status}")
     if not continuation.fault_fires(opts, n, plan.fail):
@@ -298,7 +302,6 @@ async def chat_completions(request: Request) -> Response:
     finish = "tool_calls" if rich.after and finish == "stop" else finish
     events = _Events(model, pieces, finish, usage if include_usage else None, rich)
     faults.alter_events(events, opts)
-    transport = request.scope.get(_TRANSPORT)
     stream = faults.wrap(_body(attempt, events, plan, transport), opts, attempt, transport)
     headers = {"cache-control": "no-cache"}
     if opts.get("gzip") == "1":
@@ -335,7 +338,9 @@ class _MockApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_mock_upstream_app(recorder: Recorder | None = None, *, default_reply: str = DEFAULT_REPLY) -> Starlette:
+def create_mock_upstream_app(recorder: Recorder | None = None, *, default_reply: str = DEFAULT_REPLY,
+                             options: dict[str, str] | None = None) -> Starlette:
+    """`options`: defaults for every request's options; a test may change them while the server runs."""
     from llm_sse_proxy.mock_upstream import anthropic, gemini, ollama  # the native dialects build on this module
 
     app = _MockApp(
@@ -346,6 +351,7 @@ def create_mock_upstream_app(recorder: Recorder | None = None, *, default_reply:
     )
     app.state.recorder = recorder if recorder is not None else Recorder()
     app.state.default_reply = default_reply
+    app.state.options = options if options is not None else {}
     return app
 
 

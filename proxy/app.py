@@ -23,7 +23,8 @@ from llm_sse_proxy.proxy.doors.response import Shutdown
 from llm_sse_proxy.proxy.resume import routes as resume_routes
 from llm_sse_proxy.proxy.runtime import HttpClientFactory, RuntimeParts
 from llm_sse_proxy.proxy.server.asgi import ProxyApp
-from llm_sse_proxy.proxy.state.cooldowns import cooldowns_for
+from llm_sse_proxy.proxy.state.redis import shared_redis_for
+from llm_sse_proxy.proxy.state.routing_redis import routing_state_for
 from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
 
@@ -40,18 +41,20 @@ def create_app(
     wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly;
-    `clock` times the upstreams' cooldowns, `wall_clock` the in-memory budgets' minutes and days."""
+    `clock` times the deployments' breakers and quotas (without Redis), `wall_clock` the in-memory budgets'
+    minutes and days."""
     http_clients = HttpClients(config.timeouts.connect)
     metrics = Metrics()
-    admission = Admission.from_config(config, on_error=metrics.shared_state_error, budget_clock=wall_clock)
+    redis = shared_redis_for(config.resume, on_error=metrics.shared_state_error)  # one pool per process (issue 21)
+    admission = Admission.from_config(config, redis, budget_clock=wall_clock)
     check(config, admission)
-    cooldowns = cooldowns_for(config, on_error=metrics.shared_state_error, clock=clock)
-    chats = Chats(config, admission, metrics, cooldowns, sleep, shutdown)
+    routing = routing_state_for(redis, clock=clock)
+    chats = Chats(config, admission, metrics, sleep, shutdown)
     doors = [door(chats) for door in DOORS] + [OpsRoutes(config, admission, metrics)]
     routes = [route for door in doors for route in door.routes()]
     if config.resume.enabled:
         routes += resume_routes.ROUTES
-    parts = RuntimeParts(config, admission, cooldowns, metrics,
+    parts = RuntimeParts(config, redis, admission, routing, metrics,
                          http_client_factory or (lambda model: http_clients.new()), sleep, shutdown)
     errors = ErrorRenderer([door.errors for door in doors if door.errors is not None])
     app = ProxyApp(routes=routes, middleware=[cors(config.server.cors_origins)],

@@ -41,8 +41,16 @@ class ProxyError(Exception):
 
 
 class RequestError(ProxyError):
+    """`param`: the request field at fault, if one is. `code`: why, in a word a program can match; each door
+    adds its own hint for a code (proxy/doors/errors.py), so the message itself names no door's routes."""
+
     status = 400
     type = "invalid_request"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
 
     def headers(self) -> dict[str, str]:
         return {}
@@ -68,6 +76,13 @@ class NotFound(RequestError):
 class MethodNotAllowed(RequestError):
     status = 405
     type = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"allow": self.allow}
 
 
 class RequestTimeout(RequestError):
@@ -135,8 +150,9 @@ class TooManyRequests(RequestError):
     status = 429
     type = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int = 1, type_: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: int = 1, type_: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
         if type_ is not None:
             self.type = type_

@@ -13,13 +13,16 @@ from starlette.applications import Starlette
 from llm_sse_proxy.adapters import REGISTRY
 from llm_sse_proxy.proxy.admission.admit import Admission
 from llm_sse_proxy.proxy.admission.limits import CappedAdapter
-from llm_sse_proxy.proxy.config import Config, ModelConfig
+from llm_sse_proxy.proxy.config import Config, DeploymentConfig, ModelConfig
 from llm_sse_proxy.proxy.deltas import Adapter, Sleep
 from llm_sse_proxy.proxy.doors.response import Shutdown
 from llm_sse_proxy.proxy.relay.relay import Upstream
 from llm_sse_proxy.proxy.resume.generations import Generations
 from llm_sse_proxy.proxy.resume.streams import ResumableStreams
-from llm_sse_proxy.proxy.state.cooldowns import Cooldowns
+from llm_sse_proxy.proxy.state.redis import SharedRedis
+from llm_sse_proxy.proxy.routing.deployments import Deployment, ModelRoute
+from llm_sse_proxy.proxy.routing.route import Routes
+from llm_sse_proxy.proxy.state.routing import RoutingState
 from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
 from llm_sse_proxy.proxy.doors.http import request_id
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
@@ -31,7 +34,8 @@ HttpClientFactory = Callable[[ModelConfig], httpx2.AsyncClient]
 class Runtime:
     """What the lifespan opens: one adapter per model, and the clients they share."""
 
-    upstreams: dict[str, Upstream]
+    upstreams: dict[str, Upstream]  # each model's first deployment
+    routes: Routes
     resumable: ResumableStreams | None = None  # None with resume.enabled: false
 
 
@@ -40,8 +44,9 @@ class RuntimeParts:
     """What create_app built that the lifespan opens, in order."""
 
     config: Config
+    redis: SharedRedis | None  # the process's one Redis client: opened first, closed last
     admission: Admission
-    cooldowns: Cooldowns
+    routing: RoutingState
     metrics: Metrics
     make_client: HttpClientFactory
     sleep: Sleep
@@ -50,17 +55,33 @@ class RuntimeParts:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if self.redis is not None:
+                await stack.enter_async_context(self.redis)
             await stack.enter_async_context(self.admission.limits)
-            await stack.enter_async_context(self.admission.budgets.store)  # on the limits' Redis client
-            await stack.enter_async_context(self.cooldowns)
-            upstreams = {m.name: await self._upstream(stack, m) for m in self.config.models}
-            app.state.runtime = Runtime(upstreams, await self._resumable(stack))
+            await stack.enter_async_context(self.admission.budgets.store)  # on the process's Redis client
+            await stack.enter_async_context(self.routing)
+            models = {m.name: await self._model(stack, m) for m in self.config.models}
+            routes = Routes(models, self.routing, total=self.config.timeouts.total,
+                            cooldown_max=self.config.retry.cooldown_max)
+            upstreams = {name: model.deployments[0].upstream for name, model in models.items()}
+            app.state.runtime = Runtime(upstreams, routes, await self._resumable(stack))
             yield
 
-    async def _upstream(self, stack: AsyncExitStack, model: ModelConfig) -> Upstream:
-        spec = REGISTRY[model.adapter]
+    async def _model(self, stack: AsyncExitStack, model: ModelConfig) -> ModelRoute:
+        """The model's deployments, each with its adapter (and HTTP client); one for a model without any."""
+        deployments = []
+        for index, config in enumerate(model.upstreams()):
+            label = config.name or str(index)
+            upstream = await self._upstream(stack, model, config)
+            deployments.append(Deployment(f"{model.name}/{label}", label, upstream, config.weight, config.rpm, config.tpm,
+                                          listed=bool(model.deployments)))
+        breaker = model.breaker.over(self.config.breaker) if model.breaker else self.config.breaker
+        return ModelRoute(model.name, tuple(deployments), model.strategy, breaker)
+
+    async def _upstream(self, stack: AsyncExitStack, model: ModelConfig, deployment: DeploymentConfig) -> Upstream:
+        spec = REGISTRY[deployment.adapter]
         http = await stack.enter_async_context(self.make_client(model)) if spec.uses_http else None
-        adapter: Adapter = spec.build(model.options, http=http, sleep=self.sleep)
+        adapter: Adapter = spec.build(deployment.options, http=http, sleep=self.sleep)
         if model.max_tokens_cap is not None:
             adapter = CappedAdapter(adapter, model.max_tokens_cap)
         return Upstream(model.name, adapter, show_reasoning=model.reasoning == "stream",
@@ -70,7 +91,7 @@ class RuntimeParts:
         resume, server = self.config.resume, self.config.server
         if not resume.enabled:
             return None
-        store = await stack.enter_async_context(STORE_BACKENDS[resume.store](resume))
+        store = await stack.enter_async_context(STORE_BACKENDS[resume.store](resume, self.redis))
         generations = Generations(store, shutdown=self.shutdown, on_store_failure=self.metrics.store_failure)
         stack.push_async_callback(generations.aclose)  # before the store closes
         return ResumableStreams(

@@ -1,16 +1,16 @@
-"""Per-upstream cooldowns (issue 14): an upstream's 429/503 with Retry-After holds its model off for every
-request until then. The rules as a table on a fake clock; then the proxy and the real mock upstream,
-whose recorder counts what reached it, on an injected clock (so nothing here waits for a window to pass)."""
+"""Per-upstream cooldowns (issue 14), now a case of the deployment's circuit breaker (issue 22): an upstream's
+429/503 with Retry-After opens its breaker for that long, for every request. The rules as a table; then the
+proxy and the real mock upstream, whose recorder counts what reached it, on an injected clock (so nothing
+here waits for a window to pass)."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
-from llm_sse_proxy.proxy.state.cooldowns import (
-    KEY_PREFIX, MemoryCooldowns, NoCooldowns, RedisCooldowns, UpstreamCoolingDown, cooldown_seconds,
-)
 from llm_sse_proxy.proxy.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from llm_sse_proxy.proxy.routing.route import hold_seconds
+from llm_sse_proxy.proxy.state.routing_redis import PREFIX
 from tests.conftest import proxy
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
 from tests.test_upstream_openai import ask
@@ -45,24 +45,8 @@ def unavailable(status: int, retry_after: float | None) -> UpstreamUnavailable:
     (UpstreamRejected("no"), None),
 ])
 def test_which_errors_start_a_cooldown_and_for_how_long(error, expected) -> None:
-    assert cooldown_seconds(error, cap=60) == expected
-
-
-@pytest.mark.anyio
-async def test_a_cooldown_lasts_until_its_time_and_a_shorter_one_does_not_cut_it() -> None:
-    clock = FakeClock()
-    cooldowns = MemoryCooldowns(cap=60, clock=clock)
-    await cooldowns.check("gpt")  # nothing noted: it may be asked
-    cooldowns.note("gpt", unavailable(429, 13))
-    cooldowns.note("gpt", unavailable(429, 2))
-    clock.now += 12.5
-    with pytest.raises(UpstreamCoolingDown) as caught:
-        await cooldowns.check("gpt")
-    assert caught.value.retry_after == 1 and caught.value.type == "upstream_unavailable"
-    await cooldowns.check("other")  # per model
-    clock.now += 0.5
-    await cooldowns.check("gpt")
-    await NoCooldowns().check("gpt")
+    assert hold_seconds(error, cap=60) == expected
+    assert hold_seconds(error, cap=0) is None  # retry.cooldown_max: 0
 
 
 def models(up, fallback: bool) -> list[dict]:
@@ -91,7 +75,7 @@ async def test_within_the_window_the_upstream_is_not_asked_and_the_fallback_answ
 
 
 @pytest.mark.anyio
-async def test_without_a_fallback_the_stream_ends_at_once_with_retry_after() -> None:
+async def test_without_a_fallback_the_next_request_gets_503_at_once_with_retry_after() -> None:
     clock = FakeClock()
     retry = {"attempts": 1, "backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_max": 0.5}
     async with mock_upstream() as up:
@@ -99,13 +83,13 @@ async def test_without_a_fallback_the_stream_ends_at_once_with_retry_after() -> 
         async with proxy(config, clock=clock) as client:
             _, first = await ask(client, model="gpt")
             clock.now += 0.4
-            text, second = await ask(client, model="gpt")
+            second = await client.post("/chat", json={"messages": [{"role": "user", "content": "hi"}], "model": "gpt"})
             asked = up.recorder.count("gpt+fail=1:429+retry_after=1")
     assert first["error"]["type"] == "upstream_unavailable" and first["error"]["retry_after"] == 1
-    assert text == "" and asked == 1
-    assert second["reason"] == "error"
-    assert second["error"] == {"type": "upstream_unavailable", "retry_after": 1, "message": (
-        "model 'gpt' is cooling down: its upstream asked to wait (429/503 with Retry-After); it is asked again in 1 s")}
+    assert asked == 1
+    assert second.status_code == 503 and second.headers["retry-after"] == "1"
+    assert second.json()["error"] == {"type": "deployments_unavailable", "message": (
+        "every deployment of gpt is unavailable (circuit breakers open or quotas spent); try again in 1 s")}
 
 
 @pytest.mark.anyio
@@ -131,27 +115,15 @@ async def test_replicas_share_a_cooldown_through_redis(redis_server: RedisServer
             left_ms = await shared_cooldown(redis_server, "gpt")
             text, second = await ask(replica_b, model="gpt")
             asked = up.recorder.count(gpt)
-    assert first["model"] == "backup" and 0 < left_ms <= 30_000
+    assert first["model"] == "backup" and 30_000 < left_ms  # open for 30 s, kept a minute longer
     assert second["model"] == "backup" and text == REPLY and asked == 1  # replica b never asked gpt
 
 
 async def shared_cooldown(server: RedisServer, model: str) -> int:
-    """The cooldown's milliseconds left in Redis, once the replica's write (a task of its own) has landed."""
+    """The breaker's key's milliseconds left in Redis, once the replica's write (a task of its own) has landed."""
     with anyio.fail_after(5):
-        while (left := int(server.command("PTTL", f"{KEY_PREFIX}{model}")[1:])) < 0:
+        while server.command("HGET", f"{PREFIX}{model}/0:state", "open_until") in (b"$-1", b""):
             await anyio.sleep(0.01)
-    return left
+    return int(server.command("PTTL", f"{PREFIX}{model}/0:state")[1:])
 
 
-@pytest.mark.anyio
-async def test_a_redis_that_is_gone_costs_the_sharing_only(redis_server: RedisServer) -> None:
-    errors: list[str] = []
-    clock = FakeClock()
-    async with RedisCooldowns(redis_server.url, cap=60, on_error=errors.append, clock=clock) as cooldowns:
-        redis_server.stop()
-        with anyio.fail_after(10):
-            await cooldowns.check("gpt")  # not known to be cooling: asked, though Redis cannot say
-            cooldowns.note("gpt", unavailable(429, 5))
-            with pytest.raises(UpstreamCoolingDown):
-                await cooldowns.check("gpt")  # this process's own cooldown still applies
-    assert errors == ["cooldown_read", "cooldown_write"]

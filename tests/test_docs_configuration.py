@@ -74,7 +74,7 @@ def _item_keys(items: dict[str, Any], path: str, defs: dict[str, Any]) -> dict[s
     if "oneOf" not in items:
         return _object_keys(items, path + "[].", defs) if "properties" in items else {}
     variants = {_variant_label(v, defs): _object_keys(v, "", defs) for v in items["oneOf"]}
-    first, *others = variants.values()
+    first, *others = [keys for label, keys in variants.items() if "=" in label]  # a model with deployments aside
     common = {name for name, info in first.items() if all(keys.get(name, _MISSING) == info for keys in others)}
     found = {f"{path}[].{name}": first[name] for name in common}
     for label, keys in variants.items():
@@ -83,10 +83,19 @@ def _item_keys(items: dict[str, Any], path: str, defs: dict[str, Any]) -> dict[s
 
 
 def _variant_label(variant: dict[str, Any], defs: dict[str, Any]) -> str:
-    """`adapter=mock`: the variant's constant property tells it from the others."""
+    """`adapter=mock`: the variant's constant property tells it from the others; a model with
+    `deployments` has none, and is `models[deployments]`."""
     properties = _resolve(variant, defs)["properties"]
-    name, field = next((n, f) for n, f in properties.items() if "const" in f)
-    return f"{name}={field['const']}"
+    name, field = next(((n, f) for n, f in properties.items() if "const" in f), ("deployments", None))
+    return name if field is None else f"{name}={field['const']}"
+
+
+# A deployment's adapter keys are its adapter's, documented once in that adapter's table (issue 22).
+_DEPLOYMENT_OPTION = re.compile(r"^models\[deployments\]\.deployments\[(adapter=\w+)\]\.")
+
+
+def _documented_as(path: str) -> str:
+    return _DEPLOYMENT_OPTION.sub(r"models[\1].", path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +178,7 @@ def _same(said: Any, default: Any) -> bool:
 
 def problems(text: str, schema: dict[str, Any]) -> list[str]:
     """Everything that keeps the docs and the schema apart, one line each, sorted by key path."""
-    keys, rows = schema_keys(schema), documented_rows(text)
+    keys, rows = {_documented_as(p): k for p, k in schema_keys(schema).items()}, documented_rows(text)
     documented = {row.path: row for row in rows}
     found = [(path, f"missing from {DOCS.name}: {path} ({_default_of(keys[path])}): add a row to {_table_of(path)}")
              for path in keys.keys() - documented.keys()]
@@ -207,8 +216,9 @@ def test_the_walk_reaches_every_section_and_every_adapter() -> None:
     paths = schema_keys(SCHEMA)
     assert {path.split(".")[0].split("[")[0] for path in paths} == set(SCHEMA["properties"])
     variants = SCHEMA["properties"]["models"]["items"]["oneOf"]
-    adapters = {variant["properties"]["adapter"]["const"] for variant in variants}
-    assert {path.split("]")[0].removeprefix("models[adapter=") for path in paths if "[adapter=" in path} == adapters
+    adapters = {variant["properties"]["adapter"]["const"] for variant in variants if "adapter" in variant["properties"]}
+    assert {path.split("]")[0].removeprefix("models[adapter=") for path in paths if path.startswith("models[adapter=")} == adapters
+    assert any(path.startswith("models[deployments].deployments[adapter=") for path in paths)
 
 
 def without_row(text: str, path_suffix: str) -> str:

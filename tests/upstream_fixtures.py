@@ -34,9 +34,10 @@ def model_at(url: str, dialect: str, name: str = "gpt", upstream_model: str = "m
 
 
 @asynccontextmanager
-async def mock_upstream(reply: str = DEFAULT_REPLY) -> AsyncIterator[Upstream]:
+async def mock_upstream(reply: str = DEFAULT_REPLY, options: dict[str, str] | None = None) -> AsyncIterator[Upstream]:
+    """`options`: every request's default mock options; the test may change the dict while it runs."""
     recorder = Recorder()
-    async with serve(create_mock_upstream_app(recorder, default_reply=reply)) as url:
+    async with serve(create_mock_upstream_app(recorder, default_reply=reply, options=options)) as url:
         yield Upstream(url, recorder)
 
 

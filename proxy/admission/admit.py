@@ -20,7 +20,7 @@ from llm_sse_proxy.proxy.admission.budgets import Budgets
 from llm_sse_proxy.proxy.config import Config
 from llm_sse_proxy.proxy.errors import Unauthorized
 from llm_sse_proxy.proxy.admission.limits import RateLimiter, StreamGates
-from llm_sse_proxy.proxy.state.redis import OnError
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.redis_limits import RedisLimits
 from llm_sse_proxy.proxy.state.budgets import MemoryBudgets
 from llm_sse_proxy.proxy.state.limits import Leave, MemoryLimits, SharedLimits
@@ -36,17 +36,17 @@ class Admission:
     budgets: Budgets
 
     @classmethod
-    def from_config(cls, config: Config, on_error: OnError, budget_clock: Clock = time.time) -> Admission:
-        """`on_error` counts the Redis operations that failed (a metric); `budget_clock` is the wall
-        clock the in-memory budgets' windows follow (Redis follows its own)."""
-        auth, limits, url = Authenticator(config.auth), config.limits, config.resume.redis_url
-        if url is None:
+    def from_config(cls, config: Config, redis: SharedRedis | None, budget_clock: Clock = time.time) -> Admission:
+        """The limits and budgets in this process, or in Redis through the process's one client when there
+        is one; `budget_clock` is the wall clock the in-memory budgets' windows follow (Redis follows its own)."""
+        auth, limits = Authenticator(config.auth), config.limits
+        if redis is None:
             rates = RateLimiter(limits.requests_per_minute, limits.burst)
             gates = StreamGates(limits.streams_per_client, limits.max_streams)
             return cls(auth, MemoryLimits(rates, gates, auth.used), Budgets(config, MemoryBudgets(budget_clock)))
-        shared = RedisLimits(url.get_secret_value(), per_minute=limits.requests_per_minute, burst=limits.burst,
-                             per_client=limits.streams_per_client, total=limits.max_streams, on_error=on_error)
-        return cls(auth, shared, Budgets(config, RedisBudgets(shared.client, on_error=on_error)))
+        shared = RedisLimits(redis, per_minute=limits.requests_per_minute, burst=limits.burst,
+                             per_client=limits.streams_per_client, total=limits.max_streams)
+        return cls(auth, shared, Budgets(config, RedisBudgets(redis)))
 
     async def admit(self, request: Request, *, token: str | None = None) -> Client:
         """Identify the client and charge its bucket; raise 401 or 429 when it may not go on."""
@@ -63,13 +63,13 @@ class Admission:
         client = client or address
         await self.limits.take(client.identity)
         if self.auth.enabled and not client.authenticated:
-            raise Unauthorized(self._wanted())
+            raise Unauthorized(self._wanted(), code="invalid_api_key")  # each door adds its own hint
         return client
 
     def _wanted(self) -> str:
-        jwt, keys = self.auth.users is not None, bool(self.auth.config.key_hashes)
-        what = "key or JWT" if jwt and keys else "JWT" if jwt else "key"
-        return f"send a valid {what} as 'Authorization: Bearer <{what}>', or a ?token= from POST /token"
+        keys, users = bool(self.auth.config.key_hashes), self.auth.users is not None
+        what = "key or JWT" if keys and users else ("JWT" if users else "key")
+        return f"send a valid {what} as 'Authorization: Bearer <{what.replace(' or ', '/').lower()}>'"
 
     def issue_token(self, client: Client) -> str:
         return self.auth.issue(token_subject(client) if client.authenticated else ANONYMOUS)

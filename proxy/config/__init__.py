@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from llm_sse_proxy.adapters import REGISTRY
 from llm_sse_proxy.proxy.config.budgets import BudgetsConfig, JwtConfig, Price, reference_only
 from llm_sse_proxy.proxy.config.errors import close_match, describe, known_keys, unknown_key, yaml_hint
+from llm_sse_proxy.proxy.config.routing import BreakerConfig, BreakerOverride, DeploymentConfig, Strategy, as_mock, routed  # noqa: F401
 
 log = logging.getLogger("llm_sse_proxy.config")
 
@@ -101,6 +102,7 @@ class TimeoutsConfig(_Section):
     first_token: float = Field(30.0, gt=0)
     idle: float = Field(30.0, gt=0)
     total: float = Field(600.0, gt=0)
+    hedge_after: float | None = Field(None, gt=0)  # a silent first try gets the next candidate beside it (docs/routing.md)
 
 
 class FaultsConfig(_Section):
@@ -127,6 +129,7 @@ class ResumeConfig(_Section):
     max_bytes_per_stream: int = Field(2 * 1024 * 1024, ge=1024)
     memory_budget: int = Field(256 * 1024 * 1024, ge=1024)  # all streams' events; past it new streams get 503
     owner_lease: float = Field(10.0, ge=0.3, le=300)  # redis: a dead replica's streams end with owner_lost after this
+    redis_connections: int = Field(64, ge=4, le=10_000)  # redis: the one pool of each process (worker), every feature's
 
     @model_validator(mode="after")
     def _redis_needs_a_url(self) -> ResumeConfig:
@@ -137,7 +140,7 @@ class ResumeConfig(_Section):
 
 class ModelConfig(_Section):
     name: str = Field(min_length=1)
-    adapter: str
+    adapter: str | None = None  # None when the model lists `deployments:` (each has its own)
     fallbacks: list[str] = []
     max_tokens_cap: int | None = Field(None, ge=1)  # requests above it are clamped to it
     reasoning: Literal["stream", "drop"] = "stream"  # drop: its reasoning never reaches a client
@@ -145,6 +148,13 @@ class ModelConfig(_Section):
     continue_with: Literal["none", "trailing_assistant", "prefix_flag", "continue_final_message"] = "none"
     price: Price | None = None  # per million tokens, for spend budgets (issue 23)
     options: Any = None  # the adapter's own options model, validated by its spec
+    strategy: Strategy = "weighted"  # how a request picks among the deployments (docs/routing.md)
+    deployments: list[DeploymentConfig] = []
+    breaker: BreakerOverride | None = None  # this model's changes to the top-level `breaker:`
+
+    def upstreams(self) -> list[DeploymentConfig]:
+        """Its deployments: a model without `deployments:` is one, made of its own adapter."""
+        return self.deployments or [DeploymentConfig(adapter=self.adapter or "", options=self.options)]
 
     @field_validator("recovery", mode="before")
     @classmethod
@@ -165,6 +175,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     resume: ResumeConfig = ResumeConfig()
     faults: FaultsConfig = FaultsConfig()
+    breaker: BreakerConfig = BreakerConfig()
     budgets: BudgetsConfig = BudgetsConfig()
 
     def model(self, name: str) -> ModelConfig | None:
@@ -175,7 +186,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # The shell's forms: ${VAR}, ${VAR:-default} (unset or empty), ${VAR-default} (unset). Keys and
 # secrets take the plain form only, so no default can put one in the file.
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
-_MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap", "reasoning", "recovery", "continue_with", "price"}
+_MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap", "reasoning", "recovery", "continue_with",
+               "strategy", "breaker", "price"}
 _SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -227,6 +239,8 @@ def _parse_model(raw: Any, loc: str, where: str, environ: Mapping[str, str]) -> 
     if isinstance(raw.get("name"), str):
         loc = f"{loc} ({raw['name']})"
     written, raw = raw, _substitute(raw, loc, where, environ)
+    if "deployments" in raw:
+        return _parse_routed_model(raw, written, loc, where)
     spec = REGISTRY.get(raw.get("adapter"))  # type: ignore[arg-type]
     if spec is None:
         raise ConfigError(f"{where}: {_adapter_problem(raw, loc)}")
@@ -237,6 +251,20 @@ def _parse_model(raw: Any, loc: str, where: str, environ: Mapping[str, str]) -> 
     except ValidationError as exc:
         known = {*_MODEL_KEYS, *spec.options.model_fields}
         raise ConfigError(f"{where}: {loc}.{describe(exc.errors()[0], known)}") from None
+
+
+def _parse_routed_model(raw: dict[str, Any], written: dict[str, Any], loc: str, where: str) -> ModelConfig:
+    def warn(index: int, options: type[BaseModel], place: str) -> None:
+        _warn_of_written_secrets(written["deployments"][index], options, f"{where}: {place}")
+
+    try:
+        deployments = routed(raw, loc, warn)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    try:
+        return ModelConfig.model_validate({**{k: raw[k] for k in _MODEL_KEYS if k in raw}, "deployments": deployments})
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {loc}.{describe(exc.errors()[0], {*_MODEL_KEYS, 'deployments'})}") from None
 
 
 def _adapter_problem(raw: dict[str, Any], loc: str) -> str:
@@ -305,6 +333,8 @@ def _key_hashes(entry: Any, loc: str, where: str, environ: Mapping[str, str]) ->
 def _as_mock(model: Any) -> Any:
     if not isinstance(model, dict):
         return model
+    if "deployments" in model:
+        return {k: model[k] for k in _MODEL_KEYS if k in model} | {"deployments": as_mock(model["deployments"])}
     return {k: model[k] for k in _MODEL_KEYS - {"adapter"} if k in model} | {"adapter": "mock"}
 
 

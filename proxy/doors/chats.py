@@ -28,7 +28,6 @@ from llm_sse_proxy.proxy.doors.validation import ParsedChat, check_supported
 from llm_sse_proxy.proxy.errors import BudgetExceeded, NotFound, UnsupportedMediaType
 from llm_sse_proxy.proxy.relay.outcome import Outcome
 from llm_sse_proxy.proxy.relay.relay import Relay
-from llm_sse_proxy.proxy.state.cooldowns import Cooldowns
 from llm_sse_proxy.proxy.telemetry import access_log
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
 
@@ -40,7 +39,6 @@ class Chats:
     config: Config
     admission: Admission
     metrics: Metrics
-    cooldowns: Cooldowns
     sleep: Sleep
     shutdown: Shutdown | None
 
@@ -58,6 +56,24 @@ class Chats:
         chain = self._chain(request, name, parsed)
         rid = request_id(request)
         prompt = _last_user_message(parsed) if self.config.logging.log_prompts else None
+        route = await request.app.state.runtime.routes.open(chain)
+        try:
+            leave, asked, reservation = await self._admit(client, parsed, name)
+        except BaseException:
+            route.close()  # the deployment taken for the first attempt is given back
+            raise
+        # Last: nothing below can fail and leak the slot, the reservation or the deployment.
+        relay = Relay(route, asked, retry=self.config.retry, timeouts=self.config.timeouts, sleep=self.sleep,
+                      events=parsed.events, faults=self.config.faults)
+        self.metrics.stream_started()
+        options = {"ping_interval": self.config.server.ping_interval, "send_timeout": self.config.server.send_timeout,
+                   "shutdown": self.shutdown, "headers": {"x-request-id": rid}}
+        ending = Ending(leave, client, reservation, self.admission.budgets.prompt_of(asked))
+        options["on_done"] = self._on_done(relay, ending, rid, name, prompt)
+        return relay, options
+
+    async def _admit(self, client: Client, parsed: ParsedChat, name: str) -> tuple[Any, Any, Any]:
+        """The client's stream slot, then its budget's reservation (`max_tokens` capped to what is left)."""
         leave = await self.admission.enter(client)
         try:
             asked, reservation = await self.admission.budgets.reserve(client, parsed.request, name)
@@ -66,31 +82,25 @@ class Chats:
             if isinstance(exc, BudgetExceeded):
                 self.metrics.budgets.refusal(exc.budget, self.admission.budgets.tier_label(client))
             raise
-        # Last: nothing below can fail and leak the slot or the reservation.
-        relay = Relay(chain, asked, retry=self.config.retry, timeouts=self.config.timeouts, sleep=self.sleep,
-                      events=parsed.events, faults=self.config.faults, cooldowns=self.cooldowns)
-        self.metrics.stream_started()
-        options = {"ping_interval": self.config.server.ping_interval, "send_timeout": self.config.server.send_timeout,
-                   "shutdown": self.shutdown, "headers": {"x-request-id": rid}}
-        ending = Ending(leave, client, reservation, self.admission.budgets.prompt_of(asked))
-        options["on_done"] = self._on_done(relay, ending, rid, name, prompt)
-        return relay, options
+        return leave, asked, reservation
 
-    def _chain(self, request: Request, name: str, parsed: ParsedChat) -> list[Any]:
-        upstreams = request.app.state.runtime.upstreams
-        if name not in upstreams:
-            raise NotFound(f"unknown model {name!r}; GET /models lists them")
+    def _chain(self, request: Request, name: str, parsed: ParsedChat) -> list[str]:
+        """The names of the model and its fallbacks, each able to answer the request (else 400 or 404)."""
+        if name not in request.app.state.runtime.upstreams:
+            raise NotFound(f"unknown model {name!r}", param="model", code="model_not_found")
         check_size(parsed.request, self.config.limits)
         models: list[ModelConfig] = [self.config.model(n) for n in [name, *self.config.model(name).fallbacks]]  # type: ignore[misc, union-attr]
-        for model in models:  # a fallback must answer the same request, or be refused up front too
-            check_supported(parsed.request, model.name, REGISTRY[model.adapter].takes)
-        return [upstreams[m.name] for m in models]
+        for model in models:  # a fallback (and each deployment) must answer the same request, or be refused up front
+            for deployment in model.upstreams():
+                check_supported(parsed.request, model.name, REGISTRY[deployment.adapter].takes)
+        return [m.name for m in models]
 
     def _on_done(self, relay: Relay, ending: Ending, rid: str, name: str, prompt: str | None) -> OnDone:
         started = anyio.current_time()
 
         def done(reason: str | None) -> None:
             ending.leave()
+            relay.route.close()  # a stream that never ran gives back its first deployment too
             outcome = relay.outcome
             if reason is not None:
                 outcome.reason = reason

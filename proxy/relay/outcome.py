@@ -13,6 +13,7 @@ class Outcome:
 
     reason: str = "cancelled"
     model: str | None = None
+    deployment: str | None = None  # the label of the model's deployment that answered (issue 22)
     usage: Usage | None = None
     error_type: str | None = None
     error_status: int | None = None  # the upstream's HTTP status behind the error, if any

@@ -11,6 +11,7 @@ its first text, nothing has reached the client: the retry is safe, as before any
 
 After the commit point, a model configured with `recovery` may have its cut answer recovered on the
 next attempt of the same order (proxy/relay/recovery.py: continue the text, or restart it with a reset).
+Each attempt goes to a deployment of its model, from the request's route (proxy/relay/attempts.py, issue 22).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_exponential_jitter
 
 from llm_sse_proxy.proxy.config import FaultsConfig, RetryConfig, TimeoutsConfig
-from llm_sse_proxy.proxy.state.cooldowns import Cooldowns, NoCooldowns
 from llm_sse_proxy.proxy.relay.deadline import ReadDeadline
 from llm_sse_proxy.proxy.deltas import (
     Adapter,
@@ -51,11 +51,13 @@ from llm_sse_proxy.proxy.errors import (
     UpstreamTimeout,
     UpstreamTruncated,
 )
+from llm_sse_proxy.proxy.relay.attempts import Attempts
 from llm_sse_proxy.proxy.relay.outcome import Outcome
 from llm_sse_proxy.proxy.relay.recovery import CannotRecoverHere, Plan, Recovery, add_usage
 from llm_sse_proxy.proxy.relay.rich_events import Extras, Named
 from llm_sse_proxy.proxy.relay.splice import MAX_ECHO, splice
 from llm_sse_proxy.proxy.relay.sse import terminate_payload, text_payload
+from llm_sse_proxy.proxy.routing.route import ModelUnavailable, RequestRoute
 
 log = logging.getLogger("llm_sse_proxy.relay")
 
@@ -82,7 +84,7 @@ class Relay:
 
     def __init__(
         self,
-        chain: Sequence[Upstream],
+        chain: Sequence[Upstream] | RequestRoute,
         request: ChatRequest,
         *,
         retry: RetryConfig,
@@ -90,10 +92,9 @@ class Relay:
         sleep: Sleep = anyio.sleep,
         events: frozenset[str] = frozenset(),
         faults: FaultsConfig = FaultsConfig(),
-        cooldowns: Cooldowns = NoCooldowns(),
     ) -> None:
-        self.chain = chain
-        self.cooldowns = cooldowns  # upstreams that asked every request to wait (proxy/state/cooldowns.py)
+        self.route = chain if isinstance(chain, RequestRoute) else RequestRoute.of_upstreams(chain)
+        self.chain = [model.deployments[0].upstream for model in self.route.chain]
         self.request = request
         self.events = events  # the named events the client asked for
         self.retry = retry
@@ -101,7 +102,7 @@ class Relay:
         self.sleep = sleep
         self.faults = faults
         self.recovery = Recovery(request, may_reset="reset" in events, budget=faults.max_recoveries)
-        self._recording = any(upstream.recovery != "off" for upstream in chain)  # keep the text sent
+        self._recording = any(upstream.recovery != "off" for upstream in self.chain)  # keep the text sent
         self._spent: Usage | None = None  # what failed attempts reported using
         self._plan: Plan | None = None  # how the attempt under way was asked, when it recovers
         self._malformed_run = 0
@@ -112,6 +113,7 @@ class Relay:
         self._total_deadline = math.inf
         self._no_first_token = f"no first token within {timeouts.first_token:g} s"
         self._silent = f"the upstream was silent for {timeouts.idle:g} s"
+        self.attempts = Attempts(self.route, timeouts, faults, self.outcome)
 
     async def run(self, emit: Emit) -> Outcome:
         """Emit text events, then exactly one terminate. Only cancellation escapes."""
@@ -127,6 +129,8 @@ class Relay:
             stack = "".join(traceback.format_tb(exc.__traceback__))
             log.error("relay failed with %s:\n%s", type(exc).__name__, stack)
             await self._fail(emit, "internal_error", "the proxy failed; see its log")
+        finally:
+            self.route.close()  # every deployment slot still held is given back, cancelled or not
         return self.outcome
 
     async def _through_chain(self, emit: Emit) -> None:
@@ -134,12 +138,13 @@ class Relay:
         for position, upstream in enumerate(self.chain):
             self.outcome.fallbacks = position
             try:
-                await self.cooldowns.check(upstream.name)
-                await self._with_retries(upstream, emit)
+                await self._with_retries(position, emit)
                 return
             except CannotRecoverHere:
                 continue
             except UpstreamError as exc:
+                if isinstance(exc, ModelUnavailable) and self.attempts.last_failure is not None:
+                    exc = self.attempts.last_failure  # what was said before the breakers closed to this request
                 self.outcome.failures.append(exc.type)
                 if self.committed and not self.recovery.active:
                     raise
@@ -156,11 +161,11 @@ class Relay:
         """A content-policy rejection is the answer: no fallback, unless configured (issue 12)."""
         return isinstance(exc, ContentPolicyRejected) and self.faults.content_policy == "final"
 
-    async def _with_retries(self, upstream: Upstream, emit: Emit) -> None:
+    async def _with_retries(self, position: int, emit: Emit) -> None:
         # Most requests succeed at once: tenacity's machinery is built only once an attempt has failed.
         first: UpstreamError | None
         try:
-            return await self._attempt(upstream, emit)
+            return await self._attempt(position, emit)
         except UpstreamError as exc:
             first = exc
         retrying = AsyncRetrying(stop=stop_after_attempt(self.retry.attempts), wait=self._wait, sleep=self.sleep,
@@ -171,22 +176,24 @@ class Relay:
                 if first is not None:  # attempt 1, already run: tenacity judges its error, numbering unchanged
                     failed, first = first, None
                     raise failed
-                await self._attempt(upstream, emit)
+                await self._attempt(position, emit)
 
-    async def _attempt(self, upstream: Upstream, emit: Emit) -> None:
-        self.outcome.attempts += 1
+    async def _attempt(self, position: int, emit: Emit) -> None:
+        upstream = await self.attempts.begin(position)
         sent_before = self.outcome.text_chars
         try:
             await self._stream(upstream, emit)
         except UpstreamError as exc:
             if exc.usage is None and self.outcome.text_chars > sent_before:
-                self.outcome.unmetered.append(self.outcome.text_chars - sent_before)
-            self._failed(exc, upstream)
+                self.outcome.unmetered.append(self.outcome.text_chars - sent_before)  # billed by estimate
+            self.attempts.failed(exc)
+            self._failed(exc, self.attempts.upstream)
             raise
+        finally:
+            self.attempts.end()
 
     def _failed(self, exc: UpstreamError, upstream: Upstream) -> None:
         self.outcome.spent = self._spent = add_usage(self._spent, exc.usage)
-        self.cooldowns.note(upstream.name, exc)
         self._refused = False
         if not self.committed or isinstance(exc, CannotRecoverHere):
             return
@@ -198,7 +205,7 @@ class Relay:
 
     def _should_retry(self, exc: BaseException) -> bool:
         # Never True for CancelledError: tenacity would swallow the client's disconnect.
-        if not isinstance(exc, UpstreamError) or isinstance(exc, CannotRecoverHere):
+        if not isinstance(exc, UpstreamError) or isinstance(exc, (CannotRecoverHere, ModelUnavailable)):
             return False
         if self.committed:
             refused = self._refused and self.recovery.may_reset  # restart it instead
@@ -206,14 +213,14 @@ class Relay:
                 return False
         elif not exc.retryable:
             return False
-        if isinstance(exc, NoFirstToken) and self.faults.first_token_timeout == "next_model":
-            return False
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None and retry_after > self.retry.retry_after_max:
-            return False
         if anyio.current_time() >= self._total_deadline:
             return False
-        return True
+        if self.attempts.elsewhere():
+            return True  # another deployment of the model: asked at once (see _wait)
+        if self.attempts.next_model(exc):
+            return False
+        retry_after = getattr(exc, "retry_after", None)
+        return retry_after is None or retry_after <= self.retry.retry_after_max
 
     def _before_sleep(self, state: RetryCallState) -> None:
         # Called only when a retry really follows (the stop rule has been checked).
@@ -223,6 +230,8 @@ class Relay:
         log.info("retrying in %.2f s after %s: %s", state.upcoming_sleep, exc.type, exc.message)
 
     def _wait(self, state: RetryCallState) -> float:
+        if self.attempts.elsewhere():
+            return 0.0  # the backoff and a Retry-After are the failed deployment's, not another's
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
@@ -239,6 +248,7 @@ class Relay:
                     await self._relay(deltas, deadline, upstream, emit)
                 finally:
                     deadline.close()
+                    await self.attempts.close_hedges()
             if reading.cancelled_caught:
                 if deadline.deadline >= self._total_deadline:
                     raise UpstreamTimeout(f"the stream exceeded its total time limit of {self.timeouts.total:g} s")
@@ -248,7 +258,8 @@ class Relay:
 
     async def _relay(self, deltas: AsyncIterator[Delta], deadline: ReadDeadline, upstream: Upstream, emit: Emit) -> None:
         deadline.arm(self.timeouts.first_token, self._no_first_token)
-        delta = await _next(deltas)
+        hedge = not self.committed and self._plan is None  # only a first try is hedged, never a recovery
+        delta, deltas, upstream = await self.attempts.first_delta(deltas, self.request, hedge)
         if self._plan is not None:
             delta = await self._recover(self._plan, delta, deltas, deadline, upstream, emit)
         extras = Extras(self.events, show_reasoning=upstream.show_reasoning)
@@ -362,15 +373,18 @@ class Relay:
         """The first event goes to the client: from now on nothing is retried."""
         self.committed = True
         self.outcome.model = upstream.name
+        self.outcome.deployment = self.attempts.answered()[0]
         self.outcome.ttft = deadline.now() - self._started
 
     async def _finish(self, emit: Emit, finish: Finish, extras: Extras, upstream: Upstream) -> None:
         self.outcome.model = upstream.name
+        self.outcome.deployment, listed = self.attempts.answered()
         self.outcome.reason = reason = extras.reason(finish.reason)
-        self.outcome.usage = usage = add_usage(self._spent, finish.usage)  # every attempt's tokens are billed
+        self.outcome.usage = usage = add_usage(self._spent, self.attempts.billed(finish.usage))  # all attempts billed
         recovered = self._recovered()
         await emit(terminate_payload(reason, usage=usage, model=upstream.name, tool_calls=extras.tool_calls(),
-                                     usage_details=extras.details, recovered=recovered))
+                                     usage_details=extras.details, recovered=recovered,
+                                     deployment=listed if self.events else None))
 
     async def _fail(self, emit: Emit, error_type: str, message: str, retry_after: float | None = None) -> None:
         self.outcome.reason = "error"

@@ -73,6 +73,7 @@ def terminate_payload(
     usage_details: bool = False,
     recovered: Mapping[str, Any] | None = None,
     retry_after: float | None = None,
+    deployment: str | None = None,
 ) -> dict[str, Any]:
     """The one final event; `error` is (type, message). The fields a request gets only when it asked
     for named events (`usage_details`, `tool_calls`) come last, so older fields keep their bytes."""
@@ -89,6 +90,8 @@ def terminate_payload(
         payload["tool_calls"] = list(tool_calls)  # the tool_call events' payloads, in order
     if recovered is not None:
         payload["recovered"] = dict(recovered)  # {"kind", "after_chars", "model"}: a mid-stream recovery
+    if deployment is not None:
+        payload["deployment"] = deployment  # which of the model's deployments answered; for named-event clients
     return payload
 
 

@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import ipaddress
 
-from llm_sse_proxy.proxy.config import Config
+from llm_sse_proxy.proxy.config import Config, ModelConfig
 
 WILDCARDS = {"0.0.0.0", "::", ""}
 
 
 def startup_summary(config: Config, *, config_file: str, mock: bool, host: str, port: int) -> list[str]:
     """Lines to print once at start; the last ones are warnings for a proxy others can reach."""
-    models = ", ".join(f"{m.name} ({m.adapter})" for m in config.models)
+    models = ", ".join(f"{m.name} ({_adapters(m)})" for m in config.models)
     lines = [f"config: {config_file}", f"models: {models}; default: {config.default_model}"]
     if mock:
         lines.append("--mock: every model answers from the offline mock adapter")
     lines.append(f"demo page: http://{_browsable(host)}:{port}/")
     return lines + _warnings(config, host)
+
+
+def _adapters(model: ModelConfig) -> str:
+    """`openai`, or for a model with deployments `3 deployments: openai, ollama`."""
+    adapters = ", ".join(dict.fromkeys(d.adapter for d in model.upstreams()))
+    return f"{len(model.deployments)} deployments: {adapters}" if model.deployments else adapters
 
 
 def _warnings(config: Config, host: str) -> list[str]:

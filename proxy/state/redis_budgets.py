@@ -14,18 +14,15 @@ logged and counted; the reservation it would have corrected stays charged (the b
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from llm_sse_proxy.proxy.state.budgets import Ask, Charge, Grant, Meter, Reading, Refusal, amount
-from llm_sse_proxy.proxy.state.redis import OnError, shared_state
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 
-log = logging.getLogger("llm_sse_proxy.redis")
 
 PREFIX = "llmsse:budget:"
 KINDS = {"requests": "r", "tokens": "t", "spend": "s"}
@@ -86,11 +83,10 @@ SCRIPTS = {"reserve": RESERVE, "settle": SETTLE, "read": READ, "reset": RESET}
 
 
 class RedisBudgets:
-    """`BudgetStore` on the Redis client that `client()` gives (the shared limits' own, once open)."""
+    """`BudgetStore` on the process's one Redis client."""
 
-    def __init__(self, client: Callable[[], Redis], *, on_error: OnError) -> None:
-        self.client = client
-        self.on_error = on_error
+    def __init__(self, redis: SharedRedis) -> None:
+        self.redis = redis
         self._scripts: dict[str, AsyncScript] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -98,7 +94,7 @@ class RedisBudgets:
         args: list[Any] = [ask.prompt, ask.max_tokens, ask.input_price, ask.output_price]
         for meter in meters:
             args += [meter.window, meter.limit, KINDS[meter.kind]]
-        with shared_state("budget", self.on_error):
+        with self.redis.failures("budget"):
             reply = await self._scripts["reserve"](keys=[_prefix(identity, m) for m in meters], args=args)
         if int(reply[0]) == 0:
             return Refusal(meters[int(reply[1]) - 1], float(reply[2]))
@@ -116,18 +112,17 @@ class RedisBudgets:
         try:
             await self._scripts["settle"](keys=keys, args=[d for _, d in wanted])
         except (RedisError, OSError) as exc:
-            self.on_error("budget_settle")
-            log.warning("redis unavailable settling a budget (%s); the reservation stays charged", type(exc).__name__)
+            self.redis.failed("budget_settle", exc, "the reservation stays charged")
 
     async def read(self, identity: str, meters: Sequence[Meter]) -> list[Reading]:
-        with shared_state("budget_read", self.on_error):
+        with self.redis.failures("budget_read"):
             reply = await self._scripts["read"](keys=[_prefix(identity, m) for m in meters],
                                                 args=[m.window for m in meters])
         now = float(reply[0])
         return [Reading(m, int(used), (now // m.window + 1) * m.window - now) for m, used in zip(meters, reply[1:])]
 
     async def reset(self, identity: str, meters: Sequence[Meter]) -> None:
-        with shared_state("budget_reset", self.on_error):
+        with self.redis.failures("budget_reset"):
             await self._scripts["reset"](keys=[_prefix(identity, m) for m in meters], args=[m.window for m in meters])
 
     async def settled(self) -> None:
@@ -140,8 +135,7 @@ class RedisBudgets:
         task.add_done_callback(self._tasks.discard)
 
     async def __aenter__(self) -> RedisBudgets:
-        redis = self.client()
-        self._scripts = {name: redis.register_script(body) for name, body in SCRIPTS.items()}
+        self._scripts = {name: self.redis.client.register_script(body) for name, body in SCRIPTS.items()}
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -111,6 +111,8 @@ class ChunkStream(_DoorResponse):
 
     async def _open(self) -> None:
         """Send the head and the role chunk; from then on events bypass the held `send`."""
+        if self.outcome.model is not None:  # the relay names the model it committed to before the first event
+            self.encoder.answered_by(self.outcome.model)
         await self._write(self.encoder.first())
         self._send = self.held.unwrapped
 
@@ -126,6 +128,8 @@ class ChunkStream(_DoorResponse):
         if failure is None:
             if not self.held.started:
                 await self._open()
+            if payload.get("model"):  # a recovery may have handed the answer to another model
+                self.encoder.answered_by(payload["model"])
             await self._write(self.encoder.end(payload, self.include_usage))
         elif self.held.started:
             await self._write(self.encoder.error(*failure))

