@@ -2,7 +2,9 @@
 import { bearer, keepKey } from "./client-key.js";
 import { viaEventSource } from "./event-source.js";
 import { streamChat } from "./sse-client.js";
-import { KEY_HELP, failureWords, rehearsalModels, statsWords, terminateWords, usageWords } from "./words.js";
+import {
+  KEY_HELP, failureWords, rehearsalModels, spentBudgetWords, statsWords, terminateWords, usageWords,
+} from "./words.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("chat");
@@ -65,14 +67,23 @@ function toolOnlyOverFetch() {
   if (offerTool.disabled) offerTool.checked = false;
 }
 
-/** What the caller has left of its budgets (GET /usage), when the proxy has any for it. */
+/** What the caller has left of its budgets (GET /usage), when the proxy has any for it; the usage, or null. */
 async function showUsage() {
   try {
     const response = await fetch("usage", { headers: bearer(clientKey()) });
-    usageLine.textContent = response.ok ? usageWords(await response.json()) : "";
+    const usage = response.ok ? await response.json() : null;
+    usageLine.textContent = usage ? usageWords(usage) : "";
+    return usage;
   } catch {
     usageLine.textContent = "";
+    return null;
   }
+}
+
+/** An EventSource refused before any text: when a budget is spent, say that instead of a guess. */
+async function sayIfSpent(run) {
+  const words = spentBudgetWords((await showUsage()) ?? {});
+  if (words && run.over && !run.hasText) notice.textContent = words;
 }
 
 async function loadModels() {
@@ -142,6 +153,7 @@ function start() {
       if (run.over) return;
       close();
       conclude(run, "error", message);
+      if (!run.hasText) sayIfSpent(run);
     },
     refused(err) { // a 4xx/5xx before any stream, or no answer at all
       if (err.status === 401) keyRow.hidden = false;

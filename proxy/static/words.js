@@ -90,10 +90,20 @@ export function durationWords(seconds) {
 
 /** A 429 budget_exceeded in plain words: which allowance is used up, and when the next request may go. */
 export function budgetWords(err) {
-  const budget = /budget (\w+)/.exec(err.message ?? "")?.[1];
+  return spentWords(/budget (\w+)/.exec(err.message ?? "")?.[1], err.retryAfter);
+}
+
+function spentWords(budget, seconds) {
   const [what] = BUDGET_WORDS[budget] ?? ["allowance"];
-  const when = err.retryAfter ? ` You can send again in ${durationWords(err.retryAfter)}.` : " Try again later.";
+  const when = seconds ? ` You can send again in ${durationWords(seconds)}.` : " Try again later.";
   return `You have used up your ${what}.${when}`;
+}
+
+/** From GET /usage, the words for the first budget with nothing left; empty when none is spent. EventSource
+ * cannot read a refusal's status, so the page asks /usage whether a budget was the reason. */
+export function spentBudgetWords({ budgets = [] } = {}) {
+  const spent = budgets.find(({ left }) => left <= 0);
+  return spent ? spentWords(spent.budget, spent.resets_in) : "";
 }
 
 /** GET /usage as one line: what is left in each window; empty when the caller has no budget. */

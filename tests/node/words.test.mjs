@@ -4,7 +4,7 @@ import { test } from "node:test";
 
 import { ProxyHttpError, retryAfterOf } from "../../proxy/static/sse-client.js";
 import {
-  durationWords, failureWords, rehearsalModels, sentence, statsWords, terminateWords, usageWords,
+  durationWords, failureWords, rehearsalModels, sentence, spentBudgetWords, statsWords, terminateWords, usageWords,
 } from "../../proxy/static/words.js";
 
 const SENTENCES = [
@@ -102,4 +102,12 @@ test("retryAfterOf reads delta-seconds only", () => {
   assert.equal(of("41"), 41);
   assert.equal(of(null), null);
   assert.equal(of("Wed, 21 Oct 2026 07:28:00 GMT"), null);
+});
+
+test("spentBudgetWords names the first budget with nothing left, from GET /usage", () => {
+  const usage = { budgets: [{ budget: "tokens_per_day", limit: 10, used: 3, left: 7, resets_in: 500 },
+    { budget: "requests_per_minute", limit: 1, used: 1, left: 0, resets_in: 41 }] };
+  assert.equal(spentBudgetWords(usage), "You have used up your requests for this minute. You can send again in 41 seconds.");
+  assert.equal(spentBudgetWords({ budgets: [usage.budgets[0]] }), "");
+  assert.equal(spentBudgetWords({}), "");
 });
