@@ -27,6 +27,8 @@ from llm_sse_proxy.proxy.state.redis import shared_redis_for
 from llm_sse_proxy.proxy.state.routing_redis import routing_state_for
 from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
+from llm_sse_proxy.proxy.telemetry.readiness import Readiness
+from llm_sse_proxy.proxy.telemetry.tracing import check_installed
 
 log = logging.getLogger("llm_sse_proxy")
 
@@ -50,7 +52,8 @@ def create_app(
     check(config, admission)
     routing = routing_state_for(redis, clock=clock)
     chats = Chats(config, admission, metrics, sleep, shutdown)
-    doors = [door(chats) for door in DOORS] + [OpsRoutes(config, admission, metrics)]
+    readiness = Readiness(admission.limits, shutdown)
+    doors = [door(chats) for door in DOORS] + [OpsRoutes(config, admission, metrics, readiness)]
     routes = [route for door in doors for route in door.routes()]
     if config.resume.enabled:
         routes += resume_routes.ROUTES
@@ -67,6 +70,7 @@ def check(config: Config, admission: Admission) -> None:
     """What a config can only be checked against this build, or warned about, at start."""
     if config.resume.enabled and config.resume.store not in STORE_BACKENDS:
         raise ConfigError(f"resume.store: {config.resume.store!r} is not available in this build")
+    check_installed(config.tracing)
     if admission.auth.enabled and "*" in config.server.cors_origins:
         log.warning("client keys are on but server.cors_origins allows any site; list your sites' origins")
 

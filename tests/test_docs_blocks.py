@@ -51,6 +51,7 @@ RUN = {
     "client-keys-config", "client-keys-recipe", "forwarded-allow-ips", "recovery-models",
     "continue-transcript", "restart-transcript", "json-log-line",
     "jwt-budgets-config", "jwt-sign-python", "jwt-sign-node",
+    "readyz-body", "trace-tree",  # tests/test_readiness.py, tests/test_tracing.py
 }
 # Blocks no test can run here, and why; each is still checked as far as it can be (the test named after it).
 NOT_RUNNABLE = {
@@ -326,6 +327,8 @@ INLINE_NOT_RUNNABLE = {
     "docker stop": "no container runtime here; tests/test_container.py runs the entry point as PID 1",
     "docker compose up --build": "no container runtime here; compose.yaml is parsed and its services checked",
     "pip install py-spy": "installs from the network; the profiling recipe around it is not run",
+    "pip install 'llm-sse-proxy[otel]'": "installs from the network; `make test` installs the same packages (the "
+                                         "test extra), and tests/test_tracing.py runs with them",
     "py-spy record -p PID -r 200 -d 10 -f raw -o out.raw": "needs py-spy and ptrace rights on a running proxy",
 }
 BENCHES = "a measurement (20 s to minutes of CPU, for a quiet machine): not run by the suite; the script exists and takes the flags shown"

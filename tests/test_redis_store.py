@@ -215,3 +215,17 @@ async def test_a_stop_on_another_replica_wakes_the_owner_without_waiting_for_its
         await owner.aclose()
         await other.aclose()
         await client.aclose()
+
+
+async def test_a_label_outlives_the_running_ttl_while_its_owner_beats(make_store: StoreFactory) -> None:
+    """A stream that runs for longer than retention + grace keeps its label: the heartbeat renews it."""
+    store = make_store(grace=0.3, retention=0.2)  # labels are set for 0.5 s
+    sid = new_sid()
+    lease = await store.create(sid, StreamMeta("me", label="long-chat"))
+    owner = asyncio.create_task(store.wait_stop(lease))
+    reader = asyncio.create_task(collect(store, sid, 0))  # present: no abandonment
+    await asyncio.sleep(1.5)
+    assert await store.labelled("long-chat") == sid and not owner.done()
+    await store.finish(lease, 1, frame(sid, 1), "stop")
+    assert await reader == [frame(sid, 1)]
+    owner.cancel()

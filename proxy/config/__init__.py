@@ -21,6 +21,8 @@ from llm_sse_proxy.adapters import REGISTRY
 from llm_sse_proxy.proxy.config.budgets import BudgetsConfig, JwtConfig, Price, reference_only
 from llm_sse_proxy.proxy.config.errors import close_match, describe, known_keys, unknown_key, yaml_hint
 from llm_sse_proxy.proxy.config.routing import BreakerConfig, BreakerOverride, DeploymentConfig, Strategy, as_mock, routed  # noqa: F401
+from llm_sse_proxy.proxy.config.ui_stream import UIStreamConfig
+from llm_sse_proxy.proxy.config.tracing import TracingConfig, with_otel_environment
 
 log = logging.getLogger("llm_sse_proxy.config")
 
@@ -40,6 +42,7 @@ class ServerConfig(_Section):
     ping_interval: float = Field(15.0, gt=0)
     max_body_bytes: int = Field(1_048_576, gt=0)
     shutdown_grace: float = Field(5.0, ge=0)
+    drain_delay: float = Field(0.0, ge=0, le=300)  # after SIGTERM: /readyz says 503, new streams still served, then the grace
     send_timeout: float = Field(30.0, gt=0)  # a client that reads nothing for this long is cut off
     debug_endpoints: bool = False  # GET /debug/runtime: task and fd counts, for the soak test only
     # Below the app (proxy/server/serve.py): what a connection may cost before it is a request.
@@ -177,6 +180,8 @@ class Config(_Section):
     faults: FaultsConfig = FaultsConfig()
     breaker: BreakerConfig = BreakerConfig()
     budgets: BudgetsConfig = BudgetsConfig()
+    ui_stream: UIStreamConfig = UIStreamConfig()
+    tracing: TracingConfig = TracingConfig()  # issue 25: OpenTelemetry traces (proxy/config/tracing.py)
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -223,6 +228,7 @@ def parse_config(raw: Any, *, where: str, environ: Mapping[str, str], mock: bool
         models = [_as_mock(m) for m in models]
     parsed = [_parse_model(m, f"models[{i}]", where, environ) for i, m in enumerate(models)]
     rest = _substitute({k: v for k, v in raw.items() if k not in ("models", "auth")}, "", where, environ)
+    rest["tracing"] = with_otel_environment(rest.get("tracing"), environ)
     if "auth" in raw:
         rest["auth"] = _parse_auth(raw["auth"], where, environ)
     try:

@@ -27,9 +27,11 @@ from llm_sse_proxy.proxy.doors.response import OnDone, Shutdown
 from llm_sse_proxy.proxy.doors.validation import ParsedChat, check_supported
 from llm_sse_proxy.proxy.errors import BudgetExceeded, NotFound, UnsupportedMediaType
 from llm_sse_proxy.proxy.relay.outcome import Outcome
+from llm_sse_proxy.proxy.relay.observer import NO_OBSERVER
 from llm_sse_proxy.proxy.relay.relay import Relay
 from llm_sse_proxy.proxy.telemetry import access_log
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
+from llm_sse_proxy.proxy.telemetry.tracing import Traced, Tracing
 
 log = logging.getLogger("llm_sse_proxy")
 
@@ -63,13 +65,17 @@ class Chats:
             route.close()  # the deployment taken for the first attempt is given back
             raise
         # Last: nothing below can fail and leak the slot, the reservation or the deployment.
+        tracing: Tracing | None = request.app.state.runtime.tracing
+        trace = tracing.stream(request, model=name, chat=asked, client=client.identity,
+                               request_id=rid) if tracing is not None else None
         relay = Relay(route, asked, retry=self.config.retry, timeouts=self.config.timeouts, sleep=self.sleep,
-                      events=parsed.events, faults=self.config.faults)
+                      events=parsed.events, faults=self.config.faults, observer=trace or NO_OBSERVER,
+                      record_text=trace is not None and tracing is not None and tracing.capture_content)
         self.metrics.stream_started()
         options = {"ping_interval": self.config.server.ping_interval, "send_timeout": self.config.server.send_timeout,
                    "shutdown": self.shutdown, "headers": {"x-request-id": rid}}
         ending = Ending(leave, client, reservation, self.admission.budgets.prompt_of(asked))
-        options["on_done"] = self._on_done(relay, ending, rid, name, prompt)
+        options["on_done"] = self._on_done(relay, ending, rid, name, prompt, trace)
         return relay, options
 
     async def _admit(self, client: Client, parsed: ParsedChat, name: str) -> tuple[Any, Any, Any]:
@@ -95,7 +101,8 @@ class Chats:
                 check_supported(parsed.request, model.name, REGISTRY[deployment.adapter].takes)
         return [m.name for m in models]
 
-    def _on_done(self, relay: Relay, ending: Ending, rid: str, name: str, prompt: str | None) -> OnDone:
+    def _on_done(self, relay: Relay, ending: Ending, rid: str, name: str, prompt: str | None,
+                 trace: Traced | None) -> OnDone:
         started = anyio.current_time()
 
         def done(reason: str | None) -> None:
@@ -107,6 +114,8 @@ class Chats:
             duration = anyio.current_time() - started
             self.metrics.stream_ended(name, outcome, duration)
             bill = self._bill(ending, outcome)
+            if trace is not None:
+                trace.ended(outcome, relay.recovery.text() if relay.records_text else None)
             if self.config.logging.access_log:
                 access_log.write(access_log.stream_line(
                     request_id=rid, client=ending.client.identity, model=name, outcome=outcome, duration=duration,

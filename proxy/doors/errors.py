@@ -58,10 +58,14 @@ class ErrorRenderer:
         return {ProxyError: self.proxy_error, HTTPException: self.http_error, Exception: self.internal_error}
 
     def shape_for(self, path: str) -> ErrorShape:
+        """The shape of the door with the longest prefix of `path` (`/v1/messages` is Anthropic's, the
+        rest of `/v1/` OpenAI's); the proxy's own where no door claims it."""
+        best, shape = 0, proxy_shape
         for door in self.doors:
-            if path.startswith(door.prefixes):
-                return door.shape
-        return proxy_shape
+            for prefix in door.prefixes:
+                if path.startswith(prefix) and len(prefix) > best:
+                    best, shape = len(prefix), door.shape
+        return shape
 
     def respond(self, request: Request, status: int, error_type: str, message: str,
                 headers: dict[str, str] | None = None, error: RequestError | None = None) -> Response:

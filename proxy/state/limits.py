@@ -29,6 +29,9 @@ class SharedLimits(Protocol):
     async def spend_token(self, nonce: str, expires: int) -> None:
         """Use up a verified stream token's nonce, or raise Unauthorized if it was used."""
 
+    async def ready(self) -> str | None:
+        """None when the counters can be reached; else why not (for /readyz: no secrets, no URL)."""
+
     async def __aenter__(self) -> SharedLimits: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
@@ -51,6 +54,9 @@ class MemoryLimits:
 
     async def spend_token(self, nonce: str, expires: int) -> None:
         self.used.spend(nonce, expires, self.clock())
+
+    async def ready(self) -> str | None:
+        return None  # in this process: always there
 
     async def __aenter__(self) -> MemoryLimits:
         return self

@@ -122,6 +122,15 @@ class SharedRedis:
         then = f"; {consequence}" if consequence else ""
         log.warning("redis at %s unavailable during %s (%s)%s", self.endpoint, operation, type(exc).__name__, then)
 
+    async def unreachable(self) -> str | None:
+        """None when Redis answers PING (readiness, issue 25); else why not, naming host and port only (the URL
+        may hold a password). Bounded like every command: about two seconds at worst."""
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            return f"redis at {self.endpoint} does not answer ({type(exc).__name__})"
+        return None
+
     async def __aenter__(self) -> SharedRedis:
         return self
 

@@ -140,6 +140,9 @@ class RedisLimits:
         if not first:
             raise Unauthorized(ALREADY_USED)
 
+    async def ready(self) -> str | None:
+        return await self.redis.unreachable()
+
     async def __aenter__(self) -> RedisLimits:
         # EVALSHA, with the script sent again only if the server has not seen it (after a restart).
         self._scripts = {name: self.redis.client.register_script(body) for name, body in SCRIPTS.items()}

@@ -17,10 +17,15 @@ from typing import Any
 HINTS = {"model_not_found": "; GET /v1/models lists them", "invalid_api_key": " (the SDK's api_key)"}
 # The proxy's error types that OpenAI has a code for.
 _CODES = {"rate_limited": "rate_limit_exceeded"}
+# The proxy's types kept as `type`: OpenAI has none that means the same (its `insufficient_quota` is the
+# account's credit, not a budget the operator set per user; issue 23 names the type).
+_OWN_TYPES = {"budget_exceeded"}
 
 
-def error_type(status: int) -> str:
-    """OpenAI's `type` for an error of this HTTP status."""
+def error_type(status: int, own: str = "") -> str:
+    """OpenAI's `type` for an error of this HTTP status (or the proxy's own `own`, where OpenAI has none)."""
+    if own in _OWN_TYPES:
+        return own
     if status == 429:
         return "requests"
     return "invalid_request_error" if 400 <= status < 500 else "server_error"
@@ -30,5 +35,5 @@ def openai_error(status: int, error_type_: str, message: str, *,
                  param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """The error body for `status`; `error_type_` is the proxy's own type (proxy/errors.py)."""
     code = code or _CODES.get(error_type_, error_type_)
-    return {"error": {"message": message + HINTS.get(code, ""), "type": error_type(status), "param": param,
+    return {"error": {"message": message + HINTS.get(code, ""), "type": error_type(status, error_type_), "param": param,
                       "code": code}}

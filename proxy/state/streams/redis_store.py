@@ -35,6 +35,7 @@ from llm_sse_proxy.proxy.resume.errors import (
     CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound,
 )
 from llm_sse_proxy.proxy.resume.ids import format_id
+from llm_sse_proxy.proxy.state.streams.redis_labels import Labels
 from llm_sse_proxy.proxy.state.streams.redis_scripts import SCRIPTS
 from llm_sse_proxy.proxy.state.streams.redis_stops import StopSignals
 from llm_sse_proxy.proxy.state.streams.redis_tails import Tail
@@ -101,6 +102,7 @@ class RedisStore:
         self._append_sha = self._scripts["append"].sha.encode()
         self._stops = StopSignals(shared, replica, poll=limits.block, retry=limits.heartbeat)
         self._tails: dict[str, Tail] = {}  # running streams owned here, for their local readers
+        self.labels = Labels(self.redis, limits.running_ttl_ms)  # StreamStore.labelled
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_listener: asyncio.Task[None] | None = None  # started with the first stream owned here
 
@@ -110,6 +112,9 @@ class RedisStore:
                 lim.max_events, lim.max_bytes]
         if not await self._run("create", sid, args):
             raise StreamExists("a stream with this id exists")
+        if meta.label:
+            with self._errors("create"):
+                await self.labels.set(sid, meta.label)
         if self._stop_listener is None:
             self._stop_listener = self._spawn(self._stops.listen())
         self._tails[sid] = Tail(lim.max_events, lim.max_bytes)
@@ -132,6 +137,12 @@ class RedisStore:
             await self.writer.call(self._scripts["finish"].sha.encode(), self._scripts["finish"].script, 4, args)
         if (tail := self._tails.pop(lease.sid, None)) is not None:
             tail.add(seq, (frame,), end=True)  # its readers end; new readers replay from Redis
+        with self._errors("finish"):
+            await self.labels.finish(lease.sid, _ms(self.limits.retention))
+
+    async def labelled(self, label: str) -> str | None:
+        with self._errors("status"):
+            return await self.labels.get(label)
 
     async def status(self, sid: str) -> StreamStatus | None:
         keys = _Keys.of(sid)
@@ -170,6 +181,8 @@ class RedisStore:
                     pass
                 with self._closing_tail_on_failure(lease.sid):
                     beat = int(await self._run("renew", lease.sid, [lease.token, _ms(lim.lease), lim.running_ttl_ms]))
+                    with self._errors("renew"):
+                        await self.labels.renew(lease.sid)
                 if beat < 0:
                     self._close_tail(lease.sid)
                     raise Fenced("the stream is no longer this writer's")
@@ -255,6 +268,9 @@ class RedisStore:
                 left.set()
                 presence.cancel()
                 self._spawn(self._mark_present(keys))
+
+    async def ready(self) -> str | None:
+        return await self.redis.unreachable()
 
     async def aclose(self) -> None:
         self._stops.wake_all()
