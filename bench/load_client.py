@@ -3,7 +3,7 @@
 Each stream is one HTTP/1.1 request with `Connection: close`; the client reads the chunked response,
 stamps each completed SSE event (`\\n\\n`) with the time of the read that brought it, and at the end
 checks that the stream is whole: status 200, exactly N text events and one end marker last
-(`{"action":"terminate"...}` for the proxy schema, `data: [DONE]` for OpenAI's). Every `--full-every`-th
+(`{"action":"terminate"...}` for the proxy schema, `data: [DONE]` for OpenAI's, `message_stop` for Anthropic's). Every `--full-every`-th
 stream is also decoded in full and its text compared with what the mock sent, so byte-exactness is
 checked under load too, without paying JSON parsing on every event.
 
@@ -104,6 +104,10 @@ class Stream(asyncio.Protocol):
             texts = body.count(b'"type":"text-delta"')
             if texts != job.chunks or body.count(b"data: [DONE]") != 1:
                 return f"{texts} text-delta chunks, [DONE] x{body.count(b'data: [DONE]')}"
+        elif job.anthropic:  # the Messages door: text deltas, then one message_stop last
+            texts, ends = body.count(b'"type":"text_delta"'), body.count(b"event: message_stop")
+            if texts != job.chunks or ends != 1 or body.rfind(b"message_stop") < body.rfind(b"text_delta"):
+                return f"{texts} text deltas, {ends} message_stop"
         elif job.schema:
             texts, ends, last_end = body.count(b'data: {"text":'), body.count(b'"action":"terminate"'), body.rfind(b"terminate")
             if texts != job.chunks or ends != 1 or last_end < body.rfind(b'{"text":'):
@@ -113,7 +117,7 @@ class Stream(asyncio.Protocol):
             if texts != job.chunks or body.count(b"data: [DONE]") != 1:
                 return f"{texts} content chunks, [DONE] x{body.count(b'data: [DONE]')}"
         if self.full_check:
-            text = decode_text(dechunk(body), job.schema, job.ui)
+            text = decode_text(dechunk(body), job.schema, job.ui, job.anthropic)
             if text != expected_text(job.chunks):
                 return f"text differs: {text[:60]!r}"
         return None
@@ -130,7 +134,7 @@ def dechunk(body: bytes) -> bytes:
         at = line_end + 2 + size + 2
 
 
-def decode_text(stream: bytes, schema: bool, ui: bool = False) -> str:
+def decode_text(stream: bytes, schema: bool, ui: bool = False, anthropic: bool = False) -> str:
     """The concatenated text of every event, the way a browser (or an SDK) would read it."""
     text = []
     for event in stream.split(b"\n\n"):
@@ -140,6 +144,8 @@ def decode_text(stream: bytes, schema: bool, ui: bool = False) -> str:
         obj = json.loads(data)
         if ui:
             text.append(obj["delta"] if obj.get("type") == "text-delta" else "")
+        elif anthropic:
+            text.append(obj.get("delta", {}).get("text", "") if obj.get("type") == "content_block_delta" else "")
         elif schema:
             text.append(obj.get("text", ""))
         elif obj.get("choices"):
@@ -156,6 +162,7 @@ class Job:
     chunks: int
     full_every: int
     ui: bool = False  # the AI SDK's UI message stream (the proxy's /api/chat door)
+    anthropic: bool = False  # Anthropic's message stream (the proxy's /v1/messages door)
     tally: Tally = field(default_factory=Tally)
     count: int = 0
 
@@ -247,7 +254,8 @@ def worker(args: argparse.Namespace, concurrency: int, streams: int) -> dict:
     import uvloop
 
     host, port, request = build_request(args.url, args.body, args.header)
-    job = Job(host, port, request, args.format == "schema", args.chunks, args.full_every, ui=args.format == "ui")
+    job = Job(host, port, request, args.format == "schema", args.chunks, args.full_every, ui=args.format == "ui",
+              anthropic=args.format == "anthropic")
     cpu = time.process_time()
     started = clock()
     if args.mode == "hold":
@@ -280,7 +288,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--body", required=True)
     parser.add_argument("--header", action="append", default=[])
-    parser.add_argument("--format", choices=["schema", "openai", "ui"], required=True)
+    parser.add_argument("--format", choices=["schema", "openai", "ui", "anthropic"], required=True)
     parser.add_argument("--chunks", type=int, required=True, help="text events each stream must carry")
     parser.add_argument("--mode", choices=["run", "hold"], default="run")
     parser.add_argument("--concurrency", type=int, default=1)

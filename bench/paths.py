@@ -30,7 +30,8 @@ NATIVE = tuple(f"llm-sse-proxy-{adapter}" for adapter in ADAPTER_PATHS if adapte
 RESUME = ("llm-sse-proxy-resume-off", "llm-sse-proxy-redis")
 UI = "llm-sse-proxy-ui"  # the proxy through its UI message stream door (`useChat`'s /api/chat)
 TRACING = "llm-sse-proxy-tracing"  # tracing on, every span exported to a loopback OTLP receiver (issue 25)
-CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME, UI, TRACING)  # variants of the proxy measured in the CPU phase only
+MESSAGES = "llm-sse-proxy-messages"  # the proxy through its Anthropic Messages door (/v1/messages)
+CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME, UI, MESSAGES, TRACING)  # variants of the proxy measured in the CPU phase only
 
 
 @dataclass
@@ -43,11 +44,12 @@ class PathSpec:
     argv: list[str] = field(default_factory=list)  # empty: nothing to start (direct)
     env: dict[str, str] = field(default_factory=dict)
     ui: bool = False  # the UI message stream door: its body in, its chunks out
+    messages: bool = False  # the Anthropic Messages door: its body in, its events out
 
     @property
     def format(self) -> str:
         """The load client's `--format`."""
-        return "ui" if self.ui else "schema" if self.schema else "openai"
+        return "ui" if self.ui else "anthropic" if self.messages else "schema" if self.schema else "openai"
 
     @property
     def url(self) -> str:
@@ -58,6 +60,8 @@ class PathSpec:
             return json.dumps({"id": "bench-chat", "model": model,
                                "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}]})
         chat = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+        if self.messages:
+            return json.dumps({**chat, "max_tokens": 4096, "stream": True})
         return json.dumps(chat if self.schema else {**chat, "stream": True})
 
     def request(self, model: str) -> bytes:
@@ -98,6 +102,13 @@ def proxy_openai(mock_port: int, workdir: Path, name: str = "llm-sse-proxy-v1") 
     """The same proxy and config, asked through its OpenAI-compatible door (issue 15): OpenAI's chunks out."""
     spec = proxy(mock_port, workdir, name=name)
     spec.name, spec.endpoint, spec.schema = name, "/v1/chat/completions", False
+    return spec
+
+
+def proxy_messages(mock_port: int, workdir: Path) -> PathSpec:
+    """The same proxy and config, asked through its Anthropic Messages door: Anthropic's events out."""
+    spec = proxy(mock_port, workdir, name=MESSAGES)
+    spec.endpoint, spec.schema, spec.messages = "/v1/messages", False, True
     return spec
 
 

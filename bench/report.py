@@ -8,11 +8,11 @@ import math
 import sys
 from pathlib import Path
 
-ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1", "llm-sse-proxy-anthropic", "llm-sse-proxy-gemini", "llm-sse-proxy-ollama",
+ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1", "llm-sse-proxy-messages", "llm-sse-proxy-anthropic", "llm-sse-proxy-gemini", "llm-sse-proxy-ollama",
          "llm-sse-proxy-resume-off", "llm-sse-proxy-redis", "llm-sse-proxy-granian", "litellm"]
 COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "llm-sse-proxy-granian": "#9467bd",
           "litellm": "#d62728", "llm-sse-proxy-anthropic": "#8c564b", "llm-sse-proxy-gemini": "#17becf",
-          "llm-sse-proxy-ollama": "#bcbd22", "llm-sse-proxy-v1": "#ff7f0e",
+          "llm-sse-proxy-ollama": "#bcbd22", "llm-sse-proxy-v1": "#ff7f0e", "llm-sse-proxy-messages": "#393b79",
           "llm-sse-proxy-resume-off": "#7f7f7f", "llm-sse-proxy-redis": "#e377c2"}
 
 

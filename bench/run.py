@@ -68,7 +68,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
     parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1",
-                                                      *paths.NATIVE, *paths.RESUME, paths.UI, paths.TRACING,
+                                                      *paths.NATIVE, *paths.RESUME, paths.UI, paths.MESSAGES, paths.TRACING,
                                                       "llm-sse-proxy-granian", "litellm"]),
                         help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
@@ -163,6 +163,8 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
             found.append(paths.proxy_openai(mock_port, workdir))
         elif name == paths.UI:
             found.append(paths.proxy_ui(mock_port, workdir))
+        elif name == paths.MESSAGES:
+            found.append(paths.proxy_messages(mock_port, workdir))
         elif name == "llm-sse-proxy-resume-off":
             found.append(paths.resume_off(mock_port, workdir))
         elif name == "llm-sse-proxy-redis" and redis_url:
@@ -252,6 +254,7 @@ def cpu_ratios(runs: dict[str, dict]) -> dict:
             **{f"{name}/openai": interleave.ratios(runs, name, "llm-sse-proxy", _figure) for name in paths.NATIVE},
             "llm-sse-proxy-v1/openai": interleave.ratios(runs, "llm-sse-proxy-v1", "llm-sse-proxy", _figure),
             "llm-sse-proxy-ui/openai": interleave.ratios(runs, paths.UI, "llm-sse-proxy", _figure),
+            "llm-sse-proxy-messages/openai": interleave.ratios(runs, paths.MESSAGES, "llm-sse-proxy", _figure),
             "resume-memory/off": interleave.ratios(runs, "llm-sse-proxy", paths.RESUME[0], _figure),
             "resume-redis/off": interleave.ratios(runs, paths.RESUME[1], paths.RESUME[0], _figure),
             "tracing-on/off": interleave.ratios(runs, paths.TRACING, "llm-sse-proxy", _figure)}

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from llm_sse_proxy.proxy.relay.relay import Emit
-from llm_sse_proxy.proxy.doors.response import SSEResponse
+from llm_sse_proxy.proxy.doors.response import OnDone, SSEResponse
 from llm_sse_proxy.proxy.resume.errors import CursorAhead, ResumeGap, StoreUnavailable, StreamNotFound
 from llm_sse_proxy.proxy.state.streams.store import StreamStore
 from llm_sse_proxy.proxy.relay.sse import terminate_payload
@@ -46,8 +46,10 @@ class ReaderResponse(SSEResponse):
         headers: Mapping[str, str],
         for_event_source: bool = False,
         gap_frame: Callable[[str, str], bytes] = unnumbered_terminate,
+        on_done: OnDone | None = None,
     ) -> None:
-        super().__init__(self._pump, ping_interval=ping_interval, send_timeout=send_timeout, headers=headers)
+        super().__init__(self._pump, ping_interval=ping_interval, send_timeout=send_timeout, headers=headers,
+                         on_done=on_done)
         self.store = store
         self.sid = sid
         self.after = after
