@@ -73,7 +73,7 @@ class ResumableStreams:
             self._audiences.pop(sid, None)
             on_done(ending)
 
-        sid = await self.generations.start(self.owner_of(client), produce, done, audience.stopped)
+        sid = await self.generations.start(self.owner_of(client), produce, done, on_stop=audience.stopped)
         self._audiences[sid] = audience
         leave, gone = self.places.first(sid), audience.attach()
         return self._reader(request, sid, 0, {"x-request-id": self.request_id(request)},
