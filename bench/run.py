@@ -63,9 +63,9 @@ class Plan:
 
 
 FULL = Plan(((1, 300, 2), (10, 1500, 2.5), (100, 3000, 3)), 5, 4, (25, 50, 100, 200, 400, 800, 1600, 3200), 2,
-            ((1000, 1000), (9900, 10_000)), 6, 3, 5, 2, ((10, 3), (100, 3)), ((10, 1500, 2.5), (100, 3000, 3)))
+            ((1000, 1000), (9900, 10_000)), 6, 3, 5, 2, ((10, 3), (100, 3)), ((1, 300, 2), (10, 1500, 2.5), (100, 3000, 3)))
 QUICK = Plan(((1, 100, 1), (10, 400, 1), (100, 800, 1.5)), 2.5, 3, (50, 200, 800), 0, ((1000, 1000),), 3, 1, 3, 1,
-             ((10, 2), (100, 2)), ((10, 400, 1), (100, 800, 1.5)))
+             ((10, 2), (100, 2)), ((1, 100, 1), (10, 400, 1), (100, 800, 1.5)))
 CPU_ONLY = (*paths.CPU_ONLY, peers.TENSORZERO, peers.PORTKEY)
 # The native adapters' paths answer one question, CPU per chunk beside the OpenAI adapter's, in the
 # interleaved CPU phase; start-up, TTFT, capacity and memory measure the server, which they share.
@@ -111,6 +111,7 @@ def main() -> int:
     prepare_machine()
     started = time.time()
     results: dict = {"meta": meta.describe(args.quick), "paths": {}, "notes": notes}
+    results["meta"]["command"] = " ".join(["python bench/run.py", *sys.argv[1:]])
     phases = args.phases.split(",")
     with_redis = bool({"resume", "replicas"} & set(phases)) or ("cpu" in phases and paths.RESUME[1] in wanted)
     with (tempfile.TemporaryDirectory(prefix="bench-") as workdir,
