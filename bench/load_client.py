@@ -37,6 +37,7 @@ class Tally:
     ttft: array = field(default_factory=lambda: array("d"))
     gaps: array = field(default_factory=lambda: array("d"))
     events: int = 0
+    reads: int = 0  # data_received calls of whole streams: events per read shows how the server batched its writes
 
     def fail(self, why: str) -> None:
         self.bad += 1
@@ -56,6 +57,7 @@ class Stream(asyncio.Protocol):
         self.prev_newline = False
         self.tail = b""
         self.finished = False
+        self.reads = 0
         self.done = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
 
@@ -65,6 +67,7 @@ class Stream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = clock()
+        self.reads += 1
         self.parts.append(data)
         ends = data.count(b"\n\n") + (1 if self.prev_newline and data[:1] == b"\n" else 0)
         self.prev_newline = data[-1:] == b"\n"
@@ -197,6 +200,7 @@ async def one_stream(job: Job, loop: asyncio.AbstractEventLoop, timeout: float) 
     else:
         job.tally.ok += 1
         job.tally.events += stream.events
+        job.tally.reads += stream.reads
 
 
 async def run_mode(job: Job, concurrency: int, streams: int, duration: float, stagger: float) -> Tally:
@@ -262,15 +266,15 @@ def worker(args: argparse.Namespace, concurrency: int, streams: int) -> dict:
         tally = uvloop.run(hold_mode(job, concurrency, args.duration, args.stagger))
     else:
         tally = uvloop.run(run_mode(job, concurrency, streams, args.duration, args.stagger))
-    return {"ok": tally.ok, "bad": tally.bad, "errors": tally.errors, "events": tally.events,
+    return {"ok": tally.ok, "bad": tally.bad, "errors": tally.errors, "events": tally.events, "reads": tally.reads,
             "ttft": tally.ttft.tolist(), "gaps": tally.gaps.tolist(), "wall": clock() - started,
             "cpu": time.process_time() - cpu}
 
 
 def merge(parts: list[dict]) -> dict:
-    out = {"ok": 0, "bad": 0, "errors": [], "events": 0, "ttft": [], "gaps": [], "wall": 0.0, "cpu": 0.0}
+    out = {"ok": 0, "bad": 0, "errors": [], "events": 0, "reads": 0, "ttft": [], "gaps": [], "wall": 0.0, "cpu": 0.0}
     for part in parts:
-        for key in ("ok", "bad", "events", "cpu"):
+        for key in ("ok", "bad", "events", "reads", "cpu"):
             out[key] += part[key]
         out["errors"] += part["errors"][:3]
         out["ttft"] += part["ttft"]

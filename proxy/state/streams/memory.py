@@ -152,6 +152,28 @@ class MemoryStore:
         finally:
             self._detach(stream, cursor)
 
+    async def read_batches(self, sid: str, after: int) -> AsyncIterator[list[bytes]]:
+        """As `read`, but each step is every frame ready then, in order: a reader sends them in one write
+        (proxy/resume/reader.py, issue 27). The list is a copy: trimming never changes what was handed out."""
+        stream = self._readable(sid, after)
+        cursor = _Cursor(after)
+        self._attach(stream, cursor)
+        try:
+            seq = after
+            while True:
+                last = stream.last_seq
+                if seq < last:
+                    yield stream.frames[seq + 1 - stream.first_seq : last + 1 - stream.first_seq]
+                    seq = cursor.seq = last
+                elif stream.state == "finished" or self._streams.get(sid) is not stream:
+                    return
+                else:
+                    waiter = asyncio.get_running_loop().create_future()
+                    stream.waiters.append(waiter)
+                    await waiter
+        finally:
+            self._detach(stream, cursor)
+
     async def status(self, sid: str) -> StreamStatus | None:
         stream = self._streams.get(sid)
         return None if stream is None else stream.status()
