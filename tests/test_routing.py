@@ -164,3 +164,19 @@ async def test_without_the_quota_the_burst_meets_429s() -> None:
         async with proxy(upstream_config([chat], limits=LOAD_TEST_LIMITS), clock=Clock()) as client:
             await ask_many(client, 30, concurrency=10)
     assert any(a.status == 429 for a in up.recorder.attempts if a.key == "east")
+
+
+async def test_the_access_line_and_metrics_name_the_deployment(caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO, logger="llm_sse_proxy")
+    chat = {"name": "chat", "strategy": "ordered", "deployments": [{**FAST_MOCK, "name": "east"}, FAST_MOCK]}
+    async with proxy(upstream_config([chat, {"name": "solo", **FAST_MOCK}], resume={"enabled": False})) as client:
+        await ask(client)
+        await ask(client, model="solo")
+        metrics = (await client.get("/metrics")).text
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "llm_sse_proxy.access"]
+    assert [(line["model"], line["deployment"]) for line in lines] == [("chat", "east"), ("solo", "0")]
+    assert 'llm_proxy_deployment_streams_total{deployment="east",model="chat",reason="stop"} 1.0' in metrics
+    assert 'llm_proxy_deployment_time_to_first_token_seconds_count{deployment="east",model="chat"} 1.0' in metrics
