@@ -48,7 +48,7 @@ def flags_missing(command: str, defined: set[str]) -> list[str]:
 RUN = {
     "retry-timeouts", "rehearsal", "access-log-line", "command-line", "redis-shared-state",
     "client-keys-config", "client-keys-recipe", "forwarded-allow-ips", "recovery-models",
-    "continue-transcript", "restart-transcript", "json-log-line",
+    "continue-transcript", "restart-transcript", "json-log-line", "routing-example",
 }
 # Blocks no test can run here, and why; each is still checked as far as it can be (the test named after it).
 NOT_RUNNABLE = {
@@ -388,3 +388,23 @@ def test_check_inline_can_fail(command: str, ok: bool) -> None:
     else:
         with pytest.raises(AssertionError):
             check_inline(command)
+
+
+# --- docs/routing.md --------------------------------------------------------------------------------
+
+
+async def test_routing_example() -> None:
+    """The worked example, pointed at the mock upstream: it loads, and streams from its deployments."""
+    from llm_sse_proxy.proxy.config import parse_config
+
+    raw = yaml.safe_load(block("routing-example"))
+    async with mock_upstream() as up:
+        environ = {f"{name}_{part}": value for name in ("EAST", "WEST", "BACKUP")
+                   for part, value in (("URL", up.url + "/v1"), ("KEY", "sk-docs-routing-key"))}
+        config = parse_config(raw, where="docs/routing.md", environ=environ)
+        async with proxy(config) as client:
+            for _ in range(3):
+                _, parsed = await read_stream(client, "POST", "/chat", json=chat_body(events=["reasoning"]))
+                terminate = json.loads(parsed.events[-1].data)
+                assert terminate["model"] == "chat" and terminate["deployment"] in ("east", "west")
+    assert up.recorder.count("gpt-4o-mini") == 3
