@@ -180,3 +180,13 @@ async def test_the_access_line_and_metrics_name_the_deployment(caplog: pytest.Lo
     assert [(line["model"], line["deployment"]) for line in lines] == [("chat", "east"), ("solo", "0")]
     assert 'llm_proxy_deployment_streams_total{deployment="east",model="chat",reason="stop"} 1.0' in metrics
     assert 'llm_proxy_deployment_time_to_first_token_seconds_count{deployment="east",model="chat"} 1.0' in metrics
+
+
+async def test_the_openai_door_streams_from_a_routed_model() -> None:
+    chat = {"name": "chat", "deployments": [{**FAST_MOCK, "name": "east"}, {**FAST_MOCK, "name": "west"}]}
+    async with proxy(upstream_config([chat], resume={"enabled": False})) as client:
+        reply = await client.post("/v1/chat/completions", json=chat_body(model="chat"))
+        response, parsed = await read_stream(client, "POST", "/v1/chat/completions", json=chat_body(model="chat", stream=True))
+    assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"] == "hi there"
+    assert response.status_code == 200 and parsed.events[-1].data == "[DONE]"
+    assert "deployment" not in response.text  # the door's own wire format is unchanged
