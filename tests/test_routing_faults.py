@@ -115,3 +115,27 @@ async def test_a_hedge_that_fails_leaves_the_primary_to_answer() -> None:
             text, terminate = await converse(client)
     assert text == DEFAULT_REPLY and terminate["model"] == "gpt"
     assert up.recorder.count("backup+fail=1:503") == 1
+
+
+async def test_with_hedging_on_a_primary_that_fails_at_once_is_retried_as_ever() -> None:
+    timeouts = {"connect": 2, "first_token": 30, "idle": 30, "total": 60, "hedge_after": 5}
+    async with mock_upstream() as up:
+        chat = {"name": "gpt", "strategy": "ordered",
+                "deployments": [up.model("east", "m+key=east+fail=1:503"), up.model("west", "m+key=west")]}
+        single = up.model("solo", "solo+fail=1:503")
+        async with proxy(upstream_config([chat, single], retry=RETRY, timeouts=timeouts)) as client:
+            text, terminate = await converse(client)
+            solo_text, solo = await converse(client, model="solo")
+    assert text == DEFAULT_REPLY and terminate["deployment"] == "west"
+    assert solo_text == DEFAULT_REPLY and solo["reason"] == "stop" and up.recorder.count("solo+fail=1:503") == 2
+
+
+async def test_a_primary_and_a_hedge_that_both_fail_end_in_the_error_not_a_crash() -> None:
+    timeouts = {"connect": 2, "first_token": 30, "idle": 30, "total": 60, "hedge_after": 0.2}
+    retry = {"attempts": 1, "backoff_initial": 0.01, "backoff_max": 0.05}
+    async with mock_upstream() as up:
+        chain = [up.model("gpt", "gpt+hangup_ms=600", fallbacks=["backup"]), up.model("backup", "backup+hangup_ms=900")]
+        async with proxy(upstream_config(chain, retry=retry, timeouts=timeouts)) as client:
+            text, terminate = await converse(client)
+    assert text == "" and terminate["reason"] == "error"
+    assert terminate["error"]["type"] == "truncated"  # the upstream's failure (a hang-up), not internal_error
