@@ -215,8 +215,12 @@ def request_body(request: ChatRequest, options: AnthropicOptions) -> dict[str, A
     if request.tools:
         body["tools"] = [{"name": t.name, "input_schema": dict(t.parameters or {"type": "object", "properties": {}}),
                           **({"description": t.description} if t.description else {})} for t in request.tools]
-    if request.tool_choice is not None:
-        body["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.tool_choice is not None or request.parallel_tool_calls is False:
+        body["tool_choice"] = _tool_choice(request.tool_choice or "auto")
+        if request.parallel_tool_calls is False and request.tool_choice != "none":  # "none" takes no flag
+            body["tool_choice"]["disable_parallel_tool_use"] = True
+    if request.user is not None:
+        body["metadata"] = {"user_id": request.user}
     return body
 
 
@@ -263,4 +267,4 @@ def build(options: AnthropicOptions, *, http: httpx2.AsyncClient | None = None, 
     return AnthropicAdapter(options, http=http)
 
 
-SPEC = AdapterSpec(options=AnthropicOptions, build=build, uses_http=True)
+SPEC = AdapterSpec(options=AnthropicOptions, build=build, uses_http=True, takes=frozenset({"parallel_tool_calls"}))

@@ -10,7 +10,10 @@ errors are mapped to httpx2's as the transport maps them.
 
 from __future__ import annotations
 
+import functools
 import ssl
+from collections.abc import Mapping
+from contextvars import ContextVar
 
 import aiohttp
 import httpx2
@@ -18,6 +21,10 @@ import openai
 import yarl
 from multidict import CIMultiDict, CIMultiDictProxy
 from openai._vendor.httpx_aiohttp.transport import AiohttpResponseStream, AiohttpTransport, map_aiohttp_exceptions
+
+# Headers to add to the upstream requests sent in this context: the trace context (W3C `traceparent`) of the
+# attempt under way when tracing is on (proxy/telemetry/tracing.py), else None, which costs one lookup a request.
+UPSTREAM_HEADERS: ContextVar[Mapping[str, str] | None] = ContextVar("upstream_headers", default=None)
 
 # Connections: every open stream holds one, and a cap would queue streams. Not None: the transport
 # then leaves aiohttp's default cap of 100.
@@ -41,12 +48,29 @@ class HttpClients:
         if self._tls is None:
             self._tls = httpx2.create_ssl_context()
         timeout = self.connect_timeout
-        return openai.DefaultAioHttpClient(
+        client = openai.DefaultAioHttpClient(
             timeout=httpx2.Timeout(connect=timeout, read=None, write=timeout, pool=timeout),
             limits=httpx2.Limits(max_connections=UNCAPPED, max_keepalive_connections=1000),
             follow_redirects=False,
             verify=self._tls,
         )
+        transport = aiohttp_transport(client)
+        if transport is not None:
+            transport.client = functools.partial(cookieless_session, transport)
+        return client
+
+
+def cookieless_session(transport: AiohttpTransport) -> aiohttp.ClientSession:
+    """The aiohttp session the transport would make, without a cookie jar (issue 26).
+
+    One client serves every user of a model: a jar would send the cookie an upstream set for one user
+    (a session, a load balancer's affinity) with every other user's requests. The transport calls this
+    on its first request, inside the running loop, as it would build its own.
+    """
+    limits = transport.limits
+    connector = aiohttp.TCPConnector(keepalive_timeout=limits.keepalive_expiry, ssl=transport.ssl_context,
+                                     limit=limits.max_connections or 0)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
 def aiohttp_transport(http: httpx2.AsyncClient) -> AiohttpTransport | None:
@@ -58,6 +82,9 @@ def aiohttp_transport(http: httpx2.AsyncClient) -> AiohttpTransport | None:
 
 async def send_streamed(http: httpx2.AsyncClient, request: httpx2.Request) -> httpx2.Response:
     """`http.send(request, stream=True)`, without the client's layers on the aiohttp transport."""
+    extra = UPSTREAM_HEADERS.get()
+    if extra:
+        request.headers.update(extra)
     transport = aiohttp_transport(http)
     if transport is None:
         return await http.send(request, stream=True)
@@ -84,9 +111,11 @@ class AiohttpSend:
         transport = self._transport
         if not isinstance(transport.client, aiohttp.ClientSession):
             transport.client = transport.get_client()  # as the transport does on its first request
+        extra = UPSTREAM_HEADERS.get()
+        headers = self._headers if not extra else CIMultiDict(self._headers, **extra)
         with map_aiohttp_exceptions():
             upstream = await transport.client.request(
-                "POST", self._url, headers=self._headers, data=content, allow_redirects=False,
+                "POST", self._url, headers=headers, data=content, allow_redirects=False,
                 auto_decompress=False, compress=False, timeout=self._timeout)
         extensions = {"http_version": b"HTTP/1.1"}
         if upstream.reason:

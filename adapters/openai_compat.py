@@ -166,4 +166,5 @@ def build(options: OpenAIOptions, *, http: httpx2.AsyncClient | None = None, **_
 
 
 SPEC = AdapterSpec(options=OpenAIOptions, build=build, uses_http=True, takes=frozenset(
-    {"presence_penalty", "frequency_penalty", "seed", "response_format"}))  # all of proxy.deltas.OPTIONAL_FIELDS
+    {"presence_penalty", "frequency_penalty", "seed", "response_format", "parallel_tool_calls", "logit_bias"}))
+# (all of proxy.deltas.OPTIONAL_FIELDS)

@@ -31,6 +31,10 @@ def chat_params(model: str, request: ChatRequest) -> dict[str, Any]:
         params["tool_choice"] = _tool_choice(request.tool_choice)
     if request.continue_with is not None:
         _continue(params, request.continue_with)
+    for name in ("user", "parallel_tool_calls", "logit_bias"):
+        if (value := getattr(request, name)) is not None:
+            params[name] = value
+    params.update(request.tuning)
     return params
 
 

@@ -100,7 +100,11 @@ class Stream(asyncio.Protocol):
         if not self.finished:
             return f"cut after {self.events} events"
         job = self.job
-        if job.schema:
+        if job.ui:  # the UI message stream door: text-delta chunks, then [DONE]
+            texts = body.count(b'"type":"text-delta"')
+            if texts != job.chunks or body.count(b"data: [DONE]") != 1:
+                return f"{texts} text-delta chunks, [DONE] x{body.count(b'data: [DONE]')}"
+        elif job.schema:
             texts, ends, last_end = body.count(b'data: {"text":'), body.count(b'"action":"terminate"'), body.rfind(b"terminate")
             if texts != job.chunks or ends != 1 or last_end < body.rfind(b'{"text":'):
                 return f"{texts} text events, {ends} terminates"
@@ -109,7 +113,7 @@ class Stream(asyncio.Protocol):
             if texts != job.chunks or body.count(b"data: [DONE]") != 1:
                 return f"{texts} content chunks, [DONE] x{body.count(b'data: [DONE]')}"
         if self.full_check:
-            text = decode_text(dechunk(body), job.schema)
+            text = decode_text(dechunk(body), job.schema, job.ui)
             if text != expected_text(job.chunks):
                 return f"text differs: {text[:60]!r}"
         return None
@@ -126,7 +130,7 @@ def dechunk(body: bytes) -> bytes:
         at = line_end + 2 + size + 2
 
 
-def decode_text(stream: bytes, schema: bool) -> str:
+def decode_text(stream: bytes, schema: bool, ui: bool = False) -> str:
     """The concatenated text of every event, the way a browser (or an SDK) would read it."""
     text = []
     for event in stream.split(b"\n\n"):
@@ -134,7 +138,9 @@ def decode_text(stream: bytes, schema: bool) -> str:
         if not data or data == b"[DONE]":
             continue
         obj = json.loads(data)
-        if schema:
+        if ui:
+            text.append(obj["delta"] if obj.get("type") == "text-delta" else "")
+        elif schema:
             text.append(obj.get("text", ""))
         elif obj.get("choices"):
             text.append(obj["choices"][0].get("delta", {}).get("content") or "")
@@ -149,6 +155,7 @@ class Job:
     schema: bool
     chunks: int
     full_every: int
+    ui: bool = False  # the AI SDK's UI message stream (the proxy's /api/chat door)
     tally: Tally = field(default_factory=Tally)
     count: int = 0
 
@@ -240,7 +247,7 @@ def worker(args: argparse.Namespace, concurrency: int, streams: int) -> dict:
     import uvloop
 
     host, port, request = build_request(args.url, args.body, args.header)
-    job = Job(host, port, request, args.format == "schema", args.chunks, args.full_every)
+    job = Job(host, port, request, args.format == "schema", args.chunks, args.full_every, ui=args.format == "ui")
     cpu = time.process_time()
     started = clock()
     if args.mode == "hold":
@@ -273,7 +280,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--body", required=True)
     parser.add_argument("--header", action="append", default=[])
-    parser.add_argument("--format", choices=["schema", "openai"], required=True)
+    parser.add_argument("--format", choices=["schema", "openai", "ui"], required=True)
     parser.add_argument("--chunks", type=int, required=True, help="text events each stream must carry")
     parser.add_argument("--mode", choices=["run", "hold"], default="run")
     parser.add_argument("--concurrency", type=int, default=1)

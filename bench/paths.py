@@ -28,7 +28,9 @@ ADAPTER_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama"
 NATIVE = tuple(f"llm-sse-proxy-{adapter}" for adapter in ADAPTER_PATHS if adapter != "openai")
 # The proxy with resumable streams off, and on with the Redis store (the default path keeps them on, in memory).
 RESUME = ("llm-sse-proxy-resume-off", "llm-sse-proxy-redis")
-CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME)  # variants of the proxy measured in the CPU phase only
+UI = "llm-sse-proxy-ui"  # the proxy through its UI message stream door (`useChat`'s /api/chat)
+TRACING = "llm-sse-proxy-tracing"  # tracing on, every span exported to a loopback OTLP receiver (issue 25)
+CPU_ONLY = (*NATIVE, "llm-sse-proxy-v1", *RESUME, UI, TRACING)  # variants of the proxy measured in the CPU phase only
 
 
 @dataclass
@@ -40,12 +42,21 @@ class PathSpec:
     headers: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)  # empty: nothing to start (direct)
     env: dict[str, str] = field(default_factory=dict)
+    ui: bool = False  # the UI message stream door: its body in, its chunks out
+
+    @property
+    def format(self) -> str:
+        """The load client's `--format`."""
+        return "ui" if self.ui else "schema" if self.schema else "openai"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.endpoint}"
 
     def body(self, model: str) -> str:
+        if self.ui:
+            return json.dumps({"id": "bench-chat", "model": model,
+                               "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}]})
         chat = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
         return json.dumps(chat if self.schema else {**chat, "stream": True})
 
@@ -76,8 +87,8 @@ def proxy(mock_port: int, workdir: Path, workers: int = 1, name: str = "llm-sse-
     limits = {"requests_per_minute": 1e9, "burst": 1_000_000, "streams_per_client": 100_000, "max_streams": 100_000}
     config.write_text(json.dumps({"server": {"host": "127.0.0.1", "port": port}, "default_model": MODELS[0],
                                   "models": models, "limits": limits, **(extra or {})}, indent=1))  # JSON is YAML
-    cli = VENV_PYTHON.parent / "llm-sse-proxy"
-    argv = [str(cli), "--config", str(config), "--log-level", "warning"]
+    # The package's own entry, not the venv's script: bench/ab.py runs each tree's CLI, wherever it lives.
+    argv = [str(VENV_PYTHON), "-m", "llm_sse_proxy.proxy", "--config", str(config), "--log-level", "warning"]
     if workers > 1:
         argv += ["--workers", str(workers)]
     return PathSpec(name, port, "/chat", schema=True, argv=argv)
@@ -90,8 +101,22 @@ def proxy_openai(mock_port: int, workdir: Path, name: str = "llm-sse-proxy-v1") 
     return spec
 
 
+def proxy_ui(mock_port: int, workdir: Path) -> PathSpec:
+    """The same proxy and config, asked through its UI message stream door (issue 24): UI chunks out."""
+    spec = proxy(mock_port, workdir, name=UI)
+    spec.endpoint, spec.schema, spec.ui = "/api/chat", False, True
+    return spec
+
+
 def resume_off(mock_port: int, workdir: Path) -> PathSpec:
     return proxy(mock_port, workdir, name="llm-sse-proxy-resume-off", extra={"resume": {"enabled": False}})
+
+
+def tracing(mock_port: int, workdir: Path, endpoint: str) -> PathSpec:
+    """The default proxy with tracing on, exporting every span over OTLP/HTTP to `endpoint` (a loopback receiver
+    that decodes them, in run.py's process); a queue deep enough that spans are exported, not dropped."""
+    config = {"enabled": True, "endpoint": endpoint, "max_queue_size": 100_000, "schedule_delay": 0.5}
+    return proxy(mock_port, workdir, name=TRACING, extra={"tracing": config})
 
 
 def proxy_redis(mock_port: int, workdir: Path, redis_url: str, name: str = "llm-sse-proxy-redis",

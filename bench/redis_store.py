@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from llm_sse_proxy.proxy.resume.ids import new_sid
 from llm_sse_proxy.proxy.state.streams.redis_store import RedisStore, RedisStoreLimits
 from llm_sse_proxy.proxy.state.streams.store import StreamMeta
-from tests.redis_fixtures import run_redis_server
+from tests.redis_fixtures import ReplicaStore, run_redis_server
 
 FRAME = b"id: " + b"x" * 22 + b":123\ndata: {\"text\":\"" + b"y" * 20 + b"\"}\n\n"  # 60 bytes
 
@@ -55,7 +55,7 @@ async def write(store: RedisStore, streams: int, events: int, per_call: int) -> 
 
 
 async def memory(url: str, streams: int, events: int) -> float:
-    store = RedisStore(url, RedisStoreLimits(retention=3600, lease=3600))
+    store = ReplicaStore(url, RedisStoreLimits(retention=3600, lease=3600))
     client = aioredis.Redis.from_url(url)
     before = (await client.info("memory"))["used_memory"]
 
@@ -75,7 +75,7 @@ async def memory(url: str, streams: int, events: int) -> float:
 
 
 async def resume_latency(url: str, samples: int) -> tuple[float, float]:
-    owner, other = RedisStore(url), RedisStore(url)
+    owner, other = ReplicaStore(url), ReplicaStore(url)
     sid = new_sid()
     lease = await owner.create(sid, StreamMeta("bench"))
     await owner.append(lease, 1, [FRAME] * 99)
@@ -96,7 +96,7 @@ async def resume_latency(url: str, samples: int) -> tuple[float, float]:
 async def main(events: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, run_redis_server(Path(tmp)) as server:
         server.command("CONFIG", "SET", "maxmemory", "0")
-        store = RedisStore(server.url, RedisStoreLimits(grace=3600))
+        store = ReplicaStore(server.url, RedisStoreLimits(grace=3600))
         for streams, per_call in ((1, 1), (100, 1), (1, 16), (100, 16)):
             rate, us, per_flush = await write(store, streams, events, per_call)
             print(f"{streams:>3} streams, {per_call:>2} frames/append: {rate:>9,.0f} events/s, "

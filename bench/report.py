@@ -89,6 +89,15 @@ def ratio_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def tracing_table(results: dict) -> str:
+    """The proxy's CPU with tracing on over off, per chunk and per 1-chunk stream ("" before a run had it)."""
+    if not results.get("ratios", {}).get("tracing-on/off"):
+        return ""
+    rows = ["| figure | tracing on / off |", "|---|---|"]
+    rows += [f"| {label} | {_spread(_ratio(results, 'tracing-on/off', key))} |" for key, label in _LEVELS]
+    return "\n".join(rows)
+
+
 def adapter_table(results: dict) -> str:
     """Each native adapter's CPU over the OpenAI adapter's, the same proxy and the same streams (target: ≤ 1.10);
     and `v1`: the OpenAI-compatible door (/v1/chat/completions) over the SSE door (/chat), same adapter."""
@@ -270,6 +279,8 @@ def markdown(results: dict) -> str:
               *(["", "### Adapters: each native adapter's CPU over the OpenAI adapter's (target ≤ 1.10)", "",
                  adapter_table(results)] if adapter_table(results) else []),
               *(["", report_resume.section(results)] if report_resume.section(results) else []),
+              *(["", "### Tracing on (exporting to a loopback OTLP receiver) over off (issue 25)", "",
+                 tracing_table(results)] if tracing_table(results) else []),
               "", "## Summary (absolute figures; CPU: each path's median round)", "", summary_table(results), "", "## Targets (llm-sse-proxy)", "",
               targets_table(results), "", "## Details", "", detail_tables(results), "",
               "Charts: cpu_per_chunk.png, ttft.png, capacity.png, memory.png, startup.png.", ""]

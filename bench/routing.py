@@ -117,6 +117,7 @@ def run_setup(config: dict, seconds: float, workdir: Path) -> dict:
 async def take_cost(redis_url: str | None, takes: int = 2000) -> dict:
     """Microseconds per take (the one call a stream waits for) and per release, sequential, three deployments."""
     from llm_sse_proxy.proxy.routing.deployments import Deployment, ModelRoute
+    from llm_sse_proxy.proxy.state.redis import SharedRedis
     from llm_sse_proxy.proxy.state.routing import MemoryRouting, Wanted
     from llm_sse_proxy.proxy.state.routing_redis import RedisRouting
 
@@ -124,7 +125,8 @@ async def take_cost(redis_url: str | None, takes: int = 2000) -> dict:
                         "latency")]
     wanted = Wanted(chain, range(1), lease=60)
     found = {}
-    states = {"memory": MemoryRouting()} | ({"redis": RedisRouting(redis_url, on_error=print)} if redis_url else {})
+    shared = SharedRedis(redis_url, on_error=print) if redis_url else None
+    states = {"memory": MemoryRouting()} | ({"redis": RedisRouting(shared)} if shared else {})
     for name, state in states.items():
         async with state:
             started = time.perf_counter()
@@ -134,6 +136,8 @@ async def take_cost(redis_url: str | None, takes: int = 2000) -> dict:
                 if name == "redis":
                     await state.drained()  # type: ignore[attr-defined]
             found[name] = round((time.perf_counter() - started) / takes * 1e6, 1)
+    if shared is not None:
+        await shared.aclose()
     return found
 
 

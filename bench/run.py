@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +70,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about four minutes, fewer points")
     parser.add_argument("--paths", default=",".join(["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1",
-                                                      *paths.NATIVE, *paths.RESUME, "llm-sse-proxy-granian", "litellm"]),
+                                                      *paths.NATIVE, *paths.RESUME, paths.UI, paths.TRACING,
+                                                      "llm-sse-proxy-granian", "litellm"]),
                         help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
     parser.add_argument("--phases", default="cpu,ttft,capacity,memory,resume,replicas,routing",
@@ -85,7 +88,8 @@ def main() -> int:
     phases = args.phases.split(",")
     with_redis = bool({"resume", "replicas"} & set(phases)) or ("cpu" in phases and paths.RESUME[1] in wanted)
     with (tempfile.TemporaryDirectory(prefix="bench-") as workdir,
-          resume_phase.redis_for(with_redis, Path(workdir), results["notes"]) as redis):
+          resume_phase.redis_for(with_redis, Path(workdir), results["notes"]) as redis,
+          otlp_for(paths.TRACING in wanted and "cpu" in phases) as trace_endpoint):
         redis_url = redis.url if redis else None
         mock_port = procs.free_port()
         mock = procs.start("mock", [sys.executable, str(paths.BENCH / "mock_upstream.py"), "--port", str(mock_port)],
@@ -93,7 +97,7 @@ def main() -> int:
         try:
             if not procs.wait_listening(mock_port, 10):
                 raise SystemExit("the mock upstream did not start; see bench/results/raw/mock.log")
-            found = specs(wanted, mock_port, Path(workdir), out, results["notes"], redis_url)
+            found = specs(wanted, mock_port, Path(workdir), out, results["notes"], redis_url, trace_endpoint)
             runs = cpu_rounds(found, mock, plan, out) if "cpu" in phases else {}
             for spec in found:
                 say(f"== {spec.name}")
@@ -127,6 +131,19 @@ def main() -> int:
     return 0
 
 
+@contextmanager
+def otlp_for(wanted: bool) -> Iterator[str | None]:
+    """A loopback OTLP/HTTP receiver for the tracing path (tests/otlp_receiver.py), on the load core; its URL."""
+    if not wanted:
+        yield None
+        return
+    sys.path.insert(1, str(paths.BENCH.parent))
+    from tests.otlp_receiver import otlp_receiver
+
+    with otlp_receiver() as receiver:
+        yield receiver.url
+
+
 def prepare_machine() -> None:
     os.sched_setaffinity(0, {LOAD_CORE})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -136,7 +153,7 @@ def prepare_machine() -> None:
 
 
 def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: list[str],
-          redis_url: str | None) -> list[PathSpec]:
+          redis_url: str | None, trace_endpoint: str | None = None) -> list[PathSpec]:
     found = []
     for name in wanted:
         if name == "direct":
@@ -149,10 +166,14 @@ def specs(wanted: list[str], mock_port: int, workdir: Path, out: Path, notes: li
             found.append(paths.proxy(mock_port, workdir, name=name, adapter=name.removeprefix("llm-sse-proxy-")))
         elif name == "llm-sse-proxy-v1":
             found.append(paths.proxy_openai(mock_port, workdir))
+        elif name == paths.UI:
+            found.append(paths.proxy_ui(mock_port, workdir))
         elif name == "llm-sse-proxy-resume-off":
             found.append(paths.resume_off(mock_port, workdir))
         elif name == "llm-sse-proxy-redis" and redis_url:
             found.append(paths.proxy_redis(mock_port, workdir, redis_url))
+        elif name == paths.TRACING and trace_endpoint:
+            found.append(paths.tracing(mock_port, workdir, trace_endpoint))
         elif name == "llm-sse-proxy-granian":
             found.append(paths.granian(mock_port, workdir))
         elif name == "litellm":
@@ -235,14 +256,16 @@ def cpu_ratios(runs: dict[str, dict]) -> dict:
             "granian/uvicorn": interleave.ratios(runs, "llm-sse-proxy-granian", "llm-sse-proxy", _figure),
             **{f"{name}/openai": interleave.ratios(runs, name, "llm-sse-proxy", _figure) for name in paths.NATIVE},
             "llm-sse-proxy-v1/openai": interleave.ratios(runs, "llm-sse-proxy-v1", "llm-sse-proxy", _figure),
+            "llm-sse-proxy-ui/openai": interleave.ratios(runs, paths.UI, "llm-sse-proxy", _figure),
             "resume-memory/off": interleave.ratios(runs, "llm-sse-proxy", paths.RESUME[0], _figure),
-            "resume-redis/off": interleave.ratios(runs, paths.RESUME[1], paths.RESUME[0], _figure)}
+            "resume-redis/off": interleave.ratios(runs, paths.RESUME[1], paths.RESUME[0], _figure),
+            "tracing-on/off": interleave.ratios(runs, paths.TRACING, "llm-sse-proxy", _figure)}
 
 
 def run_client(spec: PathSpec, model: str, chunks: int, *, concurrency: int, streams: int = 1_000_000,
                duration: float, stagger: float = 0.0, full_every: int = 10) -> dict:
     argv = ["taskset", "-c", str(LOAD_CORE), sys.executable, str(paths.BENCH / "load_client.py"), "--url", spec.url,
-            "--body", spec.body(model), "--format", "schema" if spec.schema else "openai", "--chunks", str(chunks),
+            "--body", spec.body(model), "--format", spec.format, "--chunks", str(chunks),
             "--concurrency", str(concurrency), "--streams", str(streams), "--duration", str(duration),
             "--stagger", str(stagger), "--full-every", str(full_every)]
     for header in spec.headers:
@@ -333,7 +356,7 @@ def memory_point(spec: PathSpec, server: procs.Proc, open_streams: int, interval
     idle = server.rss()
     chunks = 120 if interval_ms <= 1000 else 30
     argv = ["taskset", "-c", str(LOAD_CORE), sys.executable, str(paths.BENCH / "load_client.py"), "--url", spec.url,
-            "--body", spec.body(f"n{chunks}-i{interval_ms}"), "--format", "schema" if spec.schema else "openai",
+            "--body", spec.body(f"n{chunks}-i{interval_ms}"), "--format", spec.format,
             "--chunks", str(chunks), "--mode", "hold", "--concurrency", str(open_streams),
             "--duration", str(HOLD_SECONDS), "--stagger", str(open_streams / 1500)]
     for header in spec.headers:

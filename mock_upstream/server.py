@@ -341,12 +341,12 @@ class _MockApp(Starlette):
 def create_mock_upstream_app(recorder: Recorder | None = None, *, default_reply: str = DEFAULT_REPLY,
                              options: dict[str, str] | None = None) -> Starlette:
     """`options`: defaults for every request's options; a test may change them while the server runs."""
-    from llm_sse_proxy.mock_upstream import anthropic, gemini, ollama  # the native dialects build on this module
+    from llm_sse_proxy.mock_upstream import anthropic, gemini, ollama, openai_responses  # they build on this module
 
     app = _MockApp(
         routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"]),
                 Route("/v1/models", list_models, methods=["GET"]),
-                *anthropic.ROUTES, *gemini.ROUTES, *ollama.ROUTES],
+                *anthropic.ROUTES, *gemini.ROUTES, *ollama.ROUTES, *openai_responses.ROUTES],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.recorder = recorder if recorder is not None else Recorder()

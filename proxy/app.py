@@ -23,9 +23,12 @@ from llm_sse_proxy.proxy.doors.response import Shutdown
 from llm_sse_proxy.proxy.resume import routes as resume_routes
 from llm_sse_proxy.proxy.runtime import HttpClientFactory, RuntimeParts
 from llm_sse_proxy.proxy.server.asgi import ProxyApp
+from llm_sse_proxy.proxy.state.redis import shared_redis_for
 from llm_sse_proxy.proxy.state.routing_redis import routing_state_for
 from llm_sse_proxy.proxy.state.streams.backends import BACKENDS as STORE_BACKENDS
 from llm_sse_proxy.proxy.telemetry.metrics import Metrics
+from llm_sse_proxy.proxy.telemetry.readiness import Readiness
+from llm_sse_proxy.proxy.telemetry.tracing import check_installed
 
 log = logging.getLogger("llm_sse_proxy")
 
@@ -37,20 +40,24 @@ def create_app(
     sleep: Sleep = anyio.sleep,
     http_client_factory: HttpClientFactory | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """Build the proxy for one validated config. `shutdown` lets the server end streams cleanly;
-    `clock` times the deployments' breakers and quotas (without Redis)."""
+    `clock` times the deployments' breakers and quotas (without Redis), `wall_clock` the in-memory budgets'
+    minutes and days."""
     http_clients = HttpClients(config.timeouts.connect)
     metrics = Metrics()
-    admission = Admission.from_config(config, on_error=metrics.shared_state_error)
+    redis = shared_redis_for(config.resume, on_error=metrics.shared_state_error)  # one pool per process (issue 21)
+    admission = Admission.from_config(config, redis, budget_clock=wall_clock)
     check(config, admission)
-    routing = routing_state_for(config, on_error=metrics.shared_state_error, clock=clock)
+    routing = routing_state_for(redis, clock=clock)
     chats = Chats(config, admission, metrics, sleep, shutdown)
-    doors = [door(chats) for door in DOORS] + [OpsRoutes(config, admission, metrics)]
+    readiness = Readiness(admission.limits, shutdown)
+    doors = [door(chats) for door in DOORS] + [OpsRoutes(config, admission, metrics, readiness)]
     routes = [route for door in doors for route in door.routes()]
     if config.resume.enabled:
         routes += resume_routes.ROUTES
-    parts = RuntimeParts(config, admission, routing, metrics,
+    parts = RuntimeParts(config, redis, admission, routing, metrics,
                          http_client_factory or (lambda model: http_clients.new()), sleep, shutdown)
     errors = ErrorRenderer([door.errors for door in doors if door.errors is not None])
     app = ProxyApp(routes=routes, middleware=[cors(config.server.cors_origins)],
@@ -63,6 +70,7 @@ def check(config: Config, admission: Admission) -> None:
     """What a config can only be checked against this build, or warned about, at start."""
     if config.resume.enabled and config.resume.store not in STORE_BACKENDS:
         raise ConfigError(f"resume.store: {config.resume.store!r} is not available in this build")
+    check_installed(config.tracing)
     if admission.auth.enabled and "*" in config.server.cors_origins:
         log.warning("client keys are on but server.cors_origins allows any site; list your sites' origins")
 

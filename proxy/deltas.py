@@ -87,6 +87,13 @@ class ChatRequest:
     tool_choice: str | Mapping[str, Any] | None = None  # "auto" | "none" | "required" | {"name": ...}
     # Set: the last message is assistant text the model is to continue, not answer (mid-stream recovery).
     continue_with: ContinueWith | None = None
+    # Issue 26: more of OpenAI's fields (docs/openai-fields.md says what each adapter does with each).
+    user: str | None = None  # the client's end user, for the upstream's abuse checks
+    parallel_tool_calls: bool | None = None  # only False is kept: True is every API's default
+    logit_bias: Mapping[str, int] | None = None
+    # Fields that tune cost, latency or style but not what is answered (reasoning_effort, service_tier…):
+    # an adapter whose API has them passes them on by their OpenAI names; the others leave them.
+    tuning: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,4 +186,5 @@ class AdapterSpec:
 
 
 # ChatRequest's fields that not every API has (issue 15): each adapter's spec lists those it passes on.
-OPTIONAL_FIELDS = ("presence_penalty", "frequency_penalty", "seed", "response_format")
+OPTIONAL_FIELDS = ("presence_penalty", "frequency_penalty", "seed", "response_format", "parallel_tool_calls",
+                   "logit_bias")

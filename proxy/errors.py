@@ -4,12 +4,14 @@ ProxyError
 ├── RequestError            4xx before the stream starts
 │   ├── BadRequest          400
 │   ├── Unauthorized        401
+│   ├── Forbidden           403: known, and not allowed (issue 23: another identity's usage)
 │   ├── NotFound            404
 │   ├── MethodNotAllowed    405
 │   ├── RequestTimeout      408: the body never arrived in full (timed out, or the client left)
 │   ├── PayloadTooLarge     413
 │   ├── UnsupportedMediaType 415
 │   ├── TooManyRequests     429 + Retry-After: this client is over its rate or stream limit
+│   │   └── BudgetExceeded  429 + Retry-After: its token, request or spend budget is spent (issue 23)
 │   └── Overloaded          503 + Retry-After: the proxy as a whole is full, shedding load
 └── UpstreamError           inside the stream: terminate with reason "error"
     ├── UpstreamUnavailable retryable (connect errors, 408/409/429/5xx)
@@ -39,8 +41,16 @@ class ProxyError(Exception):
 
 
 class RequestError(ProxyError):
+    """`param`: the request field at fault, if one is. `code`: why, in a word a program can match; each door
+    adds its own hint for a code (proxy/doors/errors.py), so the message itself names no door's routes."""
+
     status = 400
     type = "invalid_request"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
 
     def headers(self) -> dict[str, str]:
         return {}
@@ -66,6 +76,13 @@ class NotFound(RequestError):
 class MethodNotAllowed(RequestError):
     status = 405
     type = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"allow": self.allow}
 
 
 class RequestTimeout(RequestError):
@@ -133,8 +150,9 @@ class TooManyRequests(RequestError):
     status = 429
     type = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int = 1, type_: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: int = 1, type_: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
         if type_ is not None:
             self.type = type_
@@ -146,3 +164,20 @@ class TooManyRequests(RequestError):
 class Overloaded(TooManyRequests):
     status = 503
     type = "overloaded"
+
+
+class BudgetExceeded(TooManyRequests):
+    """429: the identity's budget (issue 23) has nothing left in this window; Retry-After is when it ends."""
+
+    type = "budget_exceeded"
+
+    def __init__(self, budget: str, limit: float, retry_after: int) -> None:
+        super().__init__(f"the budget {budget} ({limit:g}) is spent; it frees in {retry_after} s", retry_after=retry_after)
+        self.budget = budget
+
+
+class Forbidden(RequestError):
+    """403: who asks is known, and may not do this (another identity's usage, issue 23)."""
+
+    status = 403
+    type = "forbidden"

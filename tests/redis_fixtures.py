@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from llm_sse_proxy.proxy.state.redis import MAX_CONNECTIONS, SharedRedis
+from llm_sse_proxy.proxy.state.streams.redis_store import RedisStore, RedisStoreLimits
+
 START_TIMEOUT = 10.0  # seconds; it starts in about 30 ms when the machine is idle
 ATTEMPTS = 5  # another process may take the free port between our probe and redis-server's bind
 
@@ -131,3 +134,16 @@ def _read_reply(sock: socket.socket) -> bytes:
             raise ConnectionError("redis-server closed the connection")
         data += chunk
     return data.split(b"\r\n", 1)[0]
+
+
+class ReplicaStore(RedisStore):
+    """A RedisStore on a Redis client of its own, as each replica has one; closing the store closes it."""
+
+    def __init__(self, url: str, limits: RedisStoreLimits = RedisStoreLimits(), *, replica: str = "",
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        super().__init__(SharedRedis(url, max_connections=max_connections, name=replica or "test"), limits,
+                         replica=replica)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.shared.aclose()

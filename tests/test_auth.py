@@ -115,7 +115,7 @@ def test_used_tokens_are_forgotten_once_expired_and_the_store_is_bounded(monkeyp
         ({"token_secret": "in-the-file-" * 4}, {}, "auth.token_secret: write a ${VAR} reference"),
         ({"token_secret": "${S}"}, {"S": "short"}, "auth.token_secret:"),
         ({"token_ttl": 0}, {}, "auth.token_ttl:"),
-        ({"colour": "blue"}, {}, "auth.colour: unknown key (known: keys, token_secret, token_ttl)"),
+        ({"colour": "blue"}, {}, "auth.colour: unknown key (known: admin_keys, jwt, keys, token_secret, token_ttl)"),
     ],
 )
 def test_bad_auth_config_names_the_field(auth: dict, environ: dict, message: str) -> None:

@@ -25,6 +25,7 @@ import yaml
 
 from llm_sse_proxy.mock_upstream import DEFAULT_REPLY as DEFAULT_REPLY_UPSTREAM
 from llm_sse_proxy.proxy.telemetry.log_format import JsonFormatter
+from llm_sse_proxy.proxy.config import parse_config
 from tests.conftest import chat_body, make_config, proxy, read_stream
 from tests.docs_blocks import block, doc_blocks, inline_commands
 from tests.redis_fixtures import RedisServer, free_port
@@ -48,7 +49,9 @@ def flags_missing(command: str, defined: set[str]) -> list[str]:
 RUN = {
     "retry-timeouts", "rehearsal", "access-log-line", "command-line", "redis-shared-state",
     "client-keys-config", "client-keys-recipe", "forwarded-allow-ips", "recovery-models",
-    "continue-transcript", "restart-transcript", "json-log-line", "routing-example",
+    "continue-transcript", "restart-transcript", "json-log-line",
+    "jwt-budgets-config", "jwt-sign-python", "jwt-sign-node",
+    "readyz-body", "trace-tree", "routing-example",  # tests/test_readiness.py, tests/test_tracing.py
 }
 # Blocks no test can run here, and why; each is still checked as far as it can be (the test named after it).
 NOT_RUNNABLE = {
@@ -324,6 +327,8 @@ INLINE_NOT_RUNNABLE = {
     "docker stop": "no container runtime here; tests/test_container.py runs the entry point as PID 1",
     "docker compose up --build": "no container runtime here; compose.yaml is parsed and its services checked",
     "pip install py-spy": "installs from the network; the profiling recipe around it is not run",
+    "pip install 'llm-sse-proxy[otel]'": "installs from the network; `make test` installs the same packages (the "
+                                         "test extra), and tests/test_tracing.py runs with them",
     "py-spy record -p PID -r 200 -d 10 -f raw -o out.raw": "needs py-spy and ptrace rights on a running proxy",
 }
 BENCHES = "a measurement (20 s to minutes of CPU, for a quiet machine): not run by the suite; the script exists and takes the flags shown"
@@ -388,6 +393,38 @@ def test_check_inline_can_fail(command: str, ok: bool) -> None:
     else:
         with pytest.raises(AssertionError):
             check_inline(command)
+
+
+JWT_ENV = {"JWT_SECRET": "a-shared-secret-of-32-characters-or-more", "PROXY_ADMIN_KEYS": "an-admin-key-0123456789abcdef"}
+
+
+def test_jwt_budgets_config() -> None:
+    config = parse_config(yaml.safe_load(block("jwt-budgets-config")), where="security.md", environ=JWT_ENV)
+    assert config.auth.jwt is not None and config.auth.jwt.tier_claim == "plan" and config.auth.admin_key_hashes
+    assert config.budgets.tiers["pro"].tokens_per_day == 2_000_000 and config.models[0].price is not None
+
+
+async def _a_signed_user_streams(token: str) -> None:
+    config = parse_config(yaml.safe_load(block("jwt-budgets-config")), where="security.md", environ=JWT_ENV)
+    headers = {"authorization": f"Bearer {token}"}
+    async with proxy(config) as client:
+        response, parsed = await read_stream(client, "POST", "/chat", json=chat_body(max_tokens=5), headers=headers)
+        usage = (await client.get("/usage", headers=headers)).json()
+    assert response.status_code == 200 and parsed.events
+    assert usage["identity"] == "user:alice" and usage["tier"] == "pro"
+    assert {b["budget"]: b["limit"] for b in usage["budgets"]}["tokens_per_day"] == 2_000_000
+
+
+async def test_jwt_sign_python() -> None:
+    done = subprocess.run([sys.executable, "-c", block("jwt-sign-python")], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **JWT_ENV}, check=True)
+    await _a_signed_user_streams(done.stdout.strip())
+
+
+async def test_jwt_sign_node() -> None:
+    done = subprocess.run(["node", "--input-type=module", "-e", block("jwt-sign-node")], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **JWT_ENV}, check=True)
+    await _a_signed_user_streams(done.stdout.strip())
 
 
 # --- docs/routing.md --------------------------------------------------------------------------------

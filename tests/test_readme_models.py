@@ -34,7 +34,7 @@ def test_the_readme_shows_one_block_per_adapter_and_they_are_valid() -> None:
     assert len(config.models) == len(models)
 
 
-@pytest.mark.parametrize("dialect", ["anthropic", "gemini", "ollama"])
+@pytest.mark.parametrize("dialect", ["anthropic", "gemini", "ollama", "openai_responses"])
 async def test_the_readme_block_of_each_native_adapter_streams(dialect: str) -> None:
     (model,) = [m for m in readme_models() if m["adapter"] == dialect]
     async with mock_upstream() as up:

@@ -14,6 +14,7 @@ import redis.asyncio
 from llm_sse_proxy.proxy.config import ConfigError
 from llm_sse_proxy.proxy.errors import TooManyRequests, Unauthorized
 from llm_sse_proxy.proxy.resume.errors import StoreUnavailable
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.redis_limits import PREFIX, RedisLimits
 from tests.conftest import make_config
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
@@ -27,8 +28,10 @@ async def two_replicas(server: RedisServer, errors: list[str] | None = None,
     settings = {"per_minute": 6, "burst": 3, "per_client": 2, "total": 100, **options}
     on_error = (errors if errors is not None else []).append
     async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(RedisLimits(server.url, on_error=on_error, **settings))
-        b = await stack.enter_async_context(RedisLimits(server.url, on_error=on_error, **settings))
+        redis_a = await stack.enter_async_context(SharedRedis(server.url, name="a", on_error=on_error))
+        redis_b = await stack.enter_async_context(SharedRedis(server.url, name="b", on_error=on_error))
+        a = await stack.enter_async_context(RedisLimits(redis_a, **settings))
+        b = await stack.enter_async_context(RedisLimits(redis_b, **settings))
         yield a, b
 
 

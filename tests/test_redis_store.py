@@ -18,7 +18,7 @@ from llm_sse_proxy.proxy.resume.errors import Fenced, ResumeGap, StoreUnavailabl
 from llm_sse_proxy.proxy.resume.ids import new_sid
 from llm_sse_proxy.proxy.state.streams.redis_store import RedisStore, RedisStoreLimits
 from llm_sse_proxy.proxy.state.streams.store import StreamMeta, StreamStore
-from tests.redis_fixtures import RedisServer, run_redis_server, shared_redis  # noqa: F401 (a fixture)
+from tests.redis_fixtures import ReplicaStore, RedisServer, run_redis_server, shared_redis  # noqa: F401 (a fixture)
 from tests.test_resume_store import HANG, StoreFactory, collect, finished, frame, started
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +34,7 @@ async def make_store(shared_redis: RedisServer) -> AsyncIterator[StoreFactory]:
 
     def make(**limits: Any) -> StreamStore:
         limits.setdefault("grace", 30.0)
-        made.append(store := RedisStore(shared_redis.url, RedisStoreLimits(**{**FAST, **limits})))
+        made.append(store := ReplicaStore(shared_redis.url, RedisStoreLimits(**{**FAST, **limits})))
         return store
 
     yield make
@@ -108,7 +108,7 @@ async def test_every_key_has_a_ttl(make_store: StoreFactory, shared_redis: Redis
 
 async def test_redis_going_away_is_store_unavailable_never_a_hang(tmp_path: Path) -> None:
     with run_redis_server(tmp_path) as server:
-        store = RedisStore(server.url, RedisStoreLimits(**FAST))
+        store = ReplicaStore(server.url, RedisStoreLimits(**FAST))
         sid, lease = await started(store, 1)
         reader = asyncio.create_task(collect(store, sid, 1))
         await asyncio.sleep(0.05)
@@ -199,7 +199,7 @@ async def test_the_writer_sends_a_batch_again_on_a_new_connection_when_its_own_w
 async def test_a_stop_on_another_replica_wakes_the_owner_without_waiting_for_its_heartbeat(
         shared_redis: RedisServer) -> None:
     slow = RedisStoreLimits(lease=60.0, block=0.2, heartbeat=60.0)  # the flag alone would take a minute
-    owner, other = RedisStore(shared_redis.url, slow, replica="a"), RedisStore(shared_redis.url, slow, replica="b")
+    owner, other = ReplicaStore(shared_redis.url, slow, replica="a"), ReplicaStore(shared_redis.url, slow, replica="b")
     client = aioredis.Redis.from_url(shared_redis.url)
     try:
         sid = new_sid()
@@ -215,3 +215,17 @@ async def test_a_stop_on_another_replica_wakes_the_owner_without_waiting_for_its
         await owner.aclose()
         await other.aclose()
         await client.aclose()
+
+
+async def test_a_label_outlives_the_running_ttl_while_its_owner_beats(make_store: StoreFactory) -> None:
+    """A stream that runs for longer than retention + grace keeps its label: the heartbeat renews it."""
+    store = make_store(grace=0.3, retention=0.2)  # labels are set for 0.5 s
+    sid = new_sid()
+    lease = await store.create(sid, StreamMeta("me", label="long-chat"))
+    owner = asyncio.create_task(store.wait_stop(lease))
+    reader = asyncio.create_task(collect(store, sid, 0))  # present: no abandonment
+    await asyncio.sleep(1.5)
+    assert await store.labelled("long-chat") == sid and not owner.done()
+    await store.finish(lease, 1, frame(sid, 1), "stop")
+    assert await reader == [frame(sid, 1)]
+    owner.cancel()

@@ -16,6 +16,7 @@ import pytest
 from llm_sse_proxy.proxy.config import BreakerConfig
 from llm_sse_proxy.proxy.routing.deployments import Deployment, ModelRoute
 from llm_sse_proxy.proxy.state.routing import Taken, Wanted
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.routing_redis import PREFIX, RedisRouting
 from tests.conftest import LOAD_TEST_LIMITS, chat_body
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
@@ -91,8 +92,9 @@ def chain_of(*quotas: dict[str, int], failures: int = 2) -> list[ModelRoute]:
 async def test_the_scripts_take_count_and_release_on_the_real_server(redis_server: RedisServer) -> None:
     errors: list[str] = []
     chain = chain_of({"rpm": 2}, {"tpm": 10})
-    async with RedisRouting(redis_server.url, on_error=errors.append) as one, \
-            RedisRouting(redis_server.url, on_error=errors.append) as other:
+    async with SharedRedis(redis_server.url, on_error=errors.append) as first, \
+            SharedRedis(redis_server.url, on_error=errors.append) as second, \
+            RedisRouting(first) as one, RedisRouting(second) as other:
         wanted = Wanted(chain, range(1), lease=60)
         taken = [await (one, other)[i % 2].take(wanted) for i in range(3)]
         assert sorted(t.index for t in taken) == [0, 0, 1]  # type: ignore[union-attr]  # least busy, then rpm
@@ -110,7 +112,7 @@ async def test_the_scripts_take_count_and_release_on_the_real_server(redis_serve
 async def test_a_redis_that_is_gone_costs_the_sharing_only(redis_server: RedisServer) -> None:
     errors: list[str] = []
     chain = chain_of({}, failures=1)
-    async with RedisRouting(redis_server.url, on_error=errors.append) as state:
+    async with SharedRedis(redis_server.url, on_error=errors.append) as shared, RedisRouting(shared) as state:
         redis_server.stop()
         with anyio.fail_after(10):
             taken = await state.take(Wanted(chain, range(1)))  # this process's own view answers

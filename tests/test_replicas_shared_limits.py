@@ -78,4 +78,5 @@ async def test_redis_down_is_a_prompt_503_with_a_log_line_and_a_metric(tmp_path:
         assert response.json()["error"]["type"] == "store_unavailable"
     assert 'llm_proxy_shared_state_errors_total{operation="rate"} 3.0' in metrics
     log = a.logged()
-    assert "redis unavailable during rate (ConnectionError)" in log and "Traceback" not in log
+    assert f"redis at 127.0.0.1:{redis_server.port} unavailable during rate (ConnectionError)" in log
+    assert "Traceback" not in log

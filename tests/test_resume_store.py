@@ -246,6 +246,22 @@ async def test_a_finished_stream_is_forgotten_after_retention(make_store: StoreF
         await collect(store, sid, 0)
 
 
+async def test_a_label_names_its_newest_stream_while_that_is_kept(make_store: StoreFactory) -> None:
+    store = make_store(retention=0.2)
+    first = await store.create(new_sid(), StreamMeta("me", label="chat-a"))
+    second = await store.create(new_sid(), StreamMeta("me", label="chat-a"))
+    await store.create(new_sid(), StreamMeta("me"))  # no label: nothing named
+    assert await store.labelled("chat-a") == second.sid and await store.labelled("chat-b") is None
+    await store.finish(first, 1, frame(first.sid, 1), "stop")  # an older stream ending leaves the newest named
+    await store.finish(second, 1, frame(second.sid, 1), "stop")
+    assert await store.labelled("chat-a") == second.sid  # retained: still found
+    async with asyncio.timeout(HANG):
+        while await store.status(second.sid) is not None:
+            await asyncio.sleep(0.05)
+    named = await store.labelled("chat-a")
+    assert named is None or await store.status(named) is None
+
+
 async def test_owner_is_kept() -> None:
     store = MemoryStore()
     sid, _ = await started(store, owner="fp-1")

@@ -26,7 +26,7 @@ from llm_sse_proxy.proxy.state.streams.redis_store import RedisStore, RedisStore
 from llm_sse_proxy.proxy.state.streams.store import Lease, StreamMeta, StreamStore
 from llm_sse_proxy.proxy.resume.writer import PendingLimit, Writer
 from llm_sse_proxy.proxy.relay.sse import terminate_payload, text_payload
-from tests.redis_fixtures import RedisServer, run_redis_server, shared_redis  # noqa: F401 (a fixture)
+from tests.redis_fixtures import ReplicaStore, RedisServer, run_redis_server, shared_redis  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.anyio
 HANG = 10
@@ -58,7 +58,7 @@ class GatedStore(MemoryStore):
 
 @pytest.fixture
 async def redis_store(shared_redis: RedisServer) -> AsyncIterator[RedisStore]:
-    store = RedisStore(shared_redis.url, RedisStoreLimits(lease=0.6, block=0.2, heartbeat=0.1))
+    store = ReplicaStore(shared_redis.url, RedisStoreLimits(lease=0.6, block=0.2, heartbeat=0.1))
     yield store
     await store.aclose()
 
@@ -272,7 +272,7 @@ async def test_a_stop_with_frames_queued_stores_them_before_the_cancelled_termin
 
 async def test_redis_going_away_mid_stream_ends_the_generation_once(tmp_path: Path) -> None:
     with run_redis_server(tmp_path) as server:
-        store = RedisStore(server.url, RedisStoreLimits(lease=0.6, block=0.2, heartbeat=0.1))
+        store = ReplicaStore(server.url, RedisStoreLimits(lease=0.6, block=0.2, heartbeat=0.1))
         endings: list[str | None] = []
         failures: list[str] = []
         seen: list[BaseException] = []

@@ -68,7 +68,8 @@ async def test_upstream_key_never_leaves_on_any_error_path(dialect: str, caplog)
                 assert "error" in str(parsed)
             for path in ("/models", "/metrics", "/healthz"):
                 capture.add(await client.get(path))
-    sent = {"openai": "authorization", "anthropic": "x-api-key", "gemini": "x-goog-api-key", "ollama": "authorization"}
+    sent = {"openai": "authorization", "anthropic": "x-api-key", "gemini": "x-goog-api-key", "ollama": "authorization",
+            "openai_responses": "authorization"}
     assert UPSTREAM_CANARY in up.recorder.attempts[0].headers[sent[dialect]]  # the canary was sent
     assert all(UPSTREAM_CANARY not in str(a.body) for a in up.recorder.attempts)  # in a header only
     assert_clean(*capture.seen, caplog.text, [r.getMessage() for r in caplog.records])

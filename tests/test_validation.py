@@ -137,7 +137,8 @@ def test_bad_openai_request_fields_name_the_field(extra: dict, field: str) -> No
 
 @pytest.mark.parametrize("name", OPTIONAL_FIELDS)
 def test_a_field_the_model_cannot_take_is_a_400_that_names_it(name: str) -> None:
-    values = {"presence_penalty": 1.0, "frequency_penalty": 1.0, "seed": 1, "response_format": {"type": "json_object"}}
+    values = {"presence_penalty": 1.0, "frequency_penalty": 1.0, "seed": 1, "response_format": {"type": "json_object"},
+              "parallel_tool_calls": False, "logit_bias": {"1": 5}}
     request = ChatRequest(messages=(Message("user", "hi"),), **{name: values[name]})
     check_supported(request, "m", frozenset(OPTIONAL_FIELDS))
     with pytest.raises(BadRequest) as caught:

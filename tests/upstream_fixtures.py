@@ -14,8 +14,8 @@ from tests.conftest import make_config, serve
 API_KEY = "sk-test-canary-4f1b2c3d4e5f"
 
 # Every adapter that speaks HTTP, and where the mock upstream serves its dialect.
-DIALECTS = ("openai", "anthropic", "gemini", "ollama")
-_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama": ""}
+DIALECTS = ("openai", "anthropic", "gemini", "ollama", "openai_responses")
+_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "ollama": "", "openai_responses": "/v1"}
 
 
 @dataclass

@@ -14,11 +14,13 @@ import base64
 import hashlib
 import heapq
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from llm_sse_proxy.proxy.admission.jwt_auth import JwtVerifier, looks_like_jwt
 from llm_sse_proxy.proxy.config import AuthConfig
 from llm_sse_proxy.proxy.errors import Overloaded, Unauthorized
 
@@ -29,10 +31,30 @@ ALREADY_USED = "the stream token was already used; ask POST /token for a new one
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """Who made a request: `key:<id>` when a key or token proved it, else `ip:<address>`."""
+    """Who made a request: `user:<id>` when a JWT proved it, `key:<id>` when a key or token did, else
+    `ip:<address>`. `tier` is the JWT's tier claim, when configured."""
 
     identity: str
     authenticated: bool
+    tier: str | None = None
+
+
+def token_subject(client: Client) -> str:
+    """What a stream token names: a key id, or for a JWT's user `u~` and the base64url of [id, tier]
+    (no dots: the token is dot-separated)."""
+    if client.identity.startswith("user:"):
+        packed = json.dumps([client.identity.removeprefix("user:"), client.tier]).encode()
+        return "u~" + base64.urlsafe_b64encode(packed).rstrip(b"=").decode()
+    return client.identity.removeprefix("key:")
+
+
+def client_of(subject: str) -> Client:
+    """The client a stream token this proxy signed names (see `token_subject`)."""
+    if not subject.startswith("u~"):
+        return Client(f"key:{subject}", authenticated=True)
+    packed = subject.removeprefix("u~")
+    user, tier = json.loads(base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4)))
+    return Client(f"user:{user}", authenticated=True, tier=tier)
 
 
 def key_id(digest: str) -> str:
@@ -75,14 +97,17 @@ class Authenticator:
     clock: Clock = time.time
     used: UsedTokens = field(default_factory=UsedTokens)
     _secret: bytes = b""
+    users: JwtVerifier | None = None  # with auth.jwt: end users' JWTs (issue 23)
 
     def __post_init__(self) -> None:
         configured = self.config.token_secret
         self._secret = configured.get_secret_value().encode() if configured else secrets.token_bytes(32)
+        if self.config.jwt is not None:
+            self.users = JwtVerifier(self.config.jwt)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.config.key_hashes)
+        return bool(self.config.key_hashes) or self.config.jwt is not None
 
     def from_headers(self, headers: Mapping[str, str]) -> str | None:
         """The key id for a valid `Authorization: Bearer` key; None when absent or unknown."""
@@ -91,6 +116,25 @@ class Authenticator:
             return None
         digest = hashlib.sha256(key.strip().encode("utf-8", "surrogateescape")).hexdigest()
         return key_id(digest) if digest in self.config.key_hashes else None
+
+    async def identify(self, headers: Mapping[str, str]) -> Client | None:
+        """The client a Bearer credential proves: a key, else a JWT's user. None when there is no valid key
+        and no JWT; Unauthorized, saying why, for a JWT that fails a check."""
+        kid = self.from_headers(headers)
+        if kid is not None:
+            return Client(f"key:{kid}", authenticated=True)
+        scheme, _, credential = headers.get("authorization", "").partition(" ")
+        credential = credential.strip()
+        if self.users is None or scheme.lower() != "bearer" or not looks_like_jwt(credential):
+            return None
+        user = await self.users.verify(credential)
+        return Client(f"user:{user.id}", authenticated=True, tier=user.tier)
+
+    def is_admin(self, headers: Mapping[str, str]) -> bool:
+        """Whether the Bearer credential is one of `auth.admin_keys`."""
+        scheme, _, key = headers.get("authorization", "").partition(" ")
+        digest = hashlib.sha256(key.strip().encode("utf-8", "surrogateescape")).hexdigest()
+        return scheme.lower() == "bearer" and digest in self.config.admin_key_hashes
 
     def issue(self, kid: str) -> str:
         expires = int(self.clock() + self.config.token_ttl)

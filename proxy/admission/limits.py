@@ -68,12 +68,13 @@ class StreamGates:
         self.open = 0
         self._by_client: dict[str, int] = {}
 
-    def enter(self, client: str) -> Callable[[], None]:
-        """Take a slot; return the function that gives it back (call it exactly once)."""
+    def enter(self, client: str, limit: int | None = None) -> Callable[[], None]:
+        """Take a slot, within `limit` for this client if lower than the usual; return the function that
+        gives it back (call it exactly once)."""
         if self.open >= self.total:
             raise Overloaded("the proxy is at its stream limit; try again shortly", retry_after=STREAM_RETRY_AFTER)
         mine = self._by_client.get(client, 0)
-        if mine >= self.per_client:
+        if mine >= min(self.per_client, limit or self.per_client):
             raise TooManyRequests(
                 f"this client already has {mine} open streams", retry_after=STREAM_RETRY_AFTER, type_="too_many_streams"
             )
@@ -99,9 +100,9 @@ class StreamGates:
 def check_size(request: ChatRequest, limits: LimitsConfig) -> None:
     """Refuse prompts over the message-count or character limits (413)."""
     if len(request.messages) > limits.max_messages:
-        raise PayloadTooLarge(f"messages: more than {limits.max_messages} messages")
+        raise PayloadTooLarge(f"messages: more than {limits.max_messages} messages", param="messages")
     if sum(len(m.text) for m in request.messages) > limits.max_chars:
-        raise PayloadTooLarge(f"messages: more than {limits.max_chars} characters in all")
+        raise PayloadTooLarge(f"messages: more than {limits.max_chars} characters in all", param="messages")
 
 
 def cap_max_tokens(request: ChatRequest, cap: int | None) -> ChatRequest:

@@ -18,8 +18,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from llm_sse_proxy.adapters import REGISTRY
+from llm_sse_proxy.proxy.config.budgets import BudgetsConfig, JwtConfig, Price, reference_only
 from llm_sse_proxy.proxy.config.errors import close_match, describe, known_keys, unknown_key, yaml_hint
 from llm_sse_proxy.proxy.config.routing import BreakerConfig, BreakerOverride, DeploymentConfig, Strategy, as_mock, routed  # noqa: F401
+from llm_sse_proxy.proxy.config.ui_stream import UIStreamConfig
+from llm_sse_proxy.proxy.config.tracing import TracingConfig, with_otel_environment
 
 log = logging.getLogger("llm_sse_proxy.config")
 
@@ -39,6 +42,7 @@ class ServerConfig(_Section):
     ping_interval: float = Field(15.0, gt=0)
     max_body_bytes: int = Field(1_048_576, gt=0)
     shutdown_grace: float = Field(5.0, ge=0)
+    drain_delay: float = Field(0.0, ge=0, le=300)  # after SIGTERM: /readyz says 503, new streams still served, then the grace
     send_timeout: float = Field(30.0, gt=0)  # a client that reads nothing for this long is cut off
     debug_endpoints: bool = False  # GET /debug/runtime: task and fd counts, for the soak test only
     # Below the app (proxy/server/serve.py): what a connection may cost before it is a request.
@@ -65,6 +69,8 @@ class AuthConfig(_Section):
     key_hashes: frozenset[str] = frozenset()
     token_secret: SecretStr | None = Field(None, min_length=32)  # HMAC key for stream tokens; random per process if unset
     token_ttl: float = Field(60.0, gt=0, le=3600)
+    jwt: JwtConfig | None = None  # end users' JWTs (issue 23, proxy/admission/jwt_auth.py)
+    admin_key_hashes: frozenset[str] = frozenset()  # `admin_keys`, as `keys`: may read and reset any usage
 
 
 class LimitsConfig(_Section):
@@ -126,6 +132,7 @@ class ResumeConfig(_Section):
     max_bytes_per_stream: int = Field(2 * 1024 * 1024, ge=1024)
     memory_budget: int = Field(256 * 1024 * 1024, ge=1024)  # all streams' events; past it new streams get 503
     owner_lease: float = Field(10.0, ge=0.3, le=300)  # redis: a dead replica's streams end with owner_lost after this
+    redis_connections: int = Field(64, ge=4, le=10_000)  # redis: the one pool of each process (worker), every feature's
 
     @model_validator(mode="after")
     def _redis_needs_a_url(self) -> ResumeConfig:
@@ -142,6 +149,7 @@ class ModelConfig(_Section):
     reasoning: Literal["stream", "drop"] = "stream"  # drop: its reasoning never reaches a client
     recovery: Literal["off", "continue", "restart"] = "off"  # when this model's stream dies mid-answer (issue 12)
     continue_with: Literal["none", "trailing_assistant", "prefix_flag", "continue_final_message"] = "none"
+    price: Price | None = None  # per million tokens, for spend budgets (issue 23)
     options: Any = None  # the adapter's own options model, validated by its spec
     strategy: Strategy = "weighted"  # how a request picks among the deployments (docs/routing.md)
     deployments: list[DeploymentConfig] = []
@@ -171,6 +179,9 @@ class Config(_Section):
     resume: ResumeConfig = ResumeConfig()
     faults: FaultsConfig = FaultsConfig()
     breaker: BreakerConfig = BreakerConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+    ui_stream: UIStreamConfig = UIStreamConfig()
+    tracing: TracingConfig = TracingConfig()  # issue 25: OpenTelemetry traces (proxy/config/tracing.py)
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -181,7 +192,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # secrets take the plain form only, so no default can put one in the file.
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
 _MODEL_KEYS = {"name", "adapter", "fallbacks", "max_tokens_cap", "reasoning", "recovery", "continue_with",
-               "strategy", "breaker"}
+               "strategy", "breaker", "price"}
 _SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -217,6 +228,7 @@ def parse_config(raw: Any, *, where: str, environ: Mapping[str, str], mock: bool
         models = [_as_mock(m) for m in models]
     parsed = [_parse_model(m, f"models[{i}]", where, environ) for i, m in enumerate(models)]
     rest = _substitute({k: v for k, v in raw.items() if k not in ("models", "auth")}, "", where, environ)
+    rest["tracing"] = with_otel_environment(rest.get("tracing"), environ)
     if "auth" in raw:
         rest["auth"] = _parse_auth(raw["auth"], where, environ)
     try:
@@ -298,8 +310,13 @@ def _parse_auth(raw: Any, where: str, environ: Mapping[str, str]) -> dict[str, A
     secret = raw.get("token_secret")
     if secret is not None and not (isinstance(secret, str) and _VAR.fullmatch(secret.strip())):
         raise ConfigError(f"{where}: auth.token_secret: write a ${{VAR}} reference, not the secret itself")
-    rest = _substitute({k: v for k, v in raw.items() if k != "keys"}, "auth", where, environ)
-    return {**rest, "key_hashes": frozenset(hashes)}
+    admins = raw.get("admin_keys", [])
+    if not isinstance(admins, list):
+        raise ConfigError(f"{where}: auth.admin_keys: must be a list")
+    admin_hashes = {h for i, e in enumerate(admins) for h in _key_hashes(e, f"auth.admin_keys[{i}]", where, environ)}
+    reference_only(raw.get("jwt"), "auth.jwt.secret", where, ConfigError)
+    rest = _substitute({k: v for k, v in raw.items() if k not in ("keys", "admin_keys")}, "auth", where, environ)
+    return {**rest, "key_hashes": frozenset(hashes), "admin_key_hashes": frozenset(admin_hashes)}
 
 
 def _key_hashes(entry: Any, loc: str, where: str, environ: Mapping[str, str]) -> set[str]:
@@ -365,7 +382,7 @@ def _check_references(config: Config, where: str) -> None:
 
 def _first_problem(exc: ValidationError, model: type[BaseModel]) -> str:
     error = exc.errors()[0]
-    return describe(error, known_keys(model, error["loc"], {"key_hashes": "keys"}))
+    return describe(error, known_keys(model, error["loc"], {"key_hashes": "keys", "admin_key_hashes": "admin_keys"}))
 
 
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:

@@ -20,7 +20,7 @@ Strategy = Literal["weighted", "least_busy", "latency", "ordered"]
 DEPLOYMENT_KEYS = frozenset({"name", "adapter", "weight", "rpm", "tpm"})
 # What a model with deployments may have beside them (the rest is each deployment's).
 _MODEL_KEYS = frozenset({"name", "fallbacks", "max_tokens_cap", "reasoning", "recovery", "continue_with", "strategy",
-                         "breaker", "deployments"})
+                         "breaker", "deployments", "price"})
 
 
 class _Section(BaseModel):

@@ -76,6 +76,9 @@ def _describe_auth_as_written(auth: dict[str, Any]) -> None:
         "items": {"type": "string", "pattern": r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|sha256:[0-9a-fA-F]{64})$"},
     }
     auth["properties"]["token_secret"] = {"description": "a ${VAR} reference to 32+ characters", "type": "string"}
+    del auth["properties"]["admin_key_hashes"]  # what the loader makes of `admin_keys` (issue 23)
+    auth["properties"]["admin_keys"] = {**auth["properties"]["keys"], "description": "keys that may read and reset "
+                                        "any identity's usage: " + auth["properties"]["keys"]["description"]}
 
 
 def render() -> str:

@@ -9,10 +9,13 @@ from typing import Protocol
 
 from starlette.routing import BaseRoute
 
+from llm_sse_proxy.proxy.doors.anthropic.routes import AnthropicDoor
 from llm_sse_proxy.proxy.doors.article import ArticleDoor
 from llm_sse_proxy.proxy.doors.chats import Chats
 from llm_sse_proxy.proxy.doors.errors import DoorErrors
 from llm_sse_proxy.proxy.doors.openai.routes import OpenAIDoor
+from llm_sse_proxy.proxy.doors.usage import UsageDoor
+from llm_sse_proxy.proxy.doors.ui_stream.routes import UIStreamDoor
 
 
 class Door(Protocol):
@@ -21,4 +24,6 @@ class Door(Protocol):
     def routes(self) -> list[BaseRoute]: ...
 
 
-DOORS: list[Callable[[Chats], Door]] = [ArticleDoor, OpenAIDoor]
+# Routes match in this order: the OpenAI door is last, since it answers any /v1 path the doors before it
+# do not take (an OpenAI-style 404 or 405).
+DOORS: list[Callable[[Chats], Door]] = [ArticleDoor, AnthropicDoor, UIStreamDoor, UsageDoor, OpenAIDoor]

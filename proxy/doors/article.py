@@ -19,7 +19,9 @@ from llm_sse_proxy.proxy.doors.errors import DoorErrors
 from llm_sse_proxy.proxy.doors.http import request_id
 from llm_sse_proxy.proxy.doors.response import SSE_HEADERS, SSEResponse
 from llm_sse_proxy.proxy.doors.validation import ParsedChat, parse_chat_body, parse_stream_query
+from llm_sse_proxy.proxy.resume.reader import ReaderResponse
 from llm_sse_proxy.proxy.resume.streams import ResumableStreams
+from llm_sse_proxy.proxy.telemetry.tracing import Traced
 
 
 @dataclass
@@ -61,10 +63,13 @@ class ArticleDoor:
         resumable: ResumableStreams | None = request.app.state.runtime.resumable
         if resumable is not None:
             try:
-                return await resumable.start(request, client, relay.run, options["on_done"])
+                reader = await resumable.start(request, client, relay.run, options["on_done"])
             except BaseException:
                 options["on_done"]("error")  # no generation started: free its slot now
                 raise
+            if isinstance(relay.observer, Traced) and isinstance(reader, ReaderResponse):
+                relay.observer.follow(reader.sid, reader)  # the reader's disconnect and reconnects, as events
+            return reader
         return SSEResponse(relay.run, **options)
 
 

@@ -26,12 +26,18 @@ _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed"}
 
 
 class ErrorShape(Protocol):
-    def __call__(self, status: int, error_type: str, message: str) -> dict[str, Any]:
-        """The JSON body of one error."""
+    def __call__(self, status: int, error_type: str, message: str, *,
+                 param: str | None = None, code: str | None = None) -> dict[str, Any]:
+        """The JSON body of one error; `param` and `code` as the RequestError has them (proxy/errors.py)."""
 
 
-def proxy_shape(status: int, error_type: str, message: str) -> dict[str, Any]:
-    return {"error": {"type": error_type, "message": message}}
+# What to do next, for the proxy's own routes (a door with its own routes says its own).
+PROXY_HINTS = {"model_not_found": "; GET /models lists them", "invalid_api_key": ", or a ?token= from POST /token"}
+
+
+def proxy_shape(status: int, error_type: str, message: str, *,
+                param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"type": error_type, "message": message + PROXY_HINTS.get(code or "", "")}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,23 +58,31 @@ class ErrorRenderer:
         return {ProxyError: self.proxy_error, HTTPException: self.http_error, Exception: self.internal_error}
 
     def shape_for(self, path: str) -> ErrorShape:
+        """The shape of the door with the longest prefix of `path` (`/v1/messages` is Anthropic's, the
+        rest of `/v1/` OpenAI's); the proxy's own where no door claims it."""
+        best, shape = 0, proxy_shape
         for door in self.doors:
-            if path.startswith(door.prefixes):
-                return door.shape
-        return proxy_shape
+            for prefix in door.prefixes:
+                if path.startswith(prefix) and len(prefix) > best:
+                    best, shape = len(prefix), door.shape
+        return shape
 
     def respond(self, request: Request, status: int, error_type: str, message: str,
-                headers: dict[str, str] | None = None) -> Response:
+                headers: dict[str, str] | None = None, error: RequestError | None = None) -> Response:
         if status < 500:
             request.app.state.metrics.reject(error_type)
         headers = {**(headers or {}), "x-request-id": request_id(request)}
-        body = self.shape_for(request.url.path)(status, error_type, message)
+        shape = self.shape_for(request.url.path)
+        if error is None:
+            body = shape(status, error_type, message)
+        else:
+            body = shape(status, error_type, message, param=error.param, code=error.code)
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def proxy_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ProxyError)
         if isinstance(exc, RequestError):
-            return self.respond(request, exc.status, exc.type, exc.message, exc.headers())
+            return self.respond(request, exc.status, exc.type, exc.message, exc.headers(), exc)
         return self.respond(request, 502, exc.type, exc.message)
 
     async def http_error(self, request: Request, exc: Exception) -> Response:

@@ -16,6 +16,7 @@ from llm_sse_proxy.proxy.admission.admit import Admission
 from llm_sse_proxy.proxy.config import Config
 from llm_sse_proxy.proxy.doors.errors import DoorErrors
 from llm_sse_proxy.proxy.telemetry.metrics import CONTENT_TYPE, Metrics
+from llm_sse_proxy.proxy.telemetry.readiness import Readiness
 
 STATIC = Path(__file__).parent.parent / "static"
 
@@ -25,12 +26,14 @@ class OpsRoutes:
     config: Config
     admission: Admission
     metrics: Metrics
+    readiness: Readiness
     errors: DoorErrors | None = None  # the proxy's own shape
 
     def routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
             Route("/models", self.models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
         ]
         if self.config.metrics.enabled:
             routes.append(Route("/metrics", self.metrics_page, methods=["GET"]))
@@ -44,6 +47,11 @@ class OpsRoutes:
         names = [{"name": m.name} for m in self.config.models]
         # `auth`: whether a stream needs a key, so a page can ask for one before it is refused (a 401 says as much).
         return JSONResponse({"default": self.config.default_model, "models": names, "auth": self.admission.auth.enabled})
+
+    async def readyz(self, request: Request) -> Response:
+        ready, checks = await self.readiness.report(getattr(request.app.state, "runtime", None))
+        body = {"status": "ready" if ready else "not_ready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503, headers={"cache-control": "no-store"})
 
     async def metrics_page(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)

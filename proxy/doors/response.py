@@ -64,6 +64,16 @@ class Shutdown:
         self.grace = grace
         self._deadline: float | None = None  # the loop's time at which streams are ended
         self._producers: set[anyio.CancelScope] = set()
+        self._draining = False
+
+    def drain(self) -> None:
+        """The server is about to stop (SIGTERM with `server.drain_delay`): `/readyz` says so, streams go on."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        """True from the stop signal on: a load balancer should send no new streams here."""
+        return self._draining or self.begun
 
     def begin(self) -> None:
         """Call on the event loop (a signal handler must schedule it there); only the first call counts."""
@@ -99,6 +109,8 @@ class Shutdown:
 
 
 class SSEResponse:
+    ping = PING  # the keep-alive; a door whose clients expect another writes its own
+
     def __init__(
         self,
         produce: Produce,
@@ -226,7 +238,7 @@ class SSEResponse:
                     return end("send_timeout")
             elif now - self._last_write >= self.ping_interval:
                 with anyio.move_on_after(self.send_timeout) as ping:
-                    await self._write(PING)
+                    await self._write(self.ping)
                 if ping.cancelled_caught:
                     return end("send_timeout")
 

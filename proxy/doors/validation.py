@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from llm_sse_proxy.proxy.deltas import (
     OPTIONAL_FIELDS, ChatRequest, ContentPart, ImagePart, Message, TextPart, Tool, ToolCall,
 )
+from llm_sse_proxy.proxy.doors.body_checks import MAX_JSON_DEPTH, TOO_DEEP, check_depth, check_unicode, text_depth
 from llm_sse_proxy.proxy.errors import BadRequest
 from llm_sse_proxy.proxy.relay.rich_events import parse_event_names
 
@@ -117,6 +118,19 @@ class _ResponseFormat(_Body):
         return self
 
 
+# reasoning_effort, service_tier, verbosity: a word, passed on as it is (each API has its own list, and it grows).
+_Word = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+
+
+class _Prediction(_Body):
+    type: Literal["content"]
+    content: str | list[_TextPartBody]
+
+
+# Passed on as they are to the APIs that have them (ChatRequest.tuning); none changes what is answered.
+_TUNING = ("reasoning_effort", "service_tier", "verbosity", "prompt_cache_key", "safety_identifier", "prediction")
+
+
 class _ChatBody(_Body):
     """One body for both doors: POST /chat and POST /v1/chat/completions (OpenAI's request fields)."""
 
@@ -137,11 +151,31 @@ class _ChatBody(_Body):
     stream: bool | None = None  # POST /chat always streams
     stream_options: _StreamOptions | None = None
     events: list[str] | None = None
+    # What SDKs and frameworks send besides (issue 26; docs/openai-fields.md has what becomes of each).
+    user: str | None = Field(None, max_length=256)
+    parallel_tool_calls: bool | None = None
+    logit_bias: dict[str, Annotated[int, Field(ge=-100, le=100)]] | None = Field(None, max_length=300)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    modalities: list[Literal["text", "audio"]] | None = None
+    metadata: dict[str, Annotated[str, StringConstraints(max_length=512)]] | None = Field(None, max_length=16)
+    store: bool | None = None
+    reasoning_effort: _Word | None = None
+    service_tier: _Word | None = None
+    verbosity: _Word | None = None
+    prompt_cache_key: str | None = Field(None, max_length=256)
+    safety_identifier: str | None = Field(None, max_length=256)
+    prediction: _Prediction | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> _ChatBody:
         if self.n is not None and self.n > 1:
             raise ValueError("n: one stream carries one answer; send n > 1 as separate requests")
+        if self.logprobs or self.top_logprobs:
+            field = "logprobs" if self.logprobs else "top_logprobs"
+            raise ValueError(f"{field}: the proxy does not relay token log probabilities; leave it out")
+        if self.modalities is not None and "audio" in self.modalities:
+            raise ValueError("modalities: the proxy relays text answers only; leave out \"audio\"")
         if self.max_tokens is not None and self.max_completion_tokens is not None:
             raise ValueError("max_completion_tokens: send it or max_tokens, not both")
         if self.tool_choice is not None and not self.tools:
@@ -171,7 +205,7 @@ def parse_chat_body(body: bytes) -> ParsedChat:
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     if b"\\u" in body:  # only an escape can make a lone surrogate: valid UTF-8 has none
-        _check_unicode(data)
+        check_unicode(data)
     return _plain_chat(data) or _validated_chat(data)
 
 
@@ -200,10 +234,15 @@ def _plain_chat(data: dict[str, Any]) -> ParsedChat | None:
 
 
 def _validated_chat(data: dict[str, Any]) -> ParsedChat:
+    check_depth(data)
     try:
         chat = _ChatBody.model_validate(data)
     except (ValidationError, RecursionError) as exc:
-        raise BadRequest(_describe(exc)) from None
+        raise field_error(_describe(exc)) from None
+    for i, message in enumerate(chat.messages):
+        for j, call in enumerate(message.tool_calls or ()):
+            if text_depth(call.function.arguments) > MAX_JSON_DEPTH:
+                raise field_error(f"messages.{i}.tool_calls.{j}.function.arguments: {TOO_DEEP}")
     stop = [chat.stop] if isinstance(chat.stop, str) else chat.stop
     request = ChatRequest(
         messages=tuple(_message(m) for m in chat.messages),
@@ -218,16 +257,28 @@ def _validated_chat(data: dict[str, Any]) -> ParsedChat:
         seed=chat.seed,
         response_format=chat.response_format.model_dump(by_alias=True, exclude_none=True)
         if chat.response_format is not None else None,
+        user=chat.user,
+        parallel_tool_calls=False if chat.parallel_tool_calls is False and chat.tools else None,
+        logit_bias=chat.logit_bias or None,
+        tuning=_tuning(chat),
     )
     usage = bool(chat.stream_options and chat.stream_options.include_usage)
     return ParsedChat(request, chat.model, parse_event_names(chat.events or ()), bool(chat.stream), usage)
+
+
+def _tuning(chat: _ChatBody) -> dict[str, Any]:
+    values = {name: getattr(chat, name) for name in _TUNING}
+    if chat.prediction is not None:
+        values["prediction"] = chat.prediction.model_dump(exclude_none=True)
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def check_supported(request: ChatRequest, model: str, takes: frozenset[str]) -> None:
     """A 400 for a field the model's API does not have, rather than an answer made without it."""
     for name in OPTIONAL_FIELDS:
         if name not in takes and getattr(request, name) is not None:
-            raise BadRequest(f"{name}: the model {model!r} cannot take it; leave it out or use another model")
+            raise BadRequest(f"{name}: the model {model!r} cannot take it; leave it out or use another model",
+                             param=name)
 
 
 def parse_stream_query(query: Mapping[str, str], default_prompt: str) -> ParsedChat:
@@ -238,9 +289,16 @@ def parse_stream_query(query: Mapping[str, str], default_prompt: str) -> ParsedC
         messages.insert(0, Message("system", system))
     model = query.get("model") or None
     if model is not None and len(model) > 200:
-        raise BadRequest("model: the name is too long")
+        raise BadRequest("model: the name is too long", param="model")
     events = parse_event_names(query.get("events", "").split(","))
     return ParsedChat(ChatRequest(messages=tuple(messages)), model, events)
+
+
+def field_error(message: str) -> BadRequest:
+    """A 400 for a message "<field>: <problem>", naming the field as its `param` (OpenAI's error field)."""
+    field, sep, _ = message.partition(": ")
+    named = sep and field != "body" and " " not in field
+    return BadRequest(message, param=field if named else None)
 
 
 def _message(body: _MessageBody) -> Message:
@@ -265,29 +323,6 @@ def _tool_choice(choice: str | _NamedToolChoice | None) -> str | dict[str, str] 
     if isinstance(choice, _NamedToolChoice):
         return {"name": choice.function.name}
     return choice
-
-
-def _check_unicode(data: Any) -> None:
-    """JSON's `\\ud800` escapes decode to lone surrogates, which no upstream request can encode (issue 16).
-    Every string of the body, keys too, walked without recursion; the error names the first one's place."""
-    stack: list[tuple[str, Any]] = [("", data)]
-    while stack:
-        place, value = stack.pop()
-        if isinstance(value, dict):
-            stack += [(f"{place}.{k}" if place else str(k), v) for k, v in value.items()]
-            stack += [(place or "body", k) for k in value]
-        elif isinstance(value, list):
-            stack += [(f"{place}.{i}", v) for i, v in enumerate(value)]
-        elif isinstance(value, str) and not _encodable(value):
-            raise BadRequest(f"{place}: a lone UTF-16 surrogate (an escape like \\ud800 without its pair) is not text")
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _describe(exc: Exception) -> str:

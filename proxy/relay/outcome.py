@@ -25,3 +25,7 @@ class Outcome:
     failures: list[str] = field(default_factory=list)  # the error types that ended a model's turn
     recovered: str | None = None  # the kind of mid-stream recovery, when one succeeded
     malformed: int = 0  # malformed upstream chunks (skipped, but for one that ended the stream)
+    # For the bill of a stream whose usage never came (issue 23, proxy/admission/budgets.py):
+    text_chars: int = 0  # answer text relayed, every attempt
+    unmetered: list[int] = field(default_factory=list)  # the text of each failed attempt that said no usage
+    spent: Usage | None = None  # what failed attempts said they used

@@ -52,6 +52,7 @@ from llm_sse_proxy.proxy.errors import (
     UpstreamTruncated,
 )
 from llm_sse_proxy.proxy.relay.attempts import Attempts
+from llm_sse_proxy.proxy.relay.observer import NO_OBSERVER, RelayObserver
 from llm_sse_proxy.proxy.relay.outcome import Outcome
 from llm_sse_proxy.proxy.relay.recovery import CannotRecoverHere, Plan, Recovery, add_usage
 from llm_sse_proxy.proxy.relay.rich_events import Extras, Named
@@ -92,6 +93,8 @@ class Relay:
         sleep: Sleep = anyio.sleep,
         events: frozenset[str] = frozenset(),
         faults: FaultsConfig = FaultsConfig(),
+        observer: RelayObserver = NO_OBSERVER,
+        record_text: bool = False,
     ) -> None:
         self.route = chain if isinstance(chain, RequestRoute) else RequestRoute.of_upstreams(chain)
         self.chain = [model.deployments[0].upstream for model in self.route.chain]
@@ -102,7 +105,9 @@ class Relay:
         self.sleep = sleep
         self.faults = faults
         self.recovery = Recovery(request, may_reset="reset" in events, budget=faults.max_recoveries)
-        self._recording = any(upstream.recovery != "off" for upstream in self.chain)  # keep the text sent
+        self.observer = observer  # told of each attempt, retry, fallback and recovery (proxy/relay/observer.py)
+        self.records_text = record_text  # a trace records the answer (recovery.text()), besides a recovery
+        self._recording = record_text or any(upstream.recovery != "off" for upstream in self.chain)
         self._spent: Usage | None = None  # what failed attempts reported using
         self._plan: Plan | None = None  # how the attempt under way was asked, when it recovers
         self._malformed_run = 0
@@ -137,6 +142,8 @@ class Relay:
         last: UpstreamError | None = None
         for position, upstream in enumerate(self.chain):
             self.outcome.fallbacks = position
+            if position:
+                self.observer.falling_back(upstream.name)
             try:
                 await self._with_retries(position, emit)
                 return
@@ -180,9 +187,13 @@ class Relay:
 
     async def _attempt(self, position: int, emit: Emit) -> None:
         upstream = await self.attempts.begin(position)
+        sent_before = self.outcome.text_chars
         try:
-            await self._stream(upstream, emit)
+            with self.observer.attempt(upstream.name):
+                await self._stream(upstream, emit)
         except UpstreamError as exc:
+            if exc.usage is None and self.outcome.text_chars > sent_before:
+                self.outcome.unmetered.append(self.outcome.text_chars - sent_before)  # billed by estimate
             self.attempts.failed(exc)
             self._failed(exc, self.attempts.upstream)
             raise
@@ -190,7 +201,7 @@ class Relay:
             self.attempts.end()
 
     def _failed(self, exc: UpstreamError, upstream: Upstream) -> None:
-        self._spent = add_usage(self._spent, exc.usage)
+        self.outcome.spent = self._spent = add_usage(self._spent, exc.usage)
         self._refused = False
         if not self.committed or isinstance(exc, CannotRecoverHere):
             return
@@ -198,7 +209,9 @@ class Relay:
             self._refused = True  # the original request was accepted: what it refuses is the prefill
             self.recovery.refused(upstream)
         time_left = anyio.current_time() < self._total_deadline
-        self.recovery.begin(exc, upstream, time_left=time_left)
+        recovering = self.recovery.active
+        if self.recovery.begin(exc, upstream, time_left=time_left) and not recovering:
+            self.observer.recovering(exc.type)
 
     def _should_retry(self, exc: BaseException) -> bool:
         # Never True for CancelledError: tenacity would swallow the client's disconnect.
@@ -224,6 +237,7 @@ class Relay:
         exc = state.outcome.exception() if state.outcome else None
         assert isinstance(exc, UpstreamError)
         self.outcome.retries.append(exc.type)
+        self.observer.retrying(exc.type, state.upcoming_sleep)
         log.info("retrying in %.2f s after %s: %s", state.upcoming_sleep, exc.type, exc.message)
 
     def _wait(self, state: RetryCallState) -> float:
@@ -273,6 +287,7 @@ class Relay:
                 while True:  # a run of text: the hot path, no more work per chunk than before issue 11
                     await emit(text_payload(delta.text))
                     self.outcome.chunks += 1
+                    self.outcome.text_chars += len(delta.text)
                     if recording:
                         sent.append(delta.text)
                     deadline.arm(idle, silent)
@@ -326,10 +341,12 @@ class Relay:
             await self._reset(upstream, emit)
         else:
             self.recovery.done("continue", upstream.name)
+            self.observer.recovered("continue", upstream.name)
             text = seam.emit
         if text:
             await emit(text_payload(text))
             self.outcome.chunks += 1
+            self.outcome.text_chars += len(text)
             self.recovery.sent.append(text)
         if delta is None:  # the seam is sent: only now may the next read fail without losing it
             deadline.arm(self.timeouts.idle, self._silent)
@@ -361,6 +378,7 @@ class Relay:
         original = self.recovery.original
         assert original is not None
         self.recovery.done("restart", upstream.name)
+        self.observer.recovered("restart", upstream.name)
         self.outcome.model = upstream.name
         await emit({"action": "reset", "reason": original.type, "model": upstream.name}, "reset")
 

@@ -35,7 +35,7 @@ def parse_event_names(names: Iterable[str]) -> frozenset[str]:
     wanted = frozenset(name.strip() for name in names if name.strip())
     unknown = sorted(wanted.difference(EVENT_NAMES))
     if unknown:
-        raise BadRequest(f"events: unknown event {unknown[0]!r} (known: {', '.join(EVENT_NAMES)})")
+        raise BadRequest(f"events: unknown event {unknown[0]!r} (known: {', '.join(EVENT_NAMES)})", param="events")
     return wanted
 
 

@@ -20,9 +20,9 @@ import anyio
 from llm_sse_proxy.proxy.resume.errors import Fenced, StoreUnavailable
 from llm_sse_proxy.proxy.resume.ids import new_sid
 from llm_sse_proxy.proxy.state.streams.store import Lease, OnStop, StopCause, StreamMeta, StreamStore, Unwatch
-from llm_sse_proxy.proxy.resume.writer import Writer
+from llm_sse_proxy.proxy.resume.writer import EncodeFrame, Writer
 from llm_sse_proxy.proxy.doors.response import OnDone, Produce, Shutdown
-from llm_sse_proxy.proxy.relay.sse import terminate_payload
+from llm_sse_proxy.proxy.relay.sse import encode_event, terminate_payload
 
 log = logging.getLogger("llm_sse_proxy.resume")
 # Told why the store failed a stream, for a metric: "refused" (a new stream), "unavailable" or "fenced"
@@ -50,15 +50,17 @@ class Generations:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def start(self, owner: str, produce: Produce, on_done: OnDone | None = None) -> str:
-        """Create a stream for `owner` and run `produce` into it; return its id. Raises StoreUnavailable."""
+    async def start(self, owner: str, produce: Produce, on_done: OnDone | None = None, *, label: str = "",
+                    encode: EncodeFrame = encode_event) -> str:
+        """Create a stream for `owner` and run `produce` into it, its events written by `encode`; return its
+        id. `label` names it for `StreamStore.labelled`. Raises StoreUnavailable."""
         sid = new_sid()
         try:
-            lease = await self.store.create(sid, StreamMeta(owner, self.replica))
+            lease = await self.store.create(sid, StreamMeta(owner, self.replica, label))
         except StoreUnavailable:
             self.on_store_failure("refused")
             raise
-        task = asyncio.get_running_loop().create_task(self._run(lease, produce, on_done))
+        task = asyncio.get_running_loop().create_task(self._run(lease, produce, on_done, encode))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return sid
@@ -70,7 +72,7 @@ class Generations:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
 
-    async def _run(self, lease: Lease, produce: Produce, on_done: OnDone | None) -> None:
+    async def _run(self, lease: Lease, produce: Produce, on_done: OnDone | None, encode: EncodeFrame) -> None:
         reported = False
 
         def report(ending: str | None) -> None:
@@ -82,16 +84,17 @@ class Generations:
         ending: str | None = "cancelled"
         try:
             # At the terminate, not when the producer returns: it may still drain its upstream (issue 16).
-            ending = await self._generate(lease, produce, lambda: report(None))
+            ending = await self._generate(lease, produce, lambda: report(None), encode)
         finally:
             report(ending)
 
-    async def _generate(self, lease: Lease, produce: Produce, on_finished: Callable[[], None]) -> str | None:
+    async def _generate(self, lease: Lease, produce: Produce, on_finished: Callable[[], None],
+                        encode: EncodeFrame) -> str | None:
         cause: StopCause | None = None
         # A cancel scope, not a task group, unless the writer sends batches beside the producer: the stop
         # watch is a callback (`watch_stop`), so a stream in one process runs no task but its own.
         with anyio.CancelScope() as scope:
-            writer = Writer(self.store, lease, scope, on_finished)
+            writer = Writer(self.store, lease, scope, on_finished, encode=encode)
 
             def stop(reason: StopCause | Exception) -> None:
                 nonlocal cause

@@ -7,7 +7,7 @@ one terminate `error`/`resume_gap` with no id: an empty `id:` would reset the br
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -45,12 +45,14 @@ class ReaderResponse(SSEResponse):
         send_timeout: float,
         headers: Mapping[str, str],
         for_event_source: bool = False,
+        gap_frame: Callable[[str, str], bytes] = unnumbered_terminate,
     ) -> None:
         super().__init__(self._pump, ping_interval=ping_interval, send_timeout=send_timeout, headers=headers)
         self.store = store
         self.sid = sid
         self.after = after
         self.for_event_source = for_event_source
+        self.gap_frame = gap_frame  # the frame that ends a reader the store cannot serve, in its door's protocol
 
     async def _pump(self, emit: Emit) -> Any:
         if self.for_event_source:
@@ -60,8 +62,8 @@ class ReaderResponse(SSEResponse):
                 async for frame in frames:
                     await self._write(frame)
         except (ResumeGap, CursorAhead, StreamNotFound):
-            await self._write(unnumbered_terminate("resume_gap", "the events after this point are no longer kept"))
+            await self._write(self.gap_frame("resume_gap", "the events after this point are no longer kept"))
         except StoreUnavailable:
             # The store went away mid-stream (Redis down): end with a terminate rather than a cut, so the
             # client knows to ask again later instead of reconnecting into the outage.
-            await self._write(unnumbered_terminate("store_unavailable", "the stream store is unavailable; try later"))
+            await self._write(self.gap_frame("store_unavailable", "the stream store is unavailable; try later"))

@@ -11,23 +11,26 @@ id alone is the capability. Someone else's stream looks exactly like an unknown 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from llm_sse_proxy.proxy.admission.auth import Authenticator, Client
+from llm_sse_proxy.proxy.admission.auth import Authenticator, Client, client_of
 from llm_sse_proxy.proxy.errors import Unauthorized
 from llm_sse_proxy.proxy.doors.response import OnDone, Produce
 from llm_sse_proxy.proxy.resume.errors import InvalidCursor, StreamNotFound
 from llm_sse_proxy.proxy.resume.generations import Generations
 from llm_sse_proxy.proxy.resume.ids import is_sid, parse_cursor, resume_after
 from llm_sse_proxy.proxy.resume.reader import ReaderResponse
+from llm_sse_proxy.proxy.resume.writer import EncodeFrame
 from llm_sse_proxy.proxy.state.streams.store import StreamStatus, StreamStore
 from llm_sse_proxy.proxy.state.limits import SharedLimits
 
 RequestId = Callable[[Request], str]
+OnResume = Callable[[str, int], None]  # a reader came back to a stream (its id, its cursor): a trace event
 NO_STORE = {"cache-control": "no-store"}
 
 
@@ -42,6 +45,7 @@ class ResumableStreams:
         ping_interval: float,
         send_timeout: float,
         request_id: RequestId,
+        on_resume: OnResume | None = None,
     ) -> None:
         self.store = store
         self.generations = generations
@@ -50,6 +54,7 @@ class ResumableStreams:
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
         self.request_id = request_id
+        self.on_resume = on_resume
 
     async def start(self, request: Request, client: Client, produce: Produce, on_done: OnDone) -> Response:
         """Run `produce` as a generation of its own, and answer with its first reader."""
@@ -62,6 +67,8 @@ class ResumableStreams:
         status = await self._status_for(request, sid)
         if status is None or (status.state == "finished" and after >= status.last_seq):
             return self.no_stream(request)
+        if self.on_resume is not None:
+            self.on_resume(sid, after)
         return self._reader(request, sid, after, self._headers(request))
 
     async def reconnect(self, request: Request) -> Response:
@@ -77,11 +84,36 @@ class ResumableStreams:
             return self.no_stream(request)
         return await self.resume(request, cursor.sid)
 
+    async def start_named(self, client: Client, name: str, produce: Produce, on_done: OnDone,
+                          encode: EncodeFrame) -> str:
+        """Start a generation a door will find again by `name` (`find`), its frames written by `encode`."""
+        owner = self.owner_of(client)
+        return await self.generations.start(owner, produce, on_done, label=_label(owner, name), encode=encode)
+
+    async def find(self, request: Request, name: str) -> StreamStatus | None:
+        """The newest stream the asking client started under `name`, if it is kept; None otherwise."""
+        owner = self.owner_of(await self._identify(request))
+        sid = await self.store.labelled(_label(owner, name))
+        status = await self.store.status(sid) if sid is not None else None
+        if status is None or not hmac.compare_digest(status.owner, owner):
+            return None
+        return status
+
+    def replay(self, request: Request, sid: str, headers: Mapping[str, str],
+               gap_frame: Callable[[str, str], bytes]) -> Response:
+        """A reader of the whole stream, from its first event, in the door's own frames."""
+        return ReaderResponse(self.store, sid, 0, ping_interval=self.ping_interval, send_timeout=self.send_timeout,
+                              headers={**self._headers(request), **headers, "x-stream-id": sid}, gap_frame=gap_frame)
+
     async def stop(self, request: Request, sid: str) -> Response:
         """POST /streams/{sid}/stop: cancel the generation now (202); say how it ended if it had (200)."""
-        status = await self._status_for(request, sid)
+        return await self.stop_stream(request, await self._status_for(request, sid))
+
+    async def stop_stream(self, request: Request, status: StreamStatus | None) -> Response:
+        """Stop the stream of `status` (one the asking client may stop), or raise StreamNotFound."""
         if status is None:
             raise StreamNotFound()
+        sid = status.sid
         if status.state == "finished":
             return JSONResponse({"state": "finished", "reason": status.reason}, headers=self._headers(request))
         await self.store.request_stop(sid)
@@ -108,13 +140,12 @@ class ResumableStreams:
 
     async def _identify(self, request: Request) -> Client:
         """Who asks, charged to its rate bucket (a reconnect loop is throttled like any request)."""
-        kid = self.auth.from_headers(request.headers)
+        client = await self.auth.identify(request.headers)
         token = request.query_params.get("token")
-        if kid is None and token is not None and self.auth.enabled:
+        if client is None and token is not None and self.auth.enabled:
             kid = self.auth.signed_key(token)
-        if kid is not None:
-            client = Client(f"key:{kid}", authenticated=True)
-        else:
+            client = client_of(kid) if kid is not None else None
+        if client is None:
             client = Client(f"ip:{request.client.host if request.client else 'unknown'}", authenticated=False)
         await self.limits.take(client.identity)
         if self.auth.enabled and not client.authenticated:
@@ -134,3 +165,8 @@ class ResumableStreams:
     def _headers(self, request: Request) -> Mapping[str, str]:
         # no-store on every answer about an existing stream: a cache must never replay a 204 or a tail.
         return {**NO_STORE, "x-request-id": self.request_id(request)}
+
+
+def _label(owner: str, name: str) -> str:
+    """A door's name for a stream, bound to its owner: a client finds only its own (hashed: names are the client's)."""
+    return hashlib.sha256(f"{owner}\0{name}".encode()).hexdigest()

@@ -31,6 +31,10 @@ from llm_sse_proxy.proxy.resume.errors import StoreError, StoreUnavailable
 from llm_sse_proxy.proxy.state.streams.store import Lease, StreamStore
 from llm_sse_proxy.proxy.relay.sse import encode_event
 
+# A frame's bytes from its event id (`<sid>:<seq>`), payload and name: the article's SSE by default; a door
+# that speaks another protocol gives its own (stateful: one per stream, called in seq order).
+EncodeFrame = Callable[[bytes, dict[str, Any], str | None], bytes]
+
 
 @dataclass(frozen=True, slots=True)
 class PendingLimit:
@@ -44,8 +48,10 @@ class Writer:
     """The producer's `emit` for one generation; see the module docstring."""
 
     def __init__(self, store: StreamStore, lease: Lease, stop: anyio.CancelScope,
-                 on_finished: Callable[[], None] = lambda: None, pending: PendingLimit = PendingLimit()) -> None:
+                 on_finished: Callable[[], None] = lambda: None, pending: PendingLimit = PendingLimit(),
+                 encode: EncodeFrame = encode_event) -> None:
         self.store = store
+        self.encode = encode
         self.on_finished = on_finished  # the terminate is stored: the stream is done, though its producer may not be
         self.lease = lease
         self.seq = 0  # the last seq emitted (committed or queued)
@@ -75,7 +81,7 @@ class Writer:
         if self.failure is not None or self.finished:
             return
         seq = self.seq + 1
-        frame = encode_event(self._prefix + b"%d" % seq, payload, event)
+        frame = self.encode(self._prefix + b"%d" % seq, payload, event)
         if payload.get("action") == "terminate":
             await self._finish(seq, frame, payload["reason"])
         elif self.batched:

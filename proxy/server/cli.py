@@ -119,7 +119,7 @@ def print_summary(config: Config, args: argparse.Namespace, choice: ConfigChoice
 def serve(config: Config, args: argparse.Namespace, sockets: list[socket.socket]) -> None:
     shutdown = Shutdown(grace=config.server.shutdown_grace)
     app = create_app(config, shutdown=shutdown)
-    server = GracefulServer(uvicorn_config(app, config, args.log_level), shutdown)
+    server = GracefulServer(uvicorn_config(app, config, args.log_level), shutdown, config.server.drain_delay)
     server.run(sockets)
 
 

@@ -97,13 +97,17 @@ class GracefulServer(uvicorn.Server):
     """Tells open streams that the server is stopping, so they can end with a terminate.
 
     The first SIGTERM or Ctrl-C gives them `server.shutdown_grace`; a second Ctrl-C (uvicorn's forced
-    exit) ends them at once, still with their terminate where the client is reading.
+    exit) ends them at once, still with their terminate where the client is reading. With a
+    `drain_delay`, the first signal only makes `/readyz` answer 503 (so a load balancer stops sending
+    streams here) while the server goes on serving; the stop begins after the delay, or at a second signal.
     """
 
-    def __init__(self, config: uvicorn.Config, shutdown: Shutdown) -> None:
+    def __init__(self, config: uvicorn.Config, shutdown: Shutdown, drain_delay: float = 0.0) -> None:
         super().__init__(config)
         self.shutdown_signal = shutdown
+        self.drain_delay = drain_delay
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_started = False
 
     async def serve(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
         self._loop = asyncio.get_running_loop()
@@ -131,10 +135,24 @@ class GracefulServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         forced = self.should_exit and sig == signal.SIGINT  # uvicorn's rule for a forced exit
+        if self._loop is not None and self.drain_delay > 0 and not self._drain_started:
+            self._drain_started = True  # a second signal during the delay stops at once
+            self._loop.call_soon_threadsafe(self._drain, sig)
+            return
         if self._loop is not None:
             # A signal handler must not touch the loop directly; this wakes it safely.
             self._loop.call_soon_threadsafe(self.shutdown_signal.end_now if forced else self.shutdown_signal.begin)
         super().handle_exit(sig, frame)
+
+    def _drain(self, sig: int) -> None:
+        self.shutdown_signal.drain()
+        log.info("stopping in %g s (server.drain_delay): /readyz answers 503 meanwhile", self.drain_delay)
+        assert self._loop is not None
+        self._loop.call_later(self.drain_delay, self._stop_after_drain, sig)
+
+    def _stop_after_drain(self, sig: int) -> None:
+        if not self.should_exit:  # a second signal may have stopped it already
+            self.handle_exit(sig, None)
 
 
 def _url_host(host: str) -> str:

@@ -22,11 +22,15 @@ class SharedLimits(Protocol):
     async def take(self, client: str) -> None:
         """Spend one request from the client's bucket, or raise TooManyRequests."""
 
-    async def enter(self, client: str) -> Leave:
-        """A stream slot for the client (429 or 503 when there is none); call the result to leave."""
+    async def enter(self, client: str, limit: int | None = None) -> Leave:
+        """A stream slot for the client, within `limit` if lower than the configured one (a budget's
+        `streams`); 429 or 503 when there is none. Call the result to leave."""
 
     async def spend_token(self, nonce: str, expires: int) -> None:
         """Use up a verified stream token's nonce, or raise Unauthorized if it was used."""
+
+    async def ready(self) -> str | None:
+        """None when the counters can be reached; else why not (for /readyz: no secrets, no URL)."""
 
     async def __aenter__(self) -> SharedLimits: ...
 
@@ -45,11 +49,14 @@ class MemoryLimits:
     async def take(self, client: str) -> None:
         self.limiter.take(client)
 
-    async def enter(self, client: str) -> Leave:
-        return self.gates.enter(client)
+    async def enter(self, client: str, limit: int | None = None) -> Leave:
+        return self.gates.enter(client, limit)
 
     async def spend_token(self, nonce: str, expires: int) -> None:
         self.used.spend(nonce, expires, self.clock())
+
+    async def ready(self) -> str | None:
+        return None  # in this process: always there
 
     async def __aenter__(self) -> MemoryLimits:
         return self

@@ -12,31 +12,27 @@ reads the server's clock (`TIME`), so replicas with skewed clocks still share on
 - Tokens: `SET llmsse:token:<nonce> 1 NX PX <until the token expires>`; refused if already there.
 
 Redis down or silent: every request that needs it gets 503 `store_unavailable` after at most about
-two seconds (proxy/state/redis.py), with a log line and a metric. Failing closed keeps a replayed
-token from getting through and the limits from silently becoming N times looser.
+two seconds (proxy/state/redis.py: the process's one client), with a log line and a metric. Failing
+closed keeps a replayed token from getting through and the limits from silently becoming N times looser.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import secrets
 import time
 from collections.abc import Coroutine
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from llm_sse_proxy.proxy.admission.auth import ALREADY_USED, Clock
 from llm_sse_proxy.proxy.errors import TooManyRequests, Unauthorized
 from llm_sse_proxy.proxy.admission.limits import STREAM_RETRY_AFTER, StreamGates
-from llm_sse_proxy.proxy.state.redis import OnError, connect, shared_state
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.limits import Leave
-
-log = logging.getLogger("llm_sse_proxy.redis")
 
 PREFIX = "llmsse:"
 SLOT_LEASE_MS = 30_000
@@ -80,29 +76,26 @@ SCRIPTS = {"take": TAKE, "enter": ENTER, "renew": RENEW}
 
 
 class RedisLimits:
-    """`SharedLimits` in Redis; `async with` opens the client and the slot renewer, and closes them."""
+    """`SharedLimits` in Redis; `async with` starts the slot renewer and stops it (the client is the app's)."""
 
     def __init__(
         self,
-        url: str,
+        redis: SharedRedis,
         *,
         per_minute: float,
         burst: int,
         per_client: int,
         total: int,
-        on_error: OnError,
         lease_ms: int = SLOT_LEASE_MS,
         clock: Clock = time.time,
     ) -> None:
-        self.url = url
+        self.redis = redis
         self.rate_per_ms = per_minute / 60_000
         self.burst = burst
         self.per_client = per_client
         self.local = StreamGates(per_client=total, total=total)  # max_streams is per process
-        self.on_error = on_error
         self.lease_ms = lease_ms
         self.clock = clock
-        self.redis: Redis | None = None
         self._held: dict[str, str] = {}  # slot id -> client
         self._tasks: set[asyncio.Task[None]] = set()
         self._scripts: dict[str, AsyncScript] = {}
@@ -110,20 +103,20 @@ class RedisLimits:
         self._closing = asyncio.Event()
 
     async def take(self, client: str) -> None:
-        with shared_state("rate", self.on_error):
+        with self.redis.failures("rate"):
             reply = await self._scripts["take"](keys=[f"{PREFIX}rate:{client}"], args=[self.rate_per_ms, self.burst])
         wait_ms = float(reply)
         if wait_ms > 0:
             retry_after = max(1, math.ceil(wait_ms / 1000))
             raise TooManyRequests(f"over {self.rate_per_ms * 60_000:g} requests per minute", retry_after=retry_after)
 
-    async def enter(self, client: str) -> Leave:
+    async def enter(self, client: str, limit: int | None = None) -> Leave:
         leave_local = self.local.enter(client)  # 503 when this process is full, before asking Redis
         slot = secrets.token_hex(8)
         open_now = 0
         try:
-            with shared_state("gate", self.on_error):
-                args = [self.per_client, slot, self.lease_ms]
+            with self.redis.failures("gate"):
+                args = [min(self.per_client, limit or self.per_client), slot, self.lease_ms]
                 open_now = int(await self._scripts["enter"](keys=[_slots(client)], args=args))
         finally:
             if open_now >= 0:  # refused, failed or cancelled: give the process slot back
@@ -142,15 +135,17 @@ class RedisLimits:
 
     async def spend_token(self, nonce: str, expires: int) -> None:
         keep_ms = max(1000, math.ceil((expires - self.clock()) * 1000) + 1000)
-        with shared_state("token", self.on_error):
-            first = await self._client.set(f"{PREFIX}token:{nonce}", 1, nx=True, px=keep_ms)
+        with self.redis.failures("token"):
+            first = await self.redis.client.set(f"{PREFIX}token:{nonce}", 1, nx=True, px=keep_ms)
         if not first:
             raise Unauthorized(ALREADY_USED)
 
+    async def ready(self) -> str | None:
+        return await self.redis.unreachable()
+
     async def __aenter__(self) -> RedisLimits:
-        self.redis = connect(self.url)
         # EVALSHA, with the script sent again only if the server has not seen it (after a restart).
-        self._scripts = {name: self.redis.register_script(body) for name, body in SCRIPTS.items()}
+        self._scripts = {name: self.redis.client.register_script(body) for name, body in SCRIPTS.items()}
         self._renewer = self._spawn(self._renew_forever())
         return self
 
@@ -159,18 +154,11 @@ class RedisLimits:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.redis is not None:
-            await self.redis.aclose()
 
     async def drained(self) -> None:
         """Wait until every slot given back so far is gone from Redis too."""
         pending = [task for task in self._tasks if task is not self._renewer]
         await asyncio.gather(*pending, return_exceptions=True)
-
-    @property
-    def _client(self) -> Redis:
-        assert self.redis is not None, "RedisLimits is used outside its `async with`"
-        return self.redis
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
@@ -180,10 +168,9 @@ class RedisLimits:
 
     async def _release(self, client: str, slot: str) -> None:
         try:
-            await self._client.zrem(_slots(client), slot)
+            await self.redis.client.zrem(_slots(client), slot)
         except (RedisError, OSError) as exc:
-            self.on_error("gate_release")  # the slot's lease ends it instead
-            log.warning("redis unavailable giving back a stream slot (%s); its lease ends it", type(exc).__name__)
+            self.redis.failed("gate_release", exc, "the slot's lease ends it")
 
     async def _renew_forever(self) -> None:
         # Ends on `_closing` as well as on cancel: on Python 3.11 a cancel that lands as a wait inside
@@ -198,8 +185,7 @@ class RedisLimits:
             try:
                 await self.renew()
             except (RedisError, OSError) as exc:
-                self.on_error("gate_renew")
-                log.warning("redis unavailable renewing stream slots (%s)", type(exc).__name__)
+                self.redis.failed("gate_renew", exc)
 
     async def renew(self) -> None:
         """Extend the lease of every slot this process holds: one pipelined round trip."""
@@ -208,7 +194,7 @@ class RedisLimits:
             by_client.setdefault(client, []).append(slot)
         if not by_client:
             return
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with self.redis.client.pipeline(transaction=False) as pipe:
             for client, slots in by_client.items():
                 await self._scripts["renew"](keys=[_slots(client)], args=[self.lease_ms, *slots], client=pipe)
             await pipe.execute()

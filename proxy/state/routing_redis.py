@@ -10,7 +10,6 @@ a metric, so a Redis outage costs the sharing, never a stream.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import random
 import secrets
@@ -18,31 +17,24 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from llm_sse_proxy.proxy.config import Config
 from llm_sse_proxy.proxy.routing.choose import LATENCY_ALPHA, LATENCY_HALF_LIFE
 from llm_sse_proxy.proxy.routing.deployments import Deployment, ModelRoute
-from llm_sse_proxy.proxy.state.redis import OnError, connect
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.routing import Clock, MemoryRouting, RoutingState, Taken, Wanted
 from llm_sse_proxy.proxy.state.routing_scripts import SCRIPTS
 
-log = logging.getLogger("llm_sse_proxy.routing")
-
 PREFIX = "llmsse:route:"
-REDIS_CONNECTIONS = 16
 
 
 class RedisRouting:
-    """`RoutingState` in Redis; `async with` opens its client and waits for its reports at the end."""
+    """`RoutingState` in Redis, on the process's one client; `async with` waits for its reports at the end."""
 
-    def __init__(self, url: str, *, on_error: OnError, clock: Clock = time.monotonic) -> None:
-        self.url = url
-        self.on_error = on_error
+    def __init__(self, redis: SharedRedis, *, clock: Clock = time.monotonic) -> None:
+        self.redis = redis
         self.local = MemoryRouting(clock)
-        self.redis: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -81,18 +73,15 @@ class RedisRouting:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def __aenter__(self) -> RedisRouting:
-        self.redis = connect(self.url, max_connections=REDIS_CONNECTIONS)
-        self._scripts = {name: self.redis.register_script(body) for name, body in SCRIPTS.items()}
+        self._scripts = {name: self.redis.client.register_script(body) for name, body in SCRIPTS.items()}
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.drained()
-        if self.redis is not None:
-            await self.redis.aclose()
+        await self.drained()  # the client is the process's: the lifespan closes it after this
 
     def _spawn(self, operation: str, script: str, keys: list[str], args: list[Any]) -> None:
-        if self.redis is None:
-            return
+        if not self._scripts:
+            return  # not opened (or closed): nothing to report to
         task = asyncio.get_running_loop().create_task(self._report(operation, script, keys, args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -104,9 +93,7 @@ class RedisRouting:
             self._failed(operation, exc)
 
     def _failed(self, operation: str, exc: BaseException) -> None:
-        self.on_error(operation)
-        log.warning("redis unavailable during %s (%s); this process's own routing state is used", operation,
-                    type(exc).__name__)
+        self.redis.failed(operation, exc, "this process's own routing state is used")
 
 
 def _take_call(wanted: Wanted) -> tuple[list[str], list[Any]]:
@@ -127,9 +114,8 @@ def _key(deployment: Deployment, part: str) -> str:
     return f"{PREFIX}{deployment.key}:{part}"
 
 
-def routing_state_for(config: Config, on_error: OnError, clock: Clock = time.monotonic) -> RoutingState:
-    """This process's routing state, or the replicas' shared one with `resume.redis_url`."""
-    url = config.resume.redis_url
-    if url is None:
+def routing_state_for(redis: SharedRedis | None, clock: Clock = time.monotonic) -> RoutingState:
+    """This process's routing state, or the replicas' shared one on the process's Redis client."""
+    if redis is None:
         return MemoryRouting(clock)
-    return RedisRouting(url.get_secret_value(), on_error=on_error, clock=clock)
+    return RedisRouting(redis, clock=clock)

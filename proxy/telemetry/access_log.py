@@ -30,7 +30,8 @@ def request_id(headers: Mapping[str, str]) -> str:
 
 
 def stream_line(
-    *, request_id: str, client: str, model: str, outcome: Outcome, duration: float, prompt: str | None = None
+    *, request_id: str, client: str, model: str, outcome: Outcome, duration: float, prompt: str | None = None,
+    bill: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     usage = outcome.usage
     line: dict[str, Any] = {
@@ -54,6 +55,8 @@ def stream_line(
         "recovered": outcome.recovered,
         "malformed_chunks": outcome.malformed,
     }
+    if bill is not None:
+        line.update(bill)  # tokens billed, whether estimated, cost (issue 23)
     if prompt is not None:
         line["prompt"] = prompt
     return line

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from contextvars import ContextVar
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -30,14 +31,44 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# Line breaks (the C0 controls, NEL, LS, PS), escapes that recolour a terminal, DEL: written as escapes.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character as a backslash escape: one value stays on one line (issue 26)."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match[0]
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
 class TextFormatter(logging.Formatter):
+    """The readable format. Its values (a message quoting an upstream, a request id from a header) cannot
+    start a line of their own, so no one can write a fake access line through them; a traceback's lines
+    are indented under the line they belong to."""
+
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        record.message = escape_controls(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
         request_id = getattr(record, "request_id", None)
-        return f"{line} request_id={request_id}" if request_id else line
+        if request_id:
+            line += f" request_id={escape_controls(str(request_id))}"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for extra in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)):
+            if extra:
+                line += "".join(f"\n    {escape_controls(part)}" for part in extra.splitlines())
+        return line
 
 
 class JsonFormatter(logging.Formatter):

@@ -7,12 +7,14 @@ proxy's own error types, a known list of finish reasons), so no client or upstre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from llm_sse_proxy.proxy.relay.outcome import Outcome
+from llm_sse_proxy.proxy.telemetry.budget_metrics import BudgetMetrics
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 KNOWN_REASONS = frozenset(
@@ -69,6 +71,14 @@ class Metrics:
         self.store_failures = Counter("llm_proxy_resume_store_failures",
                                       "Resumable streams the store failed: refused new, or ended (unavailable, fenced)",
                                       ["reason"], registry=r)
+        self.budgets = BudgetMetrics(r)  # billed tokens and cost, budget refusals (issue 23)
+        self.reconnects = Counter("llm_proxy_resume_reconnects", "Readers that came back to a resumable stream",
+                                  registry=r)
+        self.store_bytes = Gauge("llm_proxy_resume_store_bytes", "Frame bytes the in-process resumable store holds",
+                                 registry=r)
+        self.spans_dropped_total = Counter("llm_proxy_trace_spans_dropped",
+                                           "Trace spans not exported: queue_full, export_failed (issue 25)",
+                                           ["reason"], registry=r)
         # What every stream records, by model: its children kept.
         self._streams, self._duration, self._ttft = _Children(self.streams), _Children(self.duration), _Children(self.ttft)
         self._tokens = _Children(self.tokens)
@@ -113,6 +123,17 @@ class Metrics:
 
     def store_failure(self, reason: str) -> None:
         self.store_failures.labels(reason).inc()
+
+    def resumed(self) -> None:
+        self.reconnects.inc()
+
+    def watch_store_size(self, size: Callable[[], float]) -> None:
+        """The memory store's size, read at each scrape (nothing is done per frame)."""
+        self.store_bytes.set_function(size)
+
+    def spans_dropped(self, reason: str, count: int) -> None:
+        """Called from the span exporter's thread too: prometheus_client's counters take a lock."""
+        self.spans_dropped_total.labels(reason).inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

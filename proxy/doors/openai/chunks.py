@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm_sse_proxy.proxy.doors.openai.errors import openai_error
 from llm_sse_proxy.proxy.relay.sse import json_line
 
 DONE = b"data: [DONE]\n\n"
@@ -45,14 +46,9 @@ def error_status(error_type: str, upstream_status: int | None) -> int:
     return 502
 
 
-_ERROR_TYPES = {400: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
-                429: "rate_limit_error"}
-
-
 def error_body(status: int, error_type: str, message: str) -> dict[str, Any]:
     """OpenAI's error object; `code` is the proxy's own error type (README, "Errors")."""
-    kind = _ERROR_TYPES.get(status, "server_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": error_type}}
+    return openai_error(status, error_type, message)
 
 
 def terminate_error(payload: dict[str, Any]) -> tuple[str, str] | None:
@@ -101,9 +97,14 @@ class ChunkEncoder:
 
     def __init__(self, completion_id: str, created: int, model: str) -> None:
         self._head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+        self._open = b',"finish_reason":null}]}\n\n'
+        self.answered_by(model)
+
+    def answered_by(self, model: str) -> None:
+        """Name `model` in the chunks from now on: the one that answers, a fallback perhaps (issue 26)."""
+        self._head["model"] = model
         self._delta_head = b"data: " + json_line(self._head)[:-1] + b',"choices":[{"index":0,"delta":'
         self._text_head = self._delta_head + b'{"content":'
-        self._open = b',"finish_reason":null}]}\n\n'
 
     def text(self, text: str) -> bytes:
         return b"".join((self._text_head, json_line(text), b"}", self._open))
@@ -167,6 +168,7 @@ class CompletionBuilder:
         choice = {"index": 0, "message": message, "logprobs": None,
                   "finish_reason": finish_reason(terminate["reason"])}
         body: dict[str, Any] = {**self._head, "choices": [choice]}
+        body["model"] = terminate.get("model") or body["model"]  # the one that answered, a fallback perhaps
         if "usage" in terminate:
             body["usage"] = usage_fields(terminate["usage"])
         return body

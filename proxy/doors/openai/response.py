@@ -10,84 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.types import Message, Receive, Scope, Send
-
-from llm_sse_proxy.proxy.relay.outcome import Outcome
-from llm_sse_proxy.proxy.doors.response import PING, SEND_BODY, SSEResponse
+from llm_sse_proxy.proxy.doors.held import HeldResponse
 from llm_sse_proxy.proxy.relay.sse import json_line
 from llm_sse_proxy.proxy.doors.openai.chunks import ChunkEncoder, CompletionBuilder, error_body, error_status, terminate_error
 
-_JSON = (b"content-type", b"application/json")
-_STREAM_ONLY = (b"content-type", b"x-accel-buffering")
 
-
-class _HeldHead:
-    """The client's `send`, keeping `http.response.start` until the first chunk, or until the end, when
-    `reply` (status, JSON bytes) goes out instead of the stream.
-
-    The head goes through the middlewares' `send` (CORS adds its headers there), the chunks through the
-    server's own (proxy/doors/response.py, SEND_BODY), as SSEResponse sends them.
-    """
-
-    def __init__(self) -> None:
-        self._head_send: Send | None = None
-        self._body_send: Send | None = None
-        self._head: Message | None = None
-        self.started = False
-        self.reply: tuple[int, bytes] | None = None
-
-    @property
-    def unwrapped(self) -> Send:
-        assert self._body_send is not None
-        return self._body_send
-
-    def bind(self, head_send: Send, body_send: Send) -> Send:
-        self._head_send, self._body_send = head_send, body_send
-        return self
-
-    async def __call__(self, message: Message) -> None:
-        assert self._head_send is not None and self._body_send is not None
-        if self.started:
-            return await self._body_send(message)
-        if message["type"] == "http.response.start":
-            self._head = message
-            return
-        if message.get("body") == PING:
-            return  # nothing to keep alive yet: the client is waiting for the head
-        assert self._head is not None
-        if message.get("more_body"):
-            self.started = True
-            await self._head_send(self._head)
-            return await self._body_send(message)
-        await self._send_reply(self._head_send)
-
-    async def _send_reply(self, send: Send) -> None:
-        assert self._head is not None
-        status, body = self.reply or (502, json_line(error_body(502, "internal_error", "no answer")))
-        headers = [(k, v) for k, v in self._head["headers"] if k not in _STREAM_ONLY]
-        await send({"type": "http.response.start", "status": status, "headers": [*headers, _JSON]})
-        await send({"type": "http.response.body", "body": body})
-
-
-class _DoorResponse(SSEResponse):
-    def __init__(self, *args: Any, outcome: Outcome, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.outcome = outcome
-        self.held = _HeldHead()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        held = self.held.bind(send, scope.get(SEND_BODY, send))
-        await super().__call__({**scope, SEND_BODY: held}, receive, held)
-
-    async def _end(self, ending: str | None) -> None:
-        """At the terminate: report, then end the body (or send the held reply, when none has started)."""
-        self._report(ending)
-        await self._write(b"", more_body=False)
-        self._ended = True
-
-    def _fail_before_start(self, error_type: str, message: str) -> None:
+class _DoorResponse(HeldResponse):
+    def failure_reply(self, error_type: str, message: str) -> tuple[int, bytes]:
         status = error_status(error_type, self.outcome.error_status)
-        self.held.reply = (status, json_line(error_body(status, error_type, message)))
+        return status, json_line(error_body(status, error_type, message))
 
 
 class ChunkStream(_DoorResponse):
@@ -111,6 +42,8 @@ class ChunkStream(_DoorResponse):
 
     async def _open(self) -> None:
         """Send the head and the role chunk; from then on events bypass the held `send`."""
+        if self.outcome.model is not None:  # the relay names the model it committed to before the first event
+            self.encoder.answered_by(self.outcome.model)
         await self._write(self.encoder.first())
         self._send = self.held.unwrapped
 
@@ -126,6 +59,8 @@ class ChunkStream(_DoorResponse):
         if failure is None:
             if not self.held.started:
                 await self._open()
+            if payload.get("model"):  # a recovery may have handed the answer to another model
+                self.encoder.answered_by(payload["model"])
             await self._write(self.encoder.end(payload, self.include_usage))
         elif self.held.started:
             await self._write(self.encoder.error(*failure))

@@ -18,23 +18,29 @@ from starlette.routing import BaseRoute, Route
 
 from llm_sse_proxy.proxy.doors.chats import Chats
 from llm_sse_proxy.proxy.doors.errors import DoorErrors
-from llm_sse_proxy.proxy.errors import NotFound
+from llm_sse_proxy.proxy.doors.openai.errors import openai_error
+from llm_sse_proxy.proxy.errors import MethodNotAllowed, NotFound
 from llm_sse_proxy.proxy.doors.openai.chunks import REPLY_EVENTS, STREAM_EVENTS, ChunkEncoder, CompletionBuilder
 from llm_sse_proxy.proxy.doors.openai.response import ChunkStream, CompletionReply
 from llm_sse_proxy.proxy.doors.validation import parse_chat_body
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+_SERVED = {"/v1/chat/completions": "POST", "/v1/models": "GET"}
 
 
 @dataclass
 class OpenAIDoor:
     chats: Chats
     clock: Callable[[], float] = field(default=time.time)  # `created` is wall-clock seconds
-    errors: DoorErrors | None = None  # the proxy's own shape for now
+    errors: DoorErrors | None = DoorErrors(("/v1/",), openai_error)
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/v1/chat/completions", self.completions, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/v1/models/{name:path}", self.model, methods=["GET"]),
+            # Last: what no route above takes, answered as OpenAI answers it, with what this door serves.
+            Route("/v1/{rest:path}", self.elsewhere, methods=list(_METHODS)),
         ]
 
     async def completions(self, request: Request) -> Response:
@@ -58,8 +64,16 @@ class OpenAIDoor:
         await self.chats.admission.admit(request)
         name = request.path_params["name"]
         if self.chats.config.model(name) is None:
-            raise NotFound(f"unknown model {name!r}; GET /v1/models lists them")
+            raise NotFound(f"unknown model {name!r}", code="model_not_found")
         return JSONResponse(self._model(name))
+
+    async def elsewhere(self, request: Request) -> Response:
+        method, path = request.method, request.url.path
+        allowed = _SERVED.get(path.rstrip("/"))
+        if allowed is not None:
+            raise MethodNotAllowed(f"{method} {path}: use {allowed} {path}", allow=allowed)
+        raise NotFound(f"Invalid URL ({method} {path}): this door serves POST /v1/chat/completions and "
+                       "GET /v1/models")
 
     def _model(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": 0, "owned_by": "llm-sse-proxy"}

@@ -78,6 +78,7 @@ class MemoryStore:
         self._streams: dict[str, _Stream] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()  # oldest first: dropped first at the budget
         self._size = 0
+        self._labels: dict[str, str] = {}  # label -> the newest stream created with it
 
     @property
     def size(self) -> int:
@@ -90,6 +91,8 @@ class MemoryStore:
         self._make_room()
         stream = self._streams[sid] = _Stream(sid, meta, secrets.token_urlsafe(8))
         self._start_grace(stream)
+        if meta.label:
+            self._labels[meta.label] = sid
         return Lease(sid, stream.token)
 
     async def append(self, lease: Lease, first_seq: int, frames: Sequence[bytes]) -> int:
@@ -139,6 +142,9 @@ class MemoryStore:
         stream = self._streams.get(sid)
         return None if stream is None else stream.status()
 
+    async def labelled(self, label: str) -> str | None:
+        return self._labels.get(label)
+
     async def request_stop(self, sid: str) -> StreamStatus:
         stream = self._streams.get(sid)
         if stream is None:
@@ -164,6 +170,11 @@ class MemoryStore:
             return _nothing
         stream.on_stop.append(on_stop)
         return partial(_discard, stream.on_stop, on_stop)
+
+    async def ready(self) -> str | None:
+        if self._size >= self.limits.budget and not self._finished:  # finished streams would make room
+            return "the resumable-stream memory budget is full"
+        return None
 
     async def aclose(self) -> None:
         for stream in list(self._streams.values()):
@@ -222,6 +233,8 @@ class MemoryStore:
         del self._streams[stream.sid]
         self._finished.pop(stream.sid, None)
         self._size -= stream.size
+        if self._labels.get(stream.meta.label) == stream.sid:
+            del self._labels[stream.meta.label]
         stream.wake()  # readers see it is gone and end
 
     def _attach(self, stream: _Stream, cursor: _Cursor) -> None:

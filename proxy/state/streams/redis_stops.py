@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import asyncio
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from llm_sse_proxy.proxy.state.redis import OnError
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.streams.redis_scripts import STOP_CHANNEL
 
 
 class StopSignals:
-    def __init__(self, blocking: Redis, replica: str, *, poll: float, retry: float, on_error: OnError) -> None:
-        self.blocking = blocking  # the listener holds one of its connections for as long as the process lives
+    def __init__(self, redis: SharedRedis, replica: str, *, poll: float, retry: float) -> None:
+        self.redis = redis  # the listener holds one connection of its pool for as long as the process lives
         self.channel = STOP_CHANNEL + replica
-        self.poll = poll  # seconds a wait for a message lasts (below the blocking pool's reply timeout)
+        self.poll = poll  # seconds a wait for a message lasts (get_message's own read timeout)
         self.retry = retry  # seconds before subscribing again after Redis failed
-        self.on_error = on_error
         self._events: dict[str, asyncio.Event] = {}
         self._closing = False
 
@@ -47,15 +45,15 @@ class StopSignals:
     async def listen(self) -> None:
         """Wake the owners of streams stopped on other replicas, until `wake_all` (shutdown)."""
         while not self._closing:
-            pubsub = self.blocking.pubsub()
+            pubsub = self.redis.client.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
                 while not self._closing:  # as well as the cancel, which a wait inside the client may swallow
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.poll)
                     if message is not None:
                         self.wake(message["data"].decode())
-            except (RedisError, OSError):
-                self.on_error("stop_channel")
+            except (RedisError, OSError) as exc:
+                self.redis.failed("stop_channel", exc, "owners see stops at their heartbeat meanwhile")
                 await asyncio.sleep(self.retry)  # the heartbeat still carries stops meanwhile
             finally:
                 await pubsub.aclose()

@@ -5,7 +5,7 @@ writes (proxy/state/streams/redis_scripts.py), as resumable-streams.md sections 
 all streams share one pipelined round trip (proxy/state/streams/redis_writer.py). Readers on the replica that
 generates the stream are served from its in-process tail of committed frames (proxy/state/streams/redis_tails.py).
 Departures from the brief:
-- a reader on another replica runs its own `XREAD BLOCK` on a bounded pool of blocking connections (no
+- a reader on another replica runs its own `XREAD BLOCK` on a connection of the process's one pool (no
   per-replica follower and mirror buffer yet); past the pool it waits `POOL_WAIT`, then gets 503.
   Commit-then-deliver holds everywhere: no reader ever sees a frame Redis has not committed.
 - stop is a flag the owner sees at its next heartbeat (at most `heartbeat` seconds, 1 s by default), and
@@ -19,9 +19,7 @@ waits at most lease + block for a dead owner, never forever.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -32,11 +30,12 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
 from llm_sse_proxy.proxy.config import ResumeConfig
-from llm_sse_proxy.proxy.state.redis import COMMAND_TIMEOUT, OnError, connect, shared_state
+from llm_sse_proxy.proxy.state.redis import COMMAND_TIMEOUT, SharedRedis, replica_name
 from llm_sse_proxy.proxy.resume.errors import (
     CursorAhead, Fenced, ResumeGap, StoreUnavailable, StreamExists, StreamNotFound,
 )
 from llm_sse_proxy.proxy.resume.ids import format_id
+from llm_sse_proxy.proxy.state.streams.redis_labels import Labels
 from llm_sse_proxy.proxy.state.streams.redis_scripts import SCRIPTS
 from llm_sse_proxy.proxy.state.streams.redis_stops import StopSignals
 from llm_sse_proxy.proxy.state.streams.redis_tails import Tail
@@ -55,7 +54,6 @@ class RedisStoreLimits(StreamLimits):
     lease: float = 10.0  # seconds an owner that stopped renewing still holds its stream
     block: float = 2.0  # seconds a reader's XREAD waits before it checks that the owner lives
     heartbeat: float = 1.0  # seconds between the owner's lease renewals (stop and abandonment checks)
-    max_readers: int = 256  # blocking connections: readers reading at once in this process
 
     @property
     def running_ttl_ms(self) -> int:
@@ -93,19 +91,18 @@ class _Keys:
 class RedisStore:
     batches_appends = True  # an append is a round trip: one per batch of a stream's frames, not per frame
 
-    def __init__(self, url: str, limits: RedisStoreLimits = RedisStoreLimits(), *, replica: str = "",
-                 on_error: OnError = lambda operation: None) -> None:
+    def __init__(self, shared: SharedRedis, limits: RedisStoreLimits = RedisStoreLimits(), *,
+                 replica: str = "") -> None:
         self.limits = limits
         self.replica = replica
-        self.on_error = on_error
-        self.redis = connect(url)
-        reply_timeout = limits.block + COMMAND_TIMEOUT  # a blocked XREAD answers after `block` at most
-        self.blocking = connect(url, max_connections=limits.max_readers, reply_timeout=reply_timeout)
+        self.shared = shared  # the process's one client (proxy/state/redis.py): the app closes it, not the store
+        self.redis = shared.client
         self._scripts: dict[str, AsyncScript] = {name: self.redis.register_script(s) for name, s in SCRIPTS.items()}
-        self.writer = PipelinedWriter(self.redis, COMMAND_TIMEOUT)  # all streams' appends share round trips
+        self.writer = PipelinedWriter(shared, COMMAND_TIMEOUT)  # all streams' appends share round trips
         self._append_sha = self._scripts["append"].sha.encode()
-        self._stops = StopSignals(self.blocking, replica, poll=limits.block, retry=limits.heartbeat, on_error=on_error)
+        self._stops = StopSignals(shared, replica, poll=limits.block, retry=limits.heartbeat)
         self._tails: dict[str, Tail] = {}  # running streams owned here, for their local readers
+        self.labels = Labels(self.redis, limits.running_ttl_ms)  # StreamStore.labelled
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_listener: asyncio.Task[None] | None = None  # started with the first stream owned here
 
@@ -115,6 +112,9 @@ class RedisStore:
                 lim.max_events, lim.max_bytes]
         if not await self._run("create", sid, args):
             raise StreamExists("a stream with this id exists")
+        if meta.label:
+            with self._errors("create"):
+                await self.labels.set(sid, meta.label)
         if self._stop_listener is None:
             self._stop_listener = self._spawn(self._stops.listen())
         self._tails[sid] = Tail(lim.max_events, lim.max_bytes)
@@ -137,6 +137,12 @@ class RedisStore:
             await self.writer.call(self._scripts["finish"].sha.encode(), self._scripts["finish"].script, 4, args)
         if (tail := self._tails.pop(lease.sid, None)) is not None:
             tail.add(seq, (frame,), end=True)  # its readers end; new readers replay from Redis
+        with self._errors("finish"):
+            await self.labels.finish(lease.sid, _ms(self.limits.retention))
+
+    async def labelled(self, label: str) -> str | None:
+        with self._errors("status"):
+            return await self.labels.get(label)
 
     async def status(self, sid: str) -> StreamStatus | None:
         keys = _Keys.of(sid)
@@ -175,6 +181,8 @@ class RedisStore:
                     pass
                 with self._closing_tail_on_failure(lease.sid):
                     beat = int(await self._run("renew", lease.sid, [lease.token, _ms(lim.lease), lim.running_ttl_ms]))
+                    with self._errors("renew"):
+                        await self.labels.renew(lease.sid)
                 if beat < 0:
                     self._close_tail(lease.sid)
                     raise Fenced("the stream is no longer this writer's")
@@ -261,6 +269,9 @@ class RedisStore:
                 presence.cancel()
                 self._spawn(self._mark_present(keys))
 
+    async def ready(self) -> str | None:
+        return await self.redis.unreachable()
+
     async def aclose(self) -> None:
         self._stops.wake_all()
         for sid in list(self._tails):
@@ -269,17 +280,16 @@ class RedisStore:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.aclose()
-        await self.blocking.aclose()
-        await self.redis.aclose()
 
     async def _next_entries(self, keys: _Keys, cursor: int) -> list[tuple[int, dict[bytes, bytes]]] | None:
         """The entries after `cursor`, waiting up to `block`; [] after a wait that found none, and
         then the owner's liveness was checked (and REAP run if it is gone); None if the stream is gone."""
         with self._errors("read"):
-            reply = await self.blocking.xread({keys.events: f"{cursor}-0"}, count=READ_BATCH,
-                                              block=_ms(self.limits.block))
+            reply = await self.shared.blocking("XREAD", "COUNT", READ_BATCH, "BLOCK", _ms(self.limits.block),
+                                               "STREAMS", keys.events, f"{cursor}-0", wait=self.limits.block)
         if reply:
-            return [(_seq(entry_id), fields) for entry_id, fields in reply[0][1]]
+            entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]  # RESP3 or RESP2
+            return [(_seq(entry_id), _fields(values)) for entry_id, values in entries]
         return [] if await self._owner_checked(keys) else None
 
     async def _lease_alive(self, keys: _Keys) -> bool:
@@ -316,8 +326,8 @@ class RedisStore:
     async def _mark_present(self, keys: _Keys) -> None:
         try:
             await self.redis.set(keys.readers, 1, px=_ms(self.limits.grace))
-        except (RedisError, OSError):
-            self.on_error("presence")  # the next refresh, or the reader's own read, will tell
+        except (RedisError, OSError) as exc:
+            self.shared.failed("presence", exc, "the next refresh or the reader's own read will tell")
 
     async def _run(self, name: str, sid: str, args: list[Any]) -> Any:
         with self._errors(name), self._script_errors():
@@ -352,7 +362,7 @@ class RedisStore:
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:
-        with shared_state(f"stream_{operation}", self.on_error):
+        with self.shared.failures(f"stream_{operation}"):
             yield
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -363,14 +373,14 @@ class RedisStore:
 
 
 @asynccontextmanager
-async def open_redis_store(config: ResumeConfig) -> AsyncIterator[StreamStore]:
+async def open_redis_store(config: ResumeConfig, redis: SharedRedis | None) -> AsyncIterator[StreamStore]:
     """The `store: redis` backend (proxy/state/streams/backends.py); this process is named by host and pid."""
-    assert config.redis_url is not None  # ResumeConfig refuses store: redis without it
+    assert redis is not None  # ResumeConfig refuses store: redis without a redis_url
     lease = config.owner_lease
     limits = RedisStoreLimits(grace=config.grace, retention=config.retention, max_events=config.max_events_per_stream,
                               max_bytes=config.max_bytes_per_stream, lease=lease, block=min(2.0, lease / 3),
                               heartbeat=min(1.0, lease / 3))
-    store = RedisStore(config.redis_url.get_secret_value(), limits, replica=f"{socket.gethostname()}:{os.getpid()}")
+    store = RedisStore(redis, limits, replica=replica_name())
     try:
         yield store
     finally:
@@ -379,6 +389,11 @@ async def open_redis_store(config: ResumeConfig) -> AsyncIterator[StreamStore]:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+def _fields(values: list[bytes]) -> dict[bytes, bytes]:
+    """An entry's raw field list [f1, v1, f2, v2...] as a dict."""
+    return dict(zip(values[::2], values[1::2]))
 
 
 def _seq(entry_id: bytes) -> int:

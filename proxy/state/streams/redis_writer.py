@@ -5,7 +5,7 @@ At one stream the batch is one call and nothing waits; at a thousand streams, ea
 appends of every stream that produced a chunk meanwhile. Scripts are called by SHA; after a Redis
 restart (which forgets them) the refused calls are sent once more with the script loaded again.
 
-The writer keeps one connection of its own and sends each batch on it directly: going through the
+The writer keeps one connection of the process's pool and sends each batch on it directly: going through the
 pool's pipeline cost about 100 µs per flush (acquire, health check, release) on the per-chunk path.
 A batch that fails to send or to answer is sent once more on a new connection: APPEND and FINISH are
 idempotent (explicit seqs), so a batch that was partly applied is safe to repeat.
@@ -18,11 +18,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 
 
 @dataclass(slots=True)
@@ -35,7 +36,7 @@ class _Call:
 
 
 class PipelinedWriter:
-    def __init__(self, redis: Redis, reply_timeout: float) -> None:
+    def __init__(self, redis: SharedRedis, reply_timeout: float) -> None:
         self.redis = redis
         self.reply_timeout = reply_timeout
         self._pending: list[_Call] = []
@@ -81,7 +82,7 @@ class PipelinedWriter:
         missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:
             for body in {batch[i].body for i in missing}:
-                await self.redis.script_load(body)
+                await self.redis.client.script_load(body)
             for i, result in zip(missing, await self._pipeline([batch[i] for i in missing])):
                 results[i] = result
         for call, result in zip(batch, results):
@@ -114,14 +115,13 @@ class PipelinedWriter:
 
     async def _connection(self) -> AbstractConnection:
         if self._conn is None:
-            self._conn = self.redis.connection_pool.make_connection()
-            await self._conn.connect()
+            self._conn = await self.redis.hold_connection()  # one of the process's pool, counted in its bound
         return self._conn
 
     async def _drop_connection(self) -> None:
         connection, self._conn = self._conn, None
         if connection is not None:
-            await connection.disconnect(nowait=True)
+            await self.redis.give_back(connection)
 
 
 async def _reply(connection: AbstractConnection) -> Any:

@@ -50,6 +50,7 @@ class StreamMeta:
 
     owner: str  # fingerprint of the client that started it (an HMAC, never a key); compare with hmac.compare_digest
     replica: str = ""  # the process that generates it, where a stop request is sent (empty in one process)
+    label: str = ""  # a name a door finds its newest stream by (`labelled`), e.g. a chat id; empty: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,13 @@ class StreamStore(Protocol):
         """The stream's state, or None if it is unknown or expired."""
         ...
 
+    async def labelled(self, label: str) -> str | None:
+        """The id of the newest stream created with `label` while that stream is kept (running, or retained),
+        else None. A newer stream with the same label replaces it. Around the stream's own expiry the id may
+        name a stream already forgotten (its `status` is None): callers check the status, as they must anyway.
+        """
+        ...
+
     async def request_stop(self, sid: str) -> StreamStatus:
         """Ask the owner to stop now: its `wait_stop` returns "stopped" (at once in one process; across
         replicas as soon as a message arrives, within lease / 3 at worst). Idempotent; on a finished
@@ -156,6 +164,10 @@ class StreamStore(Protocol):
         The returned function ends the watch (on_stop is not called after it). A store that is told of a
         stop (one process) calls back from the stop itself, with no task per stream waiting for it.
         """
+        ...
+
+    async def ready(self) -> str | None:
+        """None when a new stream could be created now; else why not (for /readyz: no secrets, no URL)."""
         ...
 
     async def aclose(self) -> None:
