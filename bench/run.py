@@ -9,6 +9,8 @@ Phases `resume` and `replicas`: bench/resume_phase.py, bench/replicas.py (issue 
 Peers (issue 27, bench/peers.py): TensorZero's gateway and Portkey's; with Portkey the whole run goes into a
 private network namespace (bench/netns.py). The CPU phase measures three upstream shapes (bench/interleave.py):
 the burst of bench/mock_upstream.py, paced streams, and bench/mock_aiohttp.py's write per event.
+Phases `resume` and `replicas`: bench/resume_phase.py, bench/replicas.py (issue 10); `routing`: bench/routing.py
+(issue 22, its table in results.json and printed as it runs).
 Writes bench/results/results.json, results.md and PNG charts (~17 minutes before issue 10's rows, which add
 about 2 minutes to `--quick`, a ~4 minute smoke run before them).
 """
@@ -39,6 +41,7 @@ import peers  # noqa: E402
 import procs  # noqa: E402
 import replicas  # noqa: E402
 import resume_phase  # noqa: E402
+import routing  # noqa: E402
 from paths import PathSpec  # noqa: E402
 from stats import percentile  # noqa: E402
 
@@ -82,7 +85,7 @@ def main() -> int:
                                                       "llm-sse-proxy-granian", "litellm", peers.TENSORZERO, peers.PORTKEY]),
                         help="comma-separated subset")
     parser.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers throughput run")
-    parser.add_argument("--phases", default="cpu,ttft,capacity,memory,resume,replicas",
+    parser.add_argument("--phases", default="cpu,ttft,capacity,memory,resume,replicas,routing",
                         help="comma-separated subset, for work on one")
     parser.add_argument("--out", default=str(paths.BENCH / "results"))
     parser.add_argument("--rounds", type=int, help="interleaved rounds of the CPU phase (default: 5, --quick 3)")
@@ -145,6 +148,9 @@ def main() -> int:
                 say("== replicas: 2 workers, 2 replicas")
                 results["replicas"] = replicas.measure(mock_port, Path(workdir), redis, plan.workers_seconds,
                                                        run_client, out, say)
+            if "routing" in phases:
+                say("== routing: three deployments, one degraded, c=50")
+                results["routing"] = routing.measure(4 if args.quick else 10, Path(workdir), say)
             if not args.no_workers and "llm-sse-proxy" in wanted:
                 results["workers"] = measure_workers(mock_port, mock, Path(workdir), plan, out)
             results["meta"]["mock_cpu_per_chunk_us"] = results["paths"].get("direct", {}).get("cpu", [{}])[-1].get(

@@ -51,7 +51,7 @@ RUN = {
     "client-keys-config", "client-keys-recipe", "forwarded-allow-ips", "recovery-models",
     "continue-transcript", "restart-transcript", "json-log-line",
     "jwt-budgets-config", "jwt-sign-python", "jwt-sign-node",
-    "readyz-body", "trace-tree",  # tests/test_readiness.py, tests/test_tracing.py
+    "readyz-body", "trace-tree", "routing-example",  # tests/test_readiness.py, tests/test_tracing.py
 }
 # Blocks no test can run here, and why; each is still checked as far as it can be (the test named after it).
 NOT_RUNNABLE = {
@@ -427,3 +427,23 @@ async def test_jwt_sign_node() -> None:
     done = subprocess.run(["node", "--input-type=module", "-e", block("jwt-sign-node")], capture_output=True,
                           text=True, timeout=60, env={**os.environ, **JWT_ENV}, check=True)
     await _a_signed_user_streams(done.stdout.strip())
+
+
+# --- docs/routing.md --------------------------------------------------------------------------------
+
+
+async def test_routing_example() -> None:
+    """The worked example, pointed at the mock upstream: it loads, and streams from its deployments."""
+    from llm_sse_proxy.proxy.config import parse_config
+
+    raw = yaml.safe_load(block("routing-example"))
+    async with mock_upstream() as up:
+        environ = {f"{name}_{part}": value for name in ("EAST", "WEST", "BACKUP")
+                   for part, value in (("URL", up.url + "/v1"), ("KEY", "sk-docs-routing-key"))}
+        config = parse_config(raw, where="docs/routing.md", environ=environ)
+        async with proxy(config) as client:
+            for _ in range(3):
+                _, parsed = await read_stream(client, "POST", "/chat", json=chat_body(events=["reasoning"]))
+                terminate = json.loads(parsed.events[-1].data)
+                assert terminate["model"] == "chat" and terminate["deployment"] in ("east", "west")
+    assert up.recorder.count("gpt-4o-mini") == 3

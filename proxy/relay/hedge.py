@@ -46,6 +46,7 @@ async def race(primary: Entrant, after: float, start_next: Callable[[], Awaitabl
     waited for; the failure of the last one left is raised.
     """
     send, receive = anyio.create_memory_object_stream[Result](2)
+    outcome: Delta | UpstreamError | None = None
     async with send, receive, anyio.create_task_group() as group:
         group.start_soon(_first, primary, send)
         pending, result = [primary], None
@@ -60,10 +61,14 @@ async def race(primary: Entrant, after: float, start_next: Callable[[], Awaitabl
             pending.remove(entrant)
             if not isinstance(outcome, UpstreamError):
                 group.cancel_scope.cancel()  # the loser's read: its connection is closed now
-                return Won(outcome, entrant, tuple(pending))
+                break
             if not pending:
-                raise outcome
+                break
             on_failure(entrant, outcome, pending[0])
+    if isinstance(outcome, UpstreamError):
+        raise outcome  # out here: inside the task group it would come out wrapped in an ExceptionGroup
+    assert outcome is not None
+    return Won(outcome, entrant, tuple(pending))
 
 
 async def _first(entrant: Entrant, send: MemoryObjectSendStream[Result]) -> None:

@@ -106,13 +106,13 @@ class RequestRoute:
     async def take(self, position: int) -> Attempt:
         """A deployment of the model at `position` for the next attempt; ModelUnavailable when none may be asked."""
         taken, self.ready = self.ready, None
-        if taken is None or taken.position != position:
-            if taken is not None:
-                self._release(Attempt(self.chain[taken.position].deployments[taken.index], taken), None)
-            found = await self._take(range(position, position + 1), avoid=True)
-            if found is None:
-                raise ModelUnavailable(f"every deployment of model {self.chain[position].name!r} is unavailable")
-            taken = found
+        if taken is not None and taken.position > position:
+            self.ready = taken  # `open` found this model's deployments all closed: kept for the one it took
+            taken = None
+        elif taken is None:
+            taken = await self._take(range(position, position + 1), avoid=True)
+        if taken is None:
+            raise ModelUnavailable(f"every deployment of model {self.chain[position].name!r} is unavailable")
         return self._held(taken)
 
     async def hedge(self, position: int) -> Attempt | None:
@@ -140,6 +140,9 @@ class RequestRoute:
 
     def close(self) -> None:
         """The stream is over: every slot still held is given back."""
+        if self.ready is not None:
+            self._held(self.ready)
+            self.ready = None
         for attempt in list(self.held):
             self._release(attempt, None)
 

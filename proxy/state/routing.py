@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-import secrets
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -80,8 +80,9 @@ class _Deployment:
     seen: float = 0.0
 
     def forget(self, now: float) -> None:
-        for lease in [lease for lease, until in self.busy.items() if until <= now]:
-            del self.busy[lease]
+        if self.busy:
+            for lease in [lease for lease, until in self.busy.items() if until <= now]:
+                del self.busy[lease]
         while self.requests and self.requests[0] <= now - QUOTA_WINDOW:
             self.requests.popleft()
         while self.tokens and self.tokens[0][0] <= now - QUOTA_WINDOW:
@@ -102,6 +103,7 @@ class MemoryRouting:
         self.clock = clock
         self.rand = rand
         self._state: dict[str, _Deployment] = {}
+        self._leases = itertools.count()
 
     def _of(self, deployment: Deployment) -> _Deployment:
         state = self._state.get(deployment.key)
@@ -135,19 +137,22 @@ class MemoryRouting:
         return fresh or tried, soonest
 
     def _take(self, model: ModelRoute, position: int, ready: list[int], now: float, lease_for: float) -> Taken:
-        states = [self._of(model.deployments[i]) for i in ready]
-        candidates = [Candidate(model.deployments[i].weight, len(s.busy), faded(s.latency, now - s.seen))
-                      for i, s in zip(ready, states, strict=True)]
-        pick = choose(model.strategy, candidates, (self.rand(), self.rand()))
-        index, state = ready[pick], states[pick]
+        index = ready[0] if len(ready) == 1 else ready[self._choose(model, ready, now)]
+        state = self._of(model.deployments[index])
         probe = state.breaker.half_open(now)
         if probe:
             state.breaker.take_probe(now)
-        lease = secrets.token_hex(8)
+        lease = str(next(self._leases))  # unique in this process, which is all a memory lease needs
         state.busy[lease] = now + lease_for
         state.requests.append(now)
         report = probe or not state.breaker.clean or model.measures_latency
         return Taken(position, index, lease, probe, report)
+
+    def _choose(self, model: ModelRoute, ready: list[int], now: float) -> int:
+        states = [self._of(model.deployments[i]) for i in ready]
+        candidates = [Candidate(model.deployments[i].weight, len(s.busy), faded(s.latency, now - s.seen))
+                      for i, s in zip(ready, states, strict=True)]
+        return choose(model.strategy, candidates, (self.rand(), self.rand()))
 
     def first_token(self, deployment: Deployment, taken: Taken, ttft: float) -> None:
         state, now = self._of(deployment), self.clock()

@@ -40,6 +40,7 @@ def stream_line(
         "client": client,
         "model": model,
         "answered_by": outcome.model,
+        "deployment": outcome.deployment,  # the label of the answering model's deployment (issue 22)
         "reason": outcome.reason,
         "error_type": outcome.error_type,
         "attempts": outcome.attempts,

@@ -64,6 +64,11 @@ class Metrics:
         self.malformed = Counter("llm_proxy_malformed_chunks", "Malformed upstream chunks", ["model"], registry=r)
         self.shared_state_errors = Counter("llm_proxy_shared_state_errors", "Redis operations that failed, by operation",
                                            ["operation"], registry=r)
+        self.deployment_streams = Counter("llm_proxy_deployment_streams", "Streams by the deployment that answered",
+                                          ["model", "deployment", "reason"], registry=r)
+        self.deployment_ttft = Histogram("llm_proxy_deployment_time_to_first_token_seconds",
+                                         "From request to first event sent, by deployment", ["model", "deployment"],
+                                         buckets=LATENCY_BUCKETS, registry=r)
         self.store_failures = Counter("llm_proxy_resume_store_failures",
                                       "Resumable streams the store failed: refused new, or ended (unavailable, fenced)",
                                       ["reason"], registry=r)
@@ -78,6 +83,7 @@ class Metrics:
         # What every stream records, by model: its children kept.
         self._streams, self._duration, self._ttft = _Children(self.streams), _Children(self.duration), _Children(self.ttft)
         self._tokens = _Children(self.tokens)
+        self._deployment_streams, self._deployment_ttft = _Children(self.deployment_streams), _Children(self.deployment_ttft)
 
     def stream_started(self) -> None:
         self.active.inc()
@@ -90,6 +96,10 @@ class Metrics:
         self._duration(answered).observe(duration)
         if outcome.ttft is not None:
             self._ttft(answered).observe(outcome.ttft)
+        if outcome.deployment is not None:  # a configured label: as bounded as the model names
+            self._deployment_streams(answered, outcome.deployment, reason).inc()
+            if outcome.ttft is not None:
+                self._deployment_ttft(answered, outcome.deployment).observe(outcome.ttft)
         for error_type in outcome.retries:
             self.retries.labels(error_type).inc()
         for error_type in (*outcome.retries, *outcome.failures):
