@@ -36,7 +36,6 @@ from llm_sse_proxy.proxy.deltas import (
     Delta,
     Finish,
     MalformedChunk,
-    ReasoningDelta,
     Sleep,
     TextDelta,
     ToolCallDelta,
@@ -49,14 +48,14 @@ from llm_sse_proxy.proxy.errors import (
     UpstreamMalformed,
     UpstreamRejected,
     UpstreamTimeout,
-    UpstreamTruncated,
 )
 from llm_sse_proxy.proxy.relay.attempts import Attempts
 from llm_sse_proxy.proxy.relay.observer import NO_OBSERVER, RelayObserver
 from llm_sse_proxy.proxy.relay.outcome import Outcome
 from llm_sse_proxy.proxy.relay.recovery import CannotRecoverHere, Plan, Recovery, add_usage
 from llm_sse_proxy.proxy.relay.rich_events import Extras, Named
-from llm_sse_proxy.proxy.relay.splice import MAX_ECHO, splice
+from llm_sse_proxy.proxy.relay.reading import next_delta, read_seam
+from llm_sse_proxy.proxy.relay.splice import splice
 from llm_sse_proxy.proxy.relay.sse import terminate_payload, text_payload
 from llm_sse_proxy.proxy.routing.route import ModelUnavailable, RequestRoute
 
@@ -291,7 +290,7 @@ class Relay:
                     if recording:
                         sent.append(delta.text)
                     deadline.arm(idle, silent)
-                    delta = await _next(deltas)
+                    delta = await next_delta(deltas)
                     if not isinstance(delta, TextDelta):
                         break
                     deadline.pause()
@@ -304,7 +303,7 @@ class Relay:
                     self.recovery.only_text = False  # a call under way cannot be continued as text
                 await self._send(extras.named(delta), upstream, emit, deadline)
             deadline.arm(idle, silent)  # every upstream delta is activity, sent to the client or not
-            delta = await _next(deltas)
+            delta = await next_delta(deltas)
         deadline.pause()
         if extras.open_call:
             await self._send(extras.close_calls(), upstream, emit, deadline)
@@ -333,7 +332,8 @@ class Relay:
         if plan.kind == "restart":
             await self._reset(upstream, emit)
             return delta
-        text, delta = await self._seam(delta, deltas, deadline)
+        text, delta = await read_seam(delta, deltas, deadline, idle=self.timeouts.idle, silent=self._silent,
+                                      skip=self._skip)
         seam = splice(self.recovery.text(), text)
         if seam.restarted:
             if not self.recovery.may_reset:
@@ -350,29 +350,8 @@ class Relay:
             self.recovery.sent.append(text)
         if delta is None:  # the seam is sent: only now may the next read fail without losing it
             deadline.arm(self.timeouts.idle, self._silent)
-            delta = await _next(deltas)
+            delta = await next_delta(deltas)
         return delta
-
-    async def _seam(self, delta: Delta, deltas: AsyncIterator[Delta],
-                    deadline: ReadDeadline) -> tuple[str, Delta | None]:
-        """The continuation's first MAX_ECHO characters or more (or all of it, if shorter), and the delta that
-        followed them: None when the seam is full and the next delta is still to be read. Reasoning before
-        the seam is not relayed (the client is mid-answer); a tool call or a refusal ends the seam."""
-        pieces, size = [], 0
-        while not isinstance(delta, Finish):
-            if isinstance(delta, TextDelta):
-                pieces.append(delta.text)
-                size += len(delta.text)
-                if size >= MAX_ECHO:
-                    return "".join(pieces), None
-            elif isinstance(delta, MalformedChunk):
-                self._skip(delta)
-            elif not isinstance(delta, ReasoningDelta):
-                break
-            deadline.arm(self.timeouts.idle, self._silent)
-            delta = await _next(deltas)
-            deadline.pause()
-        return "".join(pieces), delta
 
     async def _reset(self, upstream: Upstream, emit: Emit) -> None:
         original = self.recovery.original
@@ -410,9 +389,3 @@ class Relay:
         self.outcome.recovered = recovered["kind"] if recovered else None
         return recovered
 
-
-async def _next(deltas: AsyncIterator[Delta]) -> Delta:
-    try:
-        return await deltas.__anext__()
-    except StopAsyncIteration:
-        raise UpstreamTruncated("the upstream ended without finishing the answer") from None

@@ -144,11 +144,7 @@ class MemoryStore:
                 elif stream.state == "finished" or self._streams.get(sid) is not stream:
                     return
                 else:
-                    waiter = asyncio.get_running_loop().create_future()
-                    if stream.waiters is None:
-                        stream.waiters = []
-                    stream.waiters.append(waiter)
-                    await waiter
+                    await _next_frame(stream)
         finally:
             self._detach(stream, cursor)
 
@@ -168,9 +164,7 @@ class MemoryStore:
                 elif stream.state == "finished" or self._streams.get(sid) is not stream:
                     return
                 else:
-                    waiter = asyncio.get_running_loop().create_future()
-                    stream.waiters.append(waiter)
-                    await waiter
+                    await _next_frame(stream)
         finally:
             self._detach(stream, cursor)
 
@@ -336,3 +330,12 @@ def _nothing() -> None:
 def _discard(watchers: list[OnStop], on_stop: OnStop) -> None:
     if on_stop in watchers:
         watchers.remove(on_stop)
+
+
+async def _next_frame(stream: _Stream) -> None:
+    """Wait for the stream's next frame, or its end (its waiters list exists only while someone waits)."""
+    waiter = asyncio.get_running_loop().create_future()
+    if stream.waiters is None:
+        stream.waiters = []
+    stream.waiters.append(waiter)
+    await waiter
