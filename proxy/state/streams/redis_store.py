@@ -107,7 +107,8 @@ class RedisStore:
                                  replay=self._replay, check=self._owner_alive_or_reaped,
                                  mark_present=self._mark_all_present)
         self._tails: dict[str, Tail] = {}  # running streams owned here, for their local readers
-        self.labels = Labels(self.redis, limits.running_ttl_ms)  # StreamStore.labelled
+        self.labels = Labels(self.redis, limits.running_ttl_ms, self._errors)
+        self.labelled = self.labels.get  # StreamStore.labelled
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_listener: asyncio.Task[None] | None = None  # started with the first stream owned here
 
@@ -118,8 +119,7 @@ class RedisStore:
         if not await self._run("create", sid, args):
             raise StreamExists("a stream with this id exists")
         if meta.label:
-            with self._errors("create"):
-                await self.labels.set(sid, meta.label)
+            await self.labels.set(sid, meta.label)
         if self._stop_listener is None:
             self._stop_listener = self._spawn(self._stops.listen())
         self._tails[sid] = Tail(lim.max_events, lim.max_bytes)
@@ -142,12 +142,7 @@ class RedisStore:
             await self.writer.call(self._scripts["finish"].sha.encode(), self._scripts["finish"].script, 4, args)
         if (tail := self._tails.pop(lease.sid, None)) is not None:
             tail.add(seq, (frame,), end=True)  # its readers end; new readers replay from Redis
-        with self._errors("finish"):
-            await self.labels.finish(lease.sid, _ms(self.limits.retention))
-
-    async def labelled(self, label: str) -> str | None:
-        with self._errors("status"):
-            return await self.labels.get(label)
+        await self.labels.finish(lease.sid, _ms(self.limits.retention))
 
     async def status(self, sid: str) -> StreamStatus | None:
         keys = _Keys.of(sid)
@@ -186,8 +181,7 @@ class RedisStore:
                     pass
                 with self._closing_tail_on_failure(lease.sid):
                     beat = int(await self._run("renew", lease.sid, [lease.token, _ms(lim.lease), lim.running_ttl_ms]))
-                    with self._errors("renew"):
-                        await self.labels.renew(lease.sid)
+                    await self.labels.renew(lease.sid)
                 if beat < 0:
                     self._close_tail(lease.sid)
                     raise Fenced("the stream is no longer this writer's")
