@@ -92,7 +92,7 @@ class OpenAICompatAdapter:
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except (openai.APIConnectionError, *TRANSPORT_ERRORS) as exc:  # APITimeoutError included
-            raise connection_error(exc) from None
+            raise connection_error(exc, self.chat.url) from None
         except openai.OpenAIError as exc:  # the SDK's other errors: their text may quote the request
             raise UpstreamRejected(f"the upstream client failed: {type(exc).__name__}") from None
 

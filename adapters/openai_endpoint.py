@@ -47,6 +47,10 @@ class ChatCompletions:
         transport = aiohttp_transport(http)
         self._direct = AiohttpSend(transport, self._template, self._headers) if transport else None
 
+    @property
+    def url(self) -> httpx2.URL:
+        return self._template.url
+
     async def post(self, params: dict[str, Any]) -> httpx2.Response:
         content = _dumps(params)
         try:

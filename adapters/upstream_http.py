@@ -119,18 +119,29 @@ def url_without_secrets(url: httpx2.URL) -> str:
     return f"{url.scheme}://{url.host}{port}{url.path}"
 
 
-def connection_error(exc: BaseException) -> UpstreamError:
+def connection_error(exc: BaseException, url: httpx2.URL) -> UpstreamError:
     """Classify a failure before the response by its causes, not the wrapper's class: the aiohttp
     transport wraps a refused connection as httpx2.ConnectTimeout (and the SDK, in turn, as
     APITimeoutError). A socket error (refused, reset, DNS, TLS) means the upstream could not be
-    reached; a broken reply (a bad status line, a close before the headers) that it broke."""
+    reached; a broken reply (a bad status line, a close before the headers) that it broke.
+    The upstream is named by host and port: which of a config's upstreams failed is the first question."""
     chain = causes(exc)
     if any(isinstance(cause, TimeoutError) for cause in chain):  # checked first: an OSError too
-        return UpstreamTimeout("the upstream did not answer in time")
+        return UpstreamTimeout(f"the upstream at {host_and_port(url)} did not answer in time")
     bare = len(chain) == 1  # no cause: the client could not send at all
     if bare or any(isinstance(cause, (OSError, httpx2.ConnectError)) for cause in chain):
-        return UpstreamUnavailable("cannot connect to the upstream")
+        why = next((type(cause).__name__ for cause in chain if isinstance(cause, OSError)), type(chain[-1]).__name__)
+        log.warning("cannot connect to the upstream at %s (%s): check the model's base_url and that it is up",
+                    url_without_secrets(url), why)
+        return UpstreamUnavailable(f"cannot connect to the upstream at {host_and_port(url)}")
     return UpstreamTruncated("the upstream connection broke before the answer was complete")
+
+
+def host_and_port(url: httpx2.URL) -> str:
+    """`host:port`, the scheme's port when the URL has none; never the user:password or the query."""
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme, 0)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{host}:{port}"
 
 
 def causes(exc: BaseException) -> list[BaseException]:
@@ -223,7 +234,7 @@ async def stream_deltas(
         exc.message = redact(exc.message)
         raise
     except TRANSPORT_ERRORS as exc:
-        raise connection_error(exc) from None
+        raise connection_error(exc, request.url) from None
 
 
 async def _status_error(response: httpx2.Response, retry_delay: RetryDelay | None) -> UpstreamError:

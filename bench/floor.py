@@ -18,7 +18,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 
-def create_app(upstream: str) -> Starlette:
+def create_app(upstream: str, per_write_upstream: str | None = None) -> Starlette:
     state = {}
 
     @asynccontextmanager
@@ -30,9 +30,12 @@ def create_app(upstream: str) -> Starlette:
 
     async def chat(request):
         body = {**json.loads(await request.body()), "stream": True}
+        base = upstream
+        if per_write_upstream and body["model"].startswith("w-"):  # make bench's per-write shape (bench/interleave.py)
+            base, body["model"] = per_write_upstream, body["model"][2:]
 
         async def events():
-            async with state["session"].post(upstream + "/chat/completions", json=body) as response:
+            async with state["session"].post(base + "/chat/completions", json=body) as response:
                 async for line in response.content:
                     if line.startswith(b"data: {"):
                         choices = json.loads(line[6:])["choices"]
@@ -48,7 +51,8 @@ def create_app(upstream: str) -> Starlette:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--upstream", required=True)
+    parser.add_argument("--per-write-upstream", help="where models named w-... go (bench/mock_aiohttp.py)")
     parser.add_argument("--port", type=int, default=9200)
     args = parser.parse_args()
-    uvicorn.run(create_app(args.upstream), host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
+    uvicorn.run(create_app(args.upstream, args.per_write_upstream), host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
                 loop="uvloop", http="httptools")

@@ -3,7 +3,7 @@
 Each stream is one HTTP/1.1 request with `Connection: close`; the client reads the chunked response,
 stamps each completed SSE event (`\\n\\n`) with the time of the read that brought it, and at the end
 checks that the stream is whole: status 200, exactly N text events and one end marker last
-(`{"action":"terminate"...}` for the proxy schema, `data: [DONE]` for OpenAI's). Every `--full-every`-th
+(`{"action":"terminate"...}` for the proxy schema, `data: [DONE]` for OpenAI's, `message_stop` for Anthropic's). Every `--full-every`-th
 stream is also decoded in full and its text compared with what the mock sent, so byte-exactness is
 checked under load too, without paying JSON parsing on every event.
 
@@ -37,6 +37,7 @@ class Tally:
     ttft: array = field(default_factory=lambda: array("d"))
     gaps: array = field(default_factory=lambda: array("d"))
     events: int = 0
+    reads: int = 0  # data_received calls of whole streams: events per read shows how the server batched its writes
 
     def fail(self, why: str) -> None:
         self.bad += 1
@@ -56,6 +57,7 @@ class Stream(asyncio.Protocol):
         self.prev_newline = False
         self.tail = b""
         self.finished = False
+        self.reads = 0
         self.done = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
 
@@ -65,6 +67,7 @@ class Stream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = clock()
+        self.reads += 1
         self.parts.append(data)
         ends = data.count(b"\n\n") + (1 if self.prev_newline and data[:1] == b"\n" else 0)
         self.prev_newline = data[-1:] == b"\n"
@@ -104,6 +107,10 @@ class Stream(asyncio.Protocol):
             texts = body.count(b'"type":"text-delta"')
             if texts != job.chunks or body.count(b"data: [DONE]") != 1:
                 return f"{texts} text-delta chunks, [DONE] x{body.count(b'data: [DONE]')}"
+        elif job.anthropic:  # the Messages door: text deltas, then one message_stop last
+            texts, ends = body.count(b'"type":"text_delta"'), body.count(b"event: message_stop")
+            if texts != job.chunks or ends != 1 or body.rfind(b"message_stop") < body.rfind(b"text_delta"):
+                return f"{texts} text deltas, {ends} message_stop"
         elif job.schema:
             texts, ends, last_end = body.count(b'data: {"text":'), body.count(b'"action":"terminate"'), body.rfind(b"terminate")
             if texts != job.chunks or ends != 1 or last_end < body.rfind(b'{"text":'):
@@ -113,7 +120,7 @@ class Stream(asyncio.Protocol):
             if texts != job.chunks or body.count(b"data: [DONE]") != 1:
                 return f"{texts} content chunks, [DONE] x{body.count(b'data: [DONE]')}"
         if self.full_check:
-            text = decode_text(dechunk(body), job.schema, job.ui)
+            text = decode_text(dechunk(body), job.schema, job.ui, job.anthropic)
             if text != expected_text(job.chunks):
                 return f"text differs: {text[:60]!r}"
         return None
@@ -130,7 +137,7 @@ def dechunk(body: bytes) -> bytes:
         at = line_end + 2 + size + 2
 
 
-def decode_text(stream: bytes, schema: bool, ui: bool = False) -> str:
+def decode_text(stream: bytes, schema: bool, ui: bool = False, anthropic: bool = False) -> str:
     """The concatenated text of every event, the way a browser (or an SDK) would read it."""
     text = []
     for event in stream.split(b"\n\n"):
@@ -140,6 +147,8 @@ def decode_text(stream: bytes, schema: bool, ui: bool = False) -> str:
         obj = json.loads(data)
         if ui:
             text.append(obj["delta"] if obj.get("type") == "text-delta" else "")
+        elif anthropic:
+            text.append(obj.get("delta", {}).get("text", "") if obj.get("type") == "content_block_delta" else "")
         elif schema:
             text.append(obj.get("text", ""))
         elif obj.get("choices"):
@@ -156,6 +165,7 @@ class Job:
     chunks: int
     full_every: int
     ui: bool = False  # the AI SDK's UI message stream (the proxy's /api/chat door)
+    anthropic: bool = False  # Anthropic's message stream (the proxy's /v1/messages door)
     tally: Tally = field(default_factory=Tally)
     count: int = 0
 
@@ -190,6 +200,7 @@ async def one_stream(job: Job, loop: asyncio.AbstractEventLoop, timeout: float) 
     else:
         job.tally.ok += 1
         job.tally.events += stream.events
+        job.tally.reads += stream.reads
 
 
 async def run_mode(job: Job, concurrency: int, streams: int, duration: float, stagger: float) -> Tally:
@@ -247,22 +258,23 @@ def worker(args: argparse.Namespace, concurrency: int, streams: int) -> dict:
     import uvloop
 
     host, port, request = build_request(args.url, args.body, args.header)
-    job = Job(host, port, request, args.format == "schema", args.chunks, args.full_every, ui=args.format == "ui")
+    job = Job(host, port, request, args.format == "schema", args.chunks, args.full_every, ui=args.format == "ui",
+              anthropic=args.format == "anthropic")
     cpu = time.process_time()
     started = clock()
     if args.mode == "hold":
         tally = uvloop.run(hold_mode(job, concurrency, args.duration, args.stagger))
     else:
         tally = uvloop.run(run_mode(job, concurrency, streams, args.duration, args.stagger))
-    return {"ok": tally.ok, "bad": tally.bad, "errors": tally.errors, "events": tally.events,
+    return {"ok": tally.ok, "bad": tally.bad, "errors": tally.errors, "events": tally.events, "reads": tally.reads,
             "ttft": tally.ttft.tolist(), "gaps": tally.gaps.tolist(), "wall": clock() - started,
             "cpu": time.process_time() - cpu}
 
 
 def merge(parts: list[dict]) -> dict:
-    out = {"ok": 0, "bad": 0, "errors": [], "events": 0, "ttft": [], "gaps": [], "wall": 0.0, "cpu": 0.0}
+    out = {"ok": 0, "bad": 0, "errors": [], "events": 0, "reads": 0, "ttft": [], "gaps": [], "wall": 0.0, "cpu": 0.0}
     for part in parts:
-        for key in ("ok", "bad", "events", "cpu"):
+        for key in ("ok", "bad", "events", "reads", "cpu"):
             out[key] += part[key]
         out["errors"] += part["errors"][:3]
         out["ttft"] += part["ttft"]
@@ -280,7 +292,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--body", required=True)
     parser.add_argument("--header", action="append", default=[])
-    parser.add_argument("--format", choices=["schema", "openai", "ui"], required=True)
+    parser.add_argument("--format", choices=["schema", "openai", "ui", "anthropic"], required=True)
     parser.add_argument("--chunks", type=int, required=True, help="text events each stream must carry")
     parser.add_argument("--mode", choices=["run", "hold"], default="run")
     parser.add_argument("--concurrency", type=int, default=1)

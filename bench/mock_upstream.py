@@ -8,6 +8,9 @@ and `data: [DONE]`, each in its own HTTP chunk and its own socket write, as a re
 The request path picks the dialect: Anthropic's, Gemini's and Ollama's answers are in
 mock_dialects.py. Paced chunks keep an absolute schedule (start + i * interval), so a late chunk does not delay the rest.
 
+`GET /_streams` answers how many paced streams are being sent right now: make bench's disconnect check
+(bench/peers.py) asks it whether a path closed its upstream after its client left.
+
 The request parser is minimal on purpose (loopback, trusted clients): it reads headers and a
 Content-Length body, keeps the connection alive unless asked to close, and ignores everything else.
 """
@@ -78,9 +81,17 @@ def _event_done() -> bytes:
     return b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
 
 
+class InFlight:
+    """Paced streams being sent, across connections."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class StreamProtocol(asyncio.Protocol):
-    def __init__(self, shapes: Shapes) -> None:
+    def __init__(self, shapes: Shapes, in_flight: InFlight) -> None:
         self.shapes = shapes
+        self.in_flight = in_flight
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -93,6 +104,8 @@ class StreamProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
+            self.timer = None
+            self.in_flight.count -= 1  # closed mid-stream
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -119,6 +132,11 @@ class StreamProtocol(asyncio.Protocol):
 
     def _respond(self, path: bytes, body: bytes) -> None:
         assert self.transport is not None
+        if path == b"/_streams":
+            count = b"%d" % self.in_flight.count
+            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(count), count))
+            self._done()
+            return
         dialect = dialect_of(path)
         match = PATH_MODEL.search(path) if dialect == b"/v1beta/models/" else MODEL.search(body)
         n, interval = (int(match["n"]), float(match["i"]) / 1000) if match else (100, 0.0)
@@ -134,6 +152,7 @@ class StreamProtocol(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         start = loop.time()
+        self.in_flight.count += 1
         self._paced(events, 0, start, interval)
 
     def _paced(self, events: list[bytes], i: int, start: float, interval: float) -> None:
@@ -142,6 +161,7 @@ class StreamProtocol(asyncio.Protocol):
         self.transport.write(events[i])
         if i + 1 == len(events):
             self.timer = None
+            self.in_flight.count -= 1
             self._done()
             return
         # The finish, usage and [DONE] go right after the last content chunk, as a model sends them.
@@ -157,9 +177,9 @@ class StreamProtocol(asyncio.Protocol):
 
 
 async def serve(host: str, port: int, ready: str | None) -> None:
-    shapes = Shapes()
+    shapes, in_flight = Shapes(), InFlight()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: StreamProtocol(shapes), host, port, backlog=4096)
+    server = await loop.create_server(lambda: StreamProtocol(shapes, in_flight), host, port, backlog=4096)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -8,12 +8,14 @@ import math
 import sys
 from pathlib import Path
 
-ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1", "llm-sse-proxy-anthropic", "llm-sse-proxy-gemini", "llm-sse-proxy-ollama",
-         "llm-sse-proxy-resume-off", "llm-sse-proxy-redis", "llm-sse-proxy-granian", "litellm"]
+ORDER = ["direct", "floor", "llm-sse-proxy", "llm-sse-proxy-v1", "llm-sse-proxy-messages", "llm-sse-proxy-anthropic", "llm-sse-proxy-gemini", "llm-sse-proxy-ollama",
+         "llm-sse-proxy-resume-off", "llm-sse-proxy-redis", "llm-sse-proxy-granian", "litellm", "tensorzero", "portkey"]
+PEERS = ("tensorzero", "portkey")
 COLORS = {"direct": "#888888", "floor": "#4c72b0", "llm-sse-proxy": "#2ca02c", "llm-sse-proxy-granian": "#9467bd",
           "litellm": "#d62728", "llm-sse-proxy-anthropic": "#8c564b", "llm-sse-proxy-gemini": "#17becf",
-          "llm-sse-proxy-ollama": "#bcbd22", "llm-sse-proxy-v1": "#ff7f0e",
-          "llm-sse-proxy-resume-off": "#7f7f7f", "llm-sse-proxy-redis": "#e377c2"}
+          "llm-sse-proxy-ollama": "#bcbd22", "llm-sse-proxy-v1": "#ff7f0e", "llm-sse-proxy-messages": "#393b79",
+          "llm-sse-proxy-resume-off": "#7f7f7f", "llm-sse-proxy-redis": "#e377c2", "tensorzero": "#000000",
+          "portkey": "#aec7e8"}
 
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -111,14 +113,58 @@ def adapter_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+# Issue 27's shapes: the paced and per-write levels beside the burst ones (bench/interleave.py).
+_SHAPE_LEVELS = (*_LEVELS, ("paced-c10", "CPU/chunk, paced (50/s) c=10"), ("paced-c100", "CPU/chunk, paced (50/s) c=100"),
+                 ("per-write-c1", "CPU/chunk, per-write upstream c=1"), ("per-write-c10", "CPU/chunk, per-write upstream c=10"),
+                 ("per-write-c100", "CPU/chunk, per-write upstream c=100"))
+
+
+def floor_table(results: dict) -> str:
+    """Every path's CPU over the floor's at every level and shape, ratios within a round, and whether it closed
+    its upstream when its client left (bench/peers.py); empty before issue 27's runs."""
+    names = [n for n in ORDER if _ratio(results, f"{n}/floor", "c10") or _ratio(results, f"{n}/floor", "paced-c100")]
+    if not any(name in PEERS for name in names):
+        return ""
+    levels = [(key, label) for key, label in _SHAPE_LEVELS if any(_ratio(results, f"{n}/floor", key) for n in names)]
+    rows = ["| path, over the floor | " + " | ".join(label for _, label in levels) + " | upstream closed when the client left |",
+            "|---" * (len(levels) + 2) + "|"]
+    for name in names:
+        left = results["paths"].get(name, {}).get("client_left") or {}
+        closed = ("n/a" if left.get("closed") is None else f"yes, after {left['after_s']:.2f} s" if left["closed"]
+                  else f"no, not within {left.get('waited_s', 0):g} s")
+        rows.append(f"| {name} | " + " | ".join(_spread(_ratio(results, f"{name}/floor", key)) for key, _ in levels)
+                    + f" | {closed} |")
+    return "\n".join(rows)
+
+
+def batching_table(results: dict) -> str:
+    """Where the events were batched (issue 27): the server's read and write system calls per chunk and the
+    client's events per read, each path's median round per level."""
+    rows = ["| path | level | server reads/chunk | server writes/chunk | client events/read | CPU/chunk (µs) |",
+            "|---|---|---|---|---|---|"]
+    for name in _paths(results):
+        path = results["paths"][name]
+        points = [*(("burst " + f"c{p['concurrency']}", p) for p in path.get("cpu", [])),
+                  *path.get("cpu_shapes", {}).items()]
+        rows += [f"| {name} | {key} | {p['server_reads_per_chunk']:.3f} | {p['server_writes_per_chunk']:.3f} "
+                 f"| {p['client_events_per_read']:.1f} | {p['server_cpu_per_chunk_us']:.1f} |"
+                 for key, p in points if "server_reads_per_chunk" in p]
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
 def readme_tables(results: dict) -> str:
-    """The README's performance section: where the figures come from, the ratios, the targets."""
+    """The README's performance section: where the figures come from, the ratios, the peers (when the run had
+    them), the targets."""
     meta = results["meta"]
+    peers = floor_table(results)
+    command = f" (`{meta['command']}`)" if meta.get("command") else ""
     return "\n".join([
         f"`make bench` at {meta.get('commit', '?')}, {meta['date']}{' (quick run)' if meta.get('quick') else ''}, "
         f"{meta['cpu']}, {meta['cores']} cores, load average (1, 5, 15 min) {meta['load_before']} before "
         f"({len(_ratio(results, 'proxy/floor', 'c1').get('runs', []))} interleaved rounds; median (min–max)):", "",
-        ratio_table(results), "", targets_table(results)])
+        ratio_table(results), "",
+        *([f"Each path and the peers over the floor, by upstream shape{command}:", "", peers, ""] if peers else []),
+        targets_table(results)])
 
 
 def readme_with_tables(text: str, results: dict) -> str:
@@ -278,6 +324,10 @@ def markdown(results: dict) -> str:
               "taken within a round, then the rounds give its median and (min–max).", "", ratio_table(results),
               *(["", "### Adapters: each native adapter's CPU over the OpenAI adapter's (target ≤ 1.10)", "",
                  adapter_table(results)] if adapter_table(results) else []),
+              *(["", "### Every path over the floor, by upstream shape (issue 27)", "", floor_table(results)]
+                if floor_table(results) else []),
+              *(["", "### Where the events were batched (issue 27)", "", batching_table(results)]
+                if batching_table(results) else []),
               *(["", report_resume.section(results)] if report_resume.section(results) else []),
               *(["", "### Tracing on (exporting to a loopback OTLP receiver) over off (issue 25)", "",
                  tracing_table(results)] if tracing_table(results) else []),

@@ -2,6 +2,11 @@
 in alternating runs; the median of each (issue 10: "what resume costs").
 
     .venv/bin/python bench/resume_cpu.py --runs 5 --seconds 3 [--redis] [--chunks 1]
+    .venv/bin/python bench/resume_cpu.py --prefill 100000 --runs 5 --chunks 1 --concurrency 100
+
+`--prefill N` (issue 27) measures instead the default config (resume on, memory store, retention an hour)
+in two processes side by side, one empty and one that first served N 1-chunk streams (so its store holds
+N finished ones), in alternating runs; it prints the ratio filled / empty of the CPU per request.
 
 Per relayed chunk of 100-chunk streams by default; `--chunks 1` gives CPU per 1-chunk stream instead, which
 is mostly a stream's fixed costs (the request, and with resume on the generation's task, its store entry and
@@ -36,8 +41,11 @@ def main() -> int:
     parser.add_argument("--concurrency", default="10,100")
     parser.add_argument("--chunks", type=int, default=run.CHUNKS, help="per stream; 1: CPU per stream")
     parser.add_argument("--redis", action="store_true", help="add the Redis store (a redis-server started here)")
+    parser.add_argument("--prefill", type=int, default=0, help="empty vs N finished streams held (memory store)")
     args = parser.parse_args()
     run.prepare_machine()
+    if args.prefill:
+        return prefilled(args)
     levels = [int(c) for c in args.concurrency.split(",")]
     variants = dict(VARIANTS)
     with ExitStack() as stack:
@@ -82,6 +90,48 @@ def measure(name: str, spec: paths.PathSpec, mock: procs.Proc, levels: list[int]
                                         else point["server_cpu_per_chunk_us"])
     finally:
         server.stop()
+
+
+def prefilled(args: argparse.Namespace) -> int:
+    """One empty and one filled memory store, each its own proxy process, measured turn about."""
+    levels = [int(c) for c in args.concurrency.split(",")]
+    extra = {"resume": {"enabled": True, "retention": 3600}, "logging": {"access_log": False}}
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-prefill-")))
+        mock_port = procs.free_port()
+        mock = procs.start("mock", [sys.executable, str(paths.BENCH / "mock_upstream.py"), "--port", str(mock_port)],
+                           run.LOAD_CORE)
+        stack.callback(mock.stop)
+        procs.wait_listening(mock_port, 10)
+        servers = {}
+        for name in ("empty", "filled"):
+            spec = paths.proxy(mock_port, tmp, name=name, extra=extra)
+            server = procs.start(name, spec.argv, run.SERVER_CORE, spec.env)
+            stack.callback(server.stop)
+            if not procs.wait_listening(spec.port, 20):
+                raise SystemExit(f"{name} did not start")
+            servers[name] = (spec, server)
+        spec, _ = servers["filled"]
+        filled = run.run_client(spec, "n1-i0", 1, concurrency=100, streams=args.prefill, duration=24 * 3600)
+        print(f"prefilled: {filled['ok']} streams ({filled['bad']} broken) in {filled['wall']:.0f} s")
+        figures: dict[tuple[str, int], list[float]] = {(n, c): [] for n in servers for c in levels}
+        for _ in range(args.runs):
+            for name, (spec, server) in servers.items():
+                for level in levels:
+                    point = run.cpu_point(spec, server, mock, level, 1_000_000, args.seconds, chunks=args.chunks)
+                    unit = point["server_cpu_per_stream_ms"] * 1000 if args.chunks == 1 else point["server_cpu_per_chunk_us"]
+                    figures[name, level].append(unit)
+        for level in levels:
+            empty, full = (statistics.median(figures[n, level]) for n in servers)
+            print(f"c={level:<4} empty {empty:7.1f}  filled {full:7.1f}  ratio {full / empty:.2f}  runs "
+                  + " / ".join(" ".join(f"{x:.0f}" for x in figures[n, level]) for n in servers))
+        print("rss (KiB):", {n: procs_rss(s.pid) for n, (_, s) in servers.items()})
+    return 0
+
+
+def procs_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(status.read().split("VmRSS:")[1].split()[0])
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ class RuntimeParts:
         return ResumableStreams(
             store, generations, self.admission.auth, self.admission.limits,
             ping_interval=server.ping_interval, send_timeout=server.send_timeout, request_id=request_id,
-            on_resume=functools.partial(_resumed, self.metrics, tracing))
+            readers_per_stream=resume.max_readers_per_stream, on_resume=functools.partial(_resumed, self.metrics, tracing))
 
 
 def _resumed(metrics: Metrics, tracing: Tracing | None, sid: str, after: int) -> None:

@@ -163,6 +163,7 @@ async def test_bearer_keys_stream_and_a_token_opens_exactly_one_get_stream() -> 
         header_get, _ = await read_stream(client, "GET", "/stream", headers=BEARER)
     assert posted.status_code == 200 and assert_one_terminate_last(payloads(posted_stream))["reason"] == "stop"
     assert issued.status_code == 200 and issued.json()["expires_in"] == 60
+    assert '"expires_in":60}' in issued.text  # an int, not 60.0 (issue 26)
     assert issued.headers["cache-control"] == "no-store"
     assert got.status_code == 200 and assert_one_terminate_last(payloads(got_stream))["reason"] == "stop"
     assert again.status_code == 401 and "already used" in again.json()["error"]["message"]

@@ -63,6 +63,9 @@ def test_a_second_ctrl_c_ends_streams_at_once_with_a_shutdown_terminate(tmp_path
     assert code == 130
     access = [json.loads(line) for line in running.stderr if line.startswith('{"event":"stream"')]
     assert [(line["reason"], line["client_disconnect"]) for line in access] == [("shutdown", False)]
+    # Issue 26: uvicorn skipped the app's shutdown on the forced exit and logged its cancelled lifespan.
+    noise = ("Traceback", "KeyboardInterrupt", "CancelledError")
+    assert not [line for line in running.stderr if line.startswith(noise) or "Error" in line], running.stderr
 
 
 def stream_through_two_ctrl_cs(port: int, process: subprocess.Popen[str]) -> list[dict]:

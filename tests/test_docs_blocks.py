@@ -196,6 +196,8 @@ def test_the_readme_shows_the_redis_set_up_that_is_run_here() -> None:
 
     [readme] = [b.code for b in blocks_of(ROOT / "README.md") if b.name == "readme-redis-setup"]
     assert readme == block("redis-shared-state") and len(readme.splitlines()) == 3
+    # Issue 26: in the foreground, redis-server never lets the block's next line run.
+    assert shlex.split(readme.splitlines()[0])[-2:] == ["--daemonize", "yes"]
 
 
 async def test_redis_shared_state(tmp_path: Path) -> None:

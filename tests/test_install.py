@@ -54,12 +54,20 @@ def build_wheel(work: Path) -> Path:
             shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(ROOT / name, source / name)
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(work / "dist"), str(source)])
+    built = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(work / "dist"), str(source)])
+    (work / "build.log").write_text(built.stdout + built.stderr)
     return next((work / "dist").glob("llm_sse_proxy-*.whl"))
 
 
-def run(argv: list[str]) -> None:
-    subprocess.run(argv, check=True, timeout=240, capture_output=True)
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=True, timeout=240, capture_output=True, text=True)
+
+
+@pytest.mark.timeout(600)
+def test_the_build_says_nothing_about_packages(installed: Path) -> None:
+    """Issue 26: proxy/static/ was read as an unlisted package, ~40 lines of warnings on every `make run`."""
+    log = (installed.parent.parent / "build.log").read_text()
+    assert "Warning" not in log and "absent from" not in log, log
 
 
 @pytest.mark.timeout(600)
@@ -118,3 +126,10 @@ def stream_events(url: str) -> list[dict]:
     with httpx2.stream("POST", url, json={"messages": [{"role": "user", "content": "hi"}]}, timeout=10) as response:
         raw = response.read()
     return [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: ")]
+
+
+def test_a_wheel_built_as_the_readme_says_is_not_tracked() -> None:
+    """Issue 26: `pip wheel . --no-deps` leaves the wheel in the checkout; git must not offer to add it."""
+    for name in ("llm_sse_proxy-0.1.0-py3-none-any.whl", "dist/llm_sse_proxy-0.1.0.tar.gz"):
+        done = subprocess.run(["git", "check-ignore", "--no-index", "-q", name], cwd=ROOT, timeout=30)
+        assert done.returncode == 0, f"{name} is not ignored"

@@ -214,3 +214,15 @@ def test_bad_jwt_config_names_the_field(jwt_config: dict[str, Any], says: str) -
     with pytest.raises(ConfigError) as caught:
         make_config(auth={"jwt": jwt_config}, environ=ENV)
     assert says in str(caught.value) and SECRET not in str(caught.value)
+
+
+async def test_a_users_resumable_stream_is_theirs_alone() -> None:
+    async with proxy(make_config(auth=HS, environ=ENV)) as client:
+        response, parsed = await read_stream(client, "POST", "/chat", json=chat_body(), headers=bearer(hs256()))
+        sid = response.headers["x-stream-id"] if "x-stream-id" in response.headers else parsed.events[0].id.split(":")[0]
+        mine, replay = await read_stream(client, "GET", f"/streams/{sid}", headers=bearer(hs256()))
+        other = await client.get(f"/streams/{sid}", headers=bearer(hs256(sub="mallory")))
+        expired = await client.get(f"/streams/{sid}", headers=bearer(hs256(exp=int(time.time()) - 3600)))
+    assert mine.status_code == 200 and payloads(replay)[-1]["reason"] == "stop"  # the owner replays it
+    assert other.status_code == 204  # another user: as if there were no such stream
+    assert expired.status_code == 401 and "expired" in expired.text

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx2
@@ -55,3 +56,15 @@ def test_json_format_makes_every_line_json(tmp_path: Path) -> None:
     assert {"llm_sse_proxy.relay", "llm_sse_proxy.connections", "uvicorn.error", "llm_sse_proxy"} <= loggers, loggers
     assert "stream" in events  # the access line, JSON as always
     assert any("listening on" in line.get("message", "") for line in parsed)
+
+
+def test_text_format_writes_uvicorns_lines_in_the_proxys_format(tmp_path: Path) -> None:
+    """Issue 26: text mode wrote uvicorn's `INFO:     …` (coloured on a terminal) beside the proxy's own lines."""
+    with proxy_process(tmp_path, log_level="info", models=MODELS, default_model="steady", retry=RETRY,
+                       logging={"format": "text"}) as running:
+        stream_once(running.port, "rid-text")
+    logged = [line for line in running.stderr if not line.startswith(("llm-sse-proxy: ", '{"event":'))]
+    uvicorns = [line for line in logged if " uvicorn.error: " in line]
+    assert any("Started server process" in line for line in uvicorns), running.stderr
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
+    assert [line for line in logged if not stamp.match(line)] == [], running.stderr

@@ -15,7 +15,7 @@ import jwt
 import pytest
 
 from llm_sse_proxy.proxy.state.budgets import Ask, BudgetStore, Grant, MemoryBudgets, Meter, Refusal
-from llm_sse_proxy.proxy.state.redis import connect
+from llm_sse_proxy.proxy.state.redis import SharedRedis
 from llm_sse_proxy.proxy.state.redis_budgets import RedisBudgets
 from tests.conftest import LOAD_TEST_LIMITS, chat_body
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
@@ -38,13 +38,8 @@ def user(sub: str = "alice") -> dict[str, str]:
 
 @asynccontextmanager
 async def stores(server: RedisServer) -> AsyncIterator[tuple[BudgetStore, BudgetStore]]:
-    client = connect(server.url)
-    errors: list[str] = []
-    try:
-        async with RedisBudgets(lambda: client, on_error=errors.append) as shared, MemoryBudgets() as local:
-            yield shared, local
-    finally:
-        await client.aclose()
+    async with SharedRedis(server.url) as redis, RedisBudgets(redis) as shared, MemoryBudgets() as local:
+        yield shared, local
 
 
 def outline(decision: Grant | Refusal) -> tuple[Any, ...]:

@@ -58,7 +58,7 @@ async def test_a_busy_replica_with_every_redis_feature_stays_within_its_one_pool
         tmp_path: Path, redis_server: RedisServer) -> None:
     cfg: dict[str, Any] = replica_config(models=[LONG], default_model="long")
     cfg["resume"] = {**cfg["resume"], "store": "redis", "owner_lease": 1.0, "redis_connections": POOL}
-    cfg["limits"] = {"streams_per_client": 100}
+    cfg["limits"] = {"streams_per_client": 100, "burst": 100, "requests_per_minute": 6000}
     assert cfg.get("retry", {}).get("cooldown_max", 60) > 0  # cooldowns shared through Redis too
     peaks = {"a": 0, "b": 0}
     with replicas(tmp_path, cfg, {"REDIS_URL": redis_server.url}) as (a, b):

@@ -123,20 +123,22 @@ async def test_redis_going_away_is_store_unavailable_never_a_hang(tmp_path: Path
         await store.aclose()
 
 
-async def test_readers_that_leave_free_their_blocked_connections(make_store: StoreFactory,
-                                                                shared_redis: RedisServer) -> None:
-    owner, store = make_store(), make_store(block=5.0)  # readers on another replica wait in XREAD BLOCK
-    sid, _ = await started(owner, 1)
-    readers = [asyncio.create_task(collect(store, sid, 1)) for _ in range(3)]
+async def test_readers_on_another_replica_share_one_blocked_connection_and_free_it(
+        make_store: StoreFactory, shared_redis: RedisServer) -> None:
+    owner, store = make_store(), make_store(block=5.0)  # readers on another replica: one XREAD BLOCK for all
+    streams = [await started(owner, 1) for _ in range(2)]
+    readers = [asyncio.create_task(collect(store, sid, 1)) for sid, _ in streams for _ in range(3)]
     client = aioredis.Redis.from_url(shared_redis.url)
     try:
         async with asyncio.timeout(HANG):
-            while (await client.info("clients"))["blocked_clients"] < 3:
+            while not all(len(m.readers) == 3 for m in store.follower.mirrors.values()) or len(store.follower.mirrors) < 2:
                 await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            assert (await client.info("clients"))["blocked_clients"] == 1
             for reader in readers:
                 reader.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
-            while (await client.info("clients"))["blocked_clients"] > 0:  # the server dropped them
+            while (await client.info("clients"))["blocked_clients"] > 0:  # woken, not left to its 5 s block
                 await asyncio.sleep(0.02)
     finally:
         await client.aclose()

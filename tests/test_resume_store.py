@@ -7,6 +7,7 @@ Small limits (grace 0.3 s) keep it quick; waits are bounded by generous timeouts
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
@@ -192,6 +193,26 @@ async def test_the_cap_keeps_the_frames_an_attached_reader_has_not_got(make_stor
     assert status is not None and status.last_seq == 31
 
 
+@pytest.mark.parametrize("cap", ["events", "bytes"])
+async def test_a_finished_stream_keeps_no_more_than_its_cap_once_a_stalled_reader_left(
+        make_store: StoreFactory, cap: str) -> None:
+    # Issue 26 item 3: a reader that stalls until the answer is done pinned every frame, and nothing
+    # trimmed a finished stream: it kept them all for its retention.
+    one = len(frame("x" * 22, 10))
+    store = make_store(**({"max_events": 10} if cap == "events" else {"max_bytes": one * 10}))
+    sid, lease = await started(store, 1)
+    async with aclosing(store.read(sid, 0)) as frames:  # type: ignore[type-var]
+        await frames.__anext__()  # attached, then stalled until the end
+        await store.append(lease, 2, [frame(sid, s) for s in range(2, 40)])
+        await store.finish(lease, 40, frame(sid, 40), "stop")
+    status = await store.status(sid)  # the reader left (its send timeout ended it)
+    assert status is not None and status.state == "finished" and status.last_seq == 40
+    assert status.last_seq - status.first_seq + 1 <= 10
+    with pytest.raises(ResumeGap):  # a late cursor gets resume_gap, as on a running stream
+        await collect(store, sid, 1)
+    assert (await collect(store, sid, 39)) == [frame(sid, 40)]
+
+
 async def test_the_byte_cap_trims_the_oldest_frames(make_store: StoreFactory) -> None:
     one = len(frame("x" * 22, 10))
     store = make_store(max_bytes=one * 10)
@@ -281,3 +302,34 @@ async def test_memory_budget_drops_finished_streams_first_then_refuses() -> None
     assert await store.status(running) is not None
     await store.aclose()
     assert store.size == 0
+
+
+async def test_a_finished_stream_costs_the_garbage_collector_one_object_and_no_timer() -> None:
+    # Issue 27: a store holding its retention's worth of finished streams (100,000) made every full
+    # collection walk about eleven objects per stream (frames list, timer, meta, sets...), a pause of
+    # a third of a second each. Finished, a stream is one tracked object; one timer expires them all.
+    store = MemoryStore(MemoryLimits(retention=3600))
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(1000):
+        await finished(store, 2)
+    await asyncio.sleep(0)  # the loop's turn: it drops the cancelled grace timers (uvloop does at once)
+    gc.collect()  # tuples of bytes are untracked once the collector has seen them
+    grown = len(gc.get_objects()) - before
+    assert grown < 1300, grown
+    loop = asyncio.get_running_loop()
+    assert sum(1 for handle in getattr(loop, "_scheduled", ()) if not handle.cancelled()) <= 1
+    await store.aclose()
+
+
+async def test_finished_streams_expire_in_order_on_one_timer(make_store: StoreFactory) -> None:
+    store = make_store(retention=0.3)
+    first, _ = await finished(store, 1)
+    await asyncio.sleep(0.1)
+    second, _ = await finished(store, 1)
+    async with asyncio.timeout(HANG):
+        while await store.status(first) is not None:
+            await asyncio.sleep(0.02)
+    async with asyncio.timeout(HANG):
+        while await store.status(second) is not None:
+            await asyncio.sleep(0.02)

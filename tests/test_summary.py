@@ -9,6 +9,7 @@ import pytest
 
 from llm_sse_proxy.proxy.server.summary import is_loopback, startup_summary
 from tests.conftest import make_config
+from tests.redis_fixtures import free_port
 from tests.test_server_limits import proxy_process
 
 KEYED = {"keys": ["${PROXY_KEYS}"]}
@@ -51,7 +52,38 @@ def test_the_cli_prints_the_summary_at_start(tmp_path: Path) -> None:
     with proxy_process(tmp_path) as running:
         pass
     config = tmp_path / "config.yaml"
-    assert running.stderr[:4] == [f"llm-sse-proxy: config: {config}", "llm-sse-proxy: models: mock (mock); default: mock",
+    assert running.stderr[:5] == [f"llm-sse-proxy: config: {config}", "llm-sse-proxy: models: mock (mock); default: mock",
                                   f"llm-sse-proxy: demo page: http://127.0.0.1:{running.port}/",
+                                  "llm-sse-proxy: resumable streams: memory store, this process only (grace 10 s, "
+                                  "retention 300 s)",
                                   "llm-sse-proxy: CORS: \"*\" (any web page can read the streams; list your site's "
                                   "origins in server.cors_origins before you deploy)"]
+
+
+@pytest.mark.parametrize(("resume", "expected"), [
+    ({}, ["resumable streams: memory store, this process only (grace 10 s, retention 300 s)"]),
+    ({"enabled": False}, ["resumable streams: off (a client that leaves cancels its upstream)"]),
+    ({"redis_url": "redis://:hunter2-password@db.example:6380/1"},
+     ["resumable streams: memory store, this process only (grace 10 s, retention 300 s)",
+      "shared limits, routing state and budgets: redis at db.example:6380"]),
+    ({"store": "redis", "redis_url": "redis://user:hunter2-password@10.0.0.7/0", "grace": 5},
+     ["resumable streams: redis at 10.0.0.7:6379 (grace 5 s, retention 300 s)",
+      "shared limits, routing state and budgets: redis at 10.0.0.7:6379"]),
+])
+def test_the_summary_names_the_store_and_the_redis_endpoint_never_its_credentials(
+        resume: dict, expected: list[str]) -> None:
+    # Issue 26 item 12: a down Redis was invisible until the first request.
+    lines = startup_summary(make_config(MODELS, environ=ENV, resume=resume), config_file="c.yaml", mock=False,
+                            host="127.0.0.1", port=1)
+    assert [line for line in lines if line.startswith(("resumable", "shared"))] == expected
+    assert "hunter2" not in "".join(lines) and not any(line.startswith("WARNING") for line in lines)
+
+
+def test_a_redis_down_at_start_is_a_warning_in_the_summary_and_the_proxy_still_starts(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    with proxy_process(tmp_path, resume={"redis_url": f"redis://:hunter2-password@127.0.0.1:{port}/0"}) as running:
+        pass
+    warnings = [line for line in running.stderr if "WARNING" in line]
+    assert warnings == [f"llm-sse-proxy: WARNING: redis at 127.0.0.1:{port} does not answer (ConnectionError): "
+                        "requests that need it get 503 store_unavailable until it does"]
+    assert "hunter2" not in "\n".join(running.stderr)

@@ -100,9 +100,11 @@ class StreamGates:
 def check_size(request: ChatRequest, limits: LimitsConfig) -> None:
     """Refuse prompts over the message-count or character limits (413)."""
     if len(request.messages) > limits.max_messages:
-        raise PayloadTooLarge(f"messages: more than {limits.max_messages} messages", param="messages")
+        raise PayloadTooLarge(f"messages: more than {limits.max_messages} messages (limits.max_messages)",
+                              param="messages")
     if sum(len(m.text) for m in request.messages) > limits.max_chars:
-        raise PayloadTooLarge(f"messages: more than {limits.max_chars} characters in all", param="messages")
+        raise PayloadTooLarge(f"messages: more than {limits.max_chars} characters in all (limits.max_chars)",
+                              param="messages")
 
 
 def cap_max_tokens(request: ChatRequest, cap: int | None) -> ChatRequest:

@@ -126,13 +126,17 @@ class ResumeConfig(_Section):
     enabled: bool = True  # false: today's stream, cancelled within 1 s of a disconnect
     store: Literal["memory", "redis"] = "memory"
     redis_url: SecretStr | None = None  # redis://[:password@]host:port/db; a SecretStr, as it may hold a password
-    grace: float = Field(30.0, gt=0)  # seconds generation goes on with no reader, before it is cancelled
+    # Seconds generation goes on with no reader, before it is cancelled. 10: a browser's EventSource is back in
+    # about 1 s (the `retry: 1000` the proxy sends; bench/eventsource_reconnect.py), so this covers a blip with
+    # several failed reconnects, and bills at most 10 s that nobody may read (it was 30; issue 26 item 10).
+    grace: float = Field(10.0, gt=0)
     retention: float = Field(300.0, ge=0)  # seconds a finished stream can still be replayed
     max_events_per_stream: int = Field(20_000, ge=2)  # past the caps, the oldest events are dropped
     max_bytes_per_stream: int = Field(2 * 1024 * 1024, ge=1024)
     memory_budget: int = Field(256 * 1024 * 1024, ge=1024)  # all streams' events; past it new streams get 503
     owner_lease: float = Field(10.0, ge=0.3, le=300)  # redis: a dead replica's streams end with owner_lost after this
     redis_connections: int = Field(64, ge=4, le=10_000)  # redis: the one pool of each process (worker), every feature's
+    max_readers_per_stream: int = Field(8, ge=1, le=10_000)  # per process; each reader after the first also takes a client slot
 
     @model_validator(mode="after")
     def _redis_needs_a_url(self) -> ResumeConfig:

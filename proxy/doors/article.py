@@ -7,6 +7,7 @@ any reader may follow (proxy/resume/); otherwise the response runs the relay its
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from llm_sse_proxy.proxy.doors.http import request_id
 from llm_sse_proxy.proxy.doors.response import SSE_HEADERS, SSEResponse
 from llm_sse_proxy.proxy.doors.validation import ParsedChat, parse_chat_body, parse_stream_query
 from llm_sse_proxy.proxy.resume.reader import ReaderResponse
+from llm_sse_proxy.proxy.errors import MethodNotAllowed
 from llm_sse_proxy.proxy.resume.streams import ResumableStreams
 from llm_sse_proxy.proxy.telemetry.tracing import Traced
 
@@ -33,6 +35,7 @@ class ArticleDoor:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/chat", self.chat, methods=["POST"]),
+            Route("/chat", self.chat_by_get, methods=["GET", "PUT", "PATCH", "DELETE"]),  # a 405 that says what to do
             Route("/stream", self.stream_get, methods=["GET"]),
             Route("/token", self.token, methods=["POST"]),
         ]
@@ -42,6 +45,10 @@ class ArticleDoor:
             return await reconnect(request)  # a fetch client's retry (fetch-event-source sends it)
         client, body = await self.chats.read_chat(request)
         return await self.stream(request, client, parse_chat_body(body))
+
+    async def chat_by_get(self, request: Request) -> Response:
+        raise MethodNotAllowed(f'{request.method} /chat: /chat takes POST with a JSON body {{"messages": [...]}}; '
+                               "a GET (EventSource) goes to GET /stream?prompt=…", allow="POST")
 
     async def stream_get(self, request: Request) -> Response:
         if request.method == "HEAD":
@@ -55,7 +62,8 @@ class ArticleDoor:
     async def token(self, request: Request) -> Response:
         admission = self.chats.admission
         client = await admission.admit(request)
-        body = {"token": admission.issue_token(client), "expires_in": self.chats.config.auth.token_ttl}
+        # Whole seconds, as OAuth's expires_in; rounded down, so a client renews early rather than late.
+        body = {"token": admission.issue_token(client), "expires_in": math.floor(self.chats.config.auth.token_ttl)}
         return JSONResponse(body, headers={"x-request-id": request_id(request), "cache-control": "no-store"})
 
     async def stream(self, request: Request, client: Client, parsed: ParsedChat) -> Response:
@@ -63,7 +71,7 @@ class ArticleDoor:
         resumable: ResumableStreams | None = request.app.state.runtime.resumable
         if resumable is not None:
             try:
-                reader = await resumable.start(request, client, relay.run, options["on_done"])
+                reader = await resumable.start(request, client, relay.run, options["on_done"], relay.outcome)
             except BaseException:
                 options["on_done"]("error")  # no generation started: free its slot now
                 raise

@@ -132,6 +132,11 @@ class SSEResponse:
         self._last_write = 0.0
         self._write_started: float | None = None  # set while a write is pending
         self._ended = False  # the terminate and the end of the body have been sent
+        # The watcher ended the stream (the client left, a send timed out). A producer that never waits on
+        # anything not yet done (a reader draining a store its generation keeps filling, to a connection
+        # whose sends return at once) may not see the cancel: anyio does not cancel a task whose wait has
+        # already completed, so it checks this between batches.
+        self.stopping = False
         self._reported = False
         self._clock: Callable[[], float] = time.monotonic
 
@@ -165,6 +170,7 @@ class SSEResponse:
             def end(reason: str) -> None:
                 nonlocal ending
                 ending = reason
+                self.stopping = True
                 stream.cancel()
 
             # One plain task beside the producer: an anyio task group costs several times as much (issue 13).

@@ -13,6 +13,7 @@ from llm_sse_proxy.proxy.deltas import (
     OPTIONAL_FIELDS, ChatRequest, ContentPart, ImagePart, Message, TextPart, Tool, ToolCall,
 )
 from llm_sse_proxy.proxy.doors.body_checks import MAX_JSON_DEPTH, TOO_DEEP, check_depth, check_unicode, text_depth
+from llm_sse_proxy.proxy.config.errors import close_match
 from llm_sse_proxy.proxy.errors import BadRequest
 from llm_sse_proxy.proxy.relay.rich_events import parse_event_names
 
@@ -235,6 +236,9 @@ def _plain_chat(data: dict[str, Any]) -> ParsedChat | None:
 
 def _validated_chat(data: dict[str, Any]) -> ParsedChat:
     check_depth(data)
+    if "prompt" in data and "messages" not in data:
+        raise BadRequest('prompt: a chat body takes messages, not a prompt: {"messages": [{"role": "user", '
+                         '"content": "…"}]} (GET /stream is the route that takes ?prompt=)', param="prompt")
     try:
         chat = _ChatBody.model_validate(data)
     except (ValidationError, RecursionError) as exc:
@@ -325,11 +329,24 @@ def _tool_choice(choice: str | _NamedToolChoice | None) -> str | dict[str, str] 
     return choice
 
 
+def _unknown_field(loc: tuple[Any, ...]) -> str:
+    """Pydantic's "Extra inputs are not permitted", as the config loader says it: with a did-you-mean."""
+    model: type[_Body] | None = _ChatBody if len(loc) == 1 else None
+    if len(loc) == 3 and loc[0] == "messages":
+        model = _MessageBody
+    close = close_match(str(loc[-1]), model.model_fields) if model is not None else None
+    if close is not None:
+        return f"unknown field; did you mean {close!r}?"
+    return "unknown field (docs/openai-fields.md lists the fields taken)"
+
+
 def _describe(exc: Exception) -> str:
     if not isinstance(exc, ValidationError):
         return "the body is nested too deeply"
     error: Any = exc.errors(include_input=False)[0]
     field = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{field}: {_unknown_field(error['loc'])}"
     if error["type"] == "value_error":  # our own checks: "<field>: <problem>"
         message = str(error["ctx"]["error"])
         return f"{field}.{message}" if field else message

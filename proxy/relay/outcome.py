@@ -29,3 +29,15 @@ class Outcome:
     text_chars: int = 0  # answer text relayed, every attempt
     unmetered: list[int] = field(default_factory=list)  # the text of each failed attempt that said no usage
     spent: Usage | None = None  # what failed attempts said they used
+    # Resumable streams (proxy/resume/audience.py): how the client left before the end ("closed",
+    # "send_timeout"), and what came of the grace that followed ("resumed", "cancelled_at_grace",
+    # "finished_unread"). Without resume the reason alone says it (cancelled, send_timeout).
+    resumable: bool = False
+    disconnect: str | None = None
+    grace: str | None = None
+
+    def left_early(self) -> str | None:
+        """How the client left before the end, if it did: "closed" or "send_timeout"."""
+        if self.resumable:
+            return self.disconnect
+        return {"cancelled": "closed", "send_timeout": "send_timeout"}.get(self.reason)

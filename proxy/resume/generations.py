@@ -51,16 +51,17 @@ class Generations:
         return len(self._tasks)
 
     async def start(self, owner: str, produce: Produce, on_done: OnDone | None = None, *, label: str = "",
-                    encode: EncodeFrame = encode_event) -> str:
+                    encode: EncodeFrame = encode_event, on_stop: Callable[[StopCause], None] | None = None) -> str:
         """Create a stream for `owner` and run `produce` into it, its events written by `encode`; return its
-        id. `label` names it for `StreamStore.labelled`. Raises StoreUnavailable."""
+        id. `label` names it for `StreamStore.labelled`; `on_stop` is told why the store stopped it, if it
+        did (before `on_done`). Raises StoreUnavailable."""
         sid = new_sid()
         try:
             lease = await self.store.create(sid, StreamMeta(owner, self.replica, label))
         except StoreUnavailable:
             self.on_store_failure("refused")
             raise
-        task = asyncio.get_running_loop().create_task(self._run(lease, produce, on_done, encode))
+        task = asyncio.get_running_loop().create_task(self._run(lease, produce, on_done, encode, on_stop))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return sid
@@ -72,7 +73,8 @@ class Generations:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
 
-    async def _run(self, lease: Lease, produce: Produce, on_done: OnDone | None, encode: EncodeFrame) -> None:
+    async def _run(self, lease: Lease, produce: Produce, on_done: OnDone | None, encode: EncodeFrame,
+                   on_stop: Callable[[StopCause], None] | None) -> None:
         reported = False
 
         def report(ending: str | None) -> None:
@@ -84,12 +86,12 @@ class Generations:
         ending: str | None = "cancelled"
         try:
             # At the terminate, not when the producer returns: it may still drain its upstream (issue 16).
-            ending = await self._generate(lease, produce, lambda: report(None), encode)
+            ending = await self._generate(lease, produce, lambda: report(None), encode, on_stop)
         finally:
             report(ending)
 
     async def _generate(self, lease: Lease, produce: Produce, on_finished: Callable[[], None],
-                        encode: EncodeFrame) -> str | None:
+                        encode: EncodeFrame, on_stop: Callable[[StopCause], None] | None) -> str | None:
         cause: StopCause | None = None
         # A cancel scope, not a task group, unless the writer sends batches beside the producer: the stop
         # watch is a callback (`watch_stop`), so a stream in one process runs no task but its own.
@@ -102,6 +104,8 @@ class Generations:
                     writer.failure = writer.failure or reason
                 elif isinstance(reason, str):
                     cause = reason
+                    if on_stop is not None:
+                        on_stop(reason)
                 scope.cancel()
 
             unwatch = self._watch(lease, stop)

@@ -24,8 +24,11 @@ from llm_sse_proxy.proxy.doors.response import OnDone, Produce
 from llm_sse_proxy.proxy.resume.errors import InvalidCursor, StreamNotFound
 from llm_sse_proxy.proxy.resume.generations import Generations
 from llm_sse_proxy.proxy.resume.ids import is_sid, parse_cursor, resume_after
+from llm_sse_proxy.proxy.relay.outcome import Outcome
+from llm_sse_proxy.proxy.resume.audience import Audience
 from llm_sse_proxy.proxy.resume.reader import ReaderResponse
 from llm_sse_proxy.proxy.resume.writer import EncodeFrame
+from llm_sse_proxy.proxy.resume.readers import ReaderPlaces
 from llm_sse_proxy.proxy.state.streams.store import StreamStatus, StreamStore
 from llm_sse_proxy.proxy.state.limits import SharedLimits
 
@@ -46,30 +49,49 @@ class ResumableStreams:
         send_timeout: float,
         request_id: RequestId,
         on_resume: OnResume | None = None,
+        readers_per_stream: int = 8,
     ) -> None:
         self.store = store
         self.generations = generations
         self.auth = auth
         self.limits = limits
+        self.places = ReaderPlaces(limits, readers_per_stream)
+        self._audiences: dict[str, Audience] = {}  # the generations of this process, by stream id
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
         self.request_id = request_id
         self.on_resume = on_resume
 
-    async def start(self, request: Request, client: Client, produce: Produce, on_done: OnDone) -> Response:
-        """Run `produce` as a generation of its own, and answer with its first reader."""
-        sid = await self.generations.start(self.owner_of(client), produce, on_done)
-        return self._reader(request, sid, 0, {"x-request-id": self.request_id(request)})
+    async def start(self, request: Request, client: Client, produce: Produce, on_done: OnDone,
+                    outcome: Outcome | None = None) -> Response:
+        """Run `produce` as a generation of its own, and answer with its first reader. Its readers here are
+        its `Audience`, which records in `outcome` whether the client left and what came of it."""
+        audience = Audience(outcome if outcome is not None else Outcome())
+
+        def done(ending: str | None) -> None:
+            audience.settle(ending)
+            self._audiences.pop(sid, None)
+            on_done(ending)
+
+        sid = await self.generations.start(self.owner_of(client), produce, done, on_stop=audience.stopped)
+        self._audiences[sid] = audience
+        leave, gone = self.places.first(sid), audience.attach()
+        return self._reader(request, sid, 0, {"x-request-id": self.request_id(request)},
+                            lambda ending: (leave(), gone(ending)))
 
     async def resume(self, request: Request, sid: str) -> Response:
         """GET /streams/{sid}: the events after the cursor, then live ones; 204 when there are none."""
         after = resume_after(sid, request.headers.get("last-event-id"), request.query_params.get("lastEventId"))
-        status = await self._status_for(request, sid)
+        client, status = await self._status_for(request, sid)
         if status is None or (status.state == "finished" and after >= status.last_seq):
             return self.no_stream(request)
         if self.on_resume is not None:
             self.on_resume(sid, after)
-        return self._reader(request, sid, after, self._headers(request))
+        leave = await self.places.enter(client, sid)
+        audience = self._audiences.get(sid)  # None: generated elsewhere, or over
+        gone = audience.attach() if audience is not None else None
+        return self._reader(request, sid, after, self._headers(request),
+                            lambda ending: (leave(), gone and gone(ending)))
 
     async def reconnect(self, request: Request) -> Response:
         """A request that carries Last-Event-ID (GET /stream, POST /chat): resume the stream it names.
@@ -107,7 +129,8 @@ class ResumableStreams:
 
     async def stop(self, request: Request, sid: str) -> Response:
         """POST /streams/{sid}/stop: cancel the generation now (202); say how it ended if it had (200)."""
-        return await self.stop_stream(request, await self._status_for(request, sid))
+        _, status = await self._status_for(request, sid)
+        return await self.stop_stream(request, status)
 
     async def stop_stream(self, request: Request, status: StreamStatus | None) -> Response:
         """Stop the stream of `status` (one the asking client may stop), or raise StreamNotFound."""
@@ -128,15 +151,15 @@ class ResumableStreams:
         # 204 is the one answer that makes EventSource stop reconnecting (WHATWG HTML 9.2.3).
         return Response(status_code=204, headers=self._headers(request))
 
-    async def _status_for(self, request: Request, sid: str) -> StreamStatus | None:
-        """The stream's status if it exists and belongs to the client; None otherwise."""
+    async def _status_for(self, request: Request, sid: str) -> tuple[Client, StreamStatus | None]:
+        """Who asks, and the stream's status if it exists and belongs to them (None otherwise)."""
         client = await self._identify(request)
         if not is_sid(sid):
-            return None
+            return client, None
         status = await self.store.status(sid)
         if status is None or not hmac.compare_digest(status.owner, self.owner_of(client)):
-            return None
-        return status
+            return client, None
+        return client, status
 
     async def _identify(self, request: Request) -> Client:
         """Who asks, charged to its rate bucket (a reconnect loop is throttled like any request)."""
@@ -153,13 +176,15 @@ class ResumableStreams:
                                "or the stream's ?token=")
         return client
 
-    def _reader(self, request: Request, sid: str, after: int, headers: Mapping[str, str]) -> Response:
+    def _reader(self, request: Request, sid: str, after: int, headers: Mapping[str, str],
+                on_done: OnDone) -> Response:
         return ReaderResponse(
             self.store, sid, after,
             ping_interval=self.ping_interval,
             send_timeout=self.send_timeout,
             headers={**headers, "x-stream-id": sid},
             for_event_source=request.method == "GET",
+            on_done=on_done,
         )
 
     def _headers(self, request: Request) -> Mapping[str, str]:

@@ -17,6 +17,7 @@ from llm_sse_proxy.proxy.doors.response import Shutdown
 from llm_sse_proxy.proxy.server.serve import BindError, GracefulServer, bind, fit_file_limit, uvicorn_config
 from llm_sse_proxy.proxy.server.starter import REAL_MODEL_HINT, ConfigChoice, choose_config, write_starter
 from llm_sse_proxy.proxy.server.summary import startup_summary
+from llm_sse_proxy.proxy.state.redis import probe
 from llm_sse_proxy.proxy.server.workers import run_workers
 
 DESCRIPTION = """Stream LLM answers to browsers as Server-Sent Events.
@@ -107,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_summary(config: Config, args: argparse.Namespace, choice: ConfigChoice, host: str, port: int) -> None:
     where = f"built-in, the offline mock (no config.yaml here); {REAL_MODEL_HINT}" if choice.built_in else args.config
-    summary = startup_summary(config, config_file=where, mock=args.mock, host=host, port=port)
+    url = config.resume.redis_url
+    problem = probe(url.get_secret_value()) if url is not None else None  # a down Redis is a warning, not a surprise
+    summary = startup_summary(config, config_file=where, mock=args.mock, host=host, port=port, redis_problem=problem)
     if config.logging.format == "json":
         for line in summary:  # every line on stderr a JSON object, as asked
             level = logging.WARNING if line.startswith("WARNING: ") else logging.INFO

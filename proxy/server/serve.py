@@ -8,6 +8,7 @@ upstream clients start. The protocol is uvicorn's httptools one with the connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import logging
@@ -72,8 +73,9 @@ def uvicorn_config(app: object, config: Config, log_level: str) -> uvicorn.Confi
         forwarded_allow_ips=list(trusted),
         # Streams get the grace period to end with a terminate; uvicorn would otherwise wait forever.
         timeout_graceful_shutdown=server.shutdown_grace + 2,  # type: ignore[arg-type]
-        # JSON lines: uvicorn's own lines go to the root handler, in its format (proxy/telemetry/log_format.py).
-        **({"log_config": None} if config.logging.format == "json" else {}),
+        # uvicorn's own lines go to the root handler, in the proxy's format, text or JSON
+        # (proxy/telemetry/log_format.py): one line format on stderr (issue 26), not uvicorn's "INFO:     …" too.
+        log_config=None,
     )
 
 
@@ -132,6 +134,11 @@ class GracefulServer(uvicorn.Server):
             deadline = loop.time() + FORCED_STOP_WAIT
             while self.server_state.tasks and loop.time() < deadline:
                 await asyncio.sleep(0.02)
+            # uvicorn skips the app's shutdown on a forced exit; its lifespan task, left waiting, is then
+            # cancelled as asyncio.run ends, and uvicorn logs that as a traceback (issue 26). Run it, bounded:
+            # it closes the upstream clients and the store, which the streams, already ended, no longer use.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.lifespan.shutdown(), FORCED_STOP_WAIT)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         forced = self.should_exit and sig == signal.SIGINT  # uvicorn's rule for a forced exit

@@ -10,9 +10,9 @@ Every wait is bounded so that a Redis that is down, or up but silent, costs a re
 never a hang (resumable-streams.md section 3): a connection attempt and a reply each get
 `COMMAND_TIMEOUT` seconds, a failed command is retried once, and a request that finds every pooled
 connection busy waits `POOL_WAIT` seconds at most (a `BlockingConnectionPool`; the plain pool raises
-once full). A blocking read (XREAD BLOCK) borrows a pooled connection like any command and reads its
-reply with a timeout of its own, the block plus `COMMAND_TIMEOUT` (`blocking`); the store runs one such
-read per process, not one per reader. Log lines name the endpoint as host:port, never the URL (it may
+once full). A blocking read (XREAD BLOCK) holds a pooled connection and reads its reply with a timeout
+of its own, the block plus `COMMAND_TIMEOUT`; the store runs one such read per process, not one per
+reader (proxy/state/streams/redis_follower.py). Log lines name the endpoint as host:port, never the URL (it may
 hold a password).
 """
 
@@ -23,9 +23,9 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 from urllib.parse import urlsplit
 
+from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
@@ -86,20 +86,9 @@ class SharedRedis:
         )
         self.client = Redis.from_pool(self.pool)  # the client owns the pool: aclose() closes its connections
 
-    async def blocking(self, *command: Any, wait: float) -> Any:
-        """Run a command the server may hold for up to `wait` seconds (XREAD BLOCK) on a pooled
-        connection; its reply gets `wait + COMMAND_TIMEOUT`. The raw reply, not parsed by a callback.
-        A failed or cancelled read disconnects the connection (redis-py does), so the pool never
-        gets back one whose reply is still due."""
-        connection = await self.pool.get_connection()
-        try:
-            await connection.send_command(*command)
-            return await connection.read_response(timeout=wait + COMMAND_TIMEOUT)
-        finally:
-            await self.pool.release(connection)
-
     async def hold_connection(self) -> AbstractConnection:
-        """A pooled connection kept by its caller (the store's writer) until `give_back`."""
+        """A pooled connection kept by its caller until `give_back`: the store's writer, and its reader loop,
+        which reads its blocking XREAD's reply with a timeout of its own (`read_response(timeout=...)`)."""
         return await self.pool.get_connection()
 
     async def give_back(self, connection: AbstractConnection) -> None:
@@ -139,6 +128,19 @@ class SharedRedis:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def probe(url: str, timeout: float = COMMAND_TIMEOUT) -> str | None:
+    """At start (issue 26 item 12): None if Redis answers PING within `timeout`, else the error's class,
+    never its message (it can echo the URL)."""
+    client = SyncRedis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+    except (RedisError, OSError) as exc:
+        return type(exc).__name__
+    finally:
+        client.close()
+    return None
 
 
 def shared_redis_for(resume: ResumeConfig, *, on_error: OnError) -> SharedRedis | None:

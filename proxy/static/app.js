@@ -2,7 +2,9 @@
 import { bearer, keepKey } from "./client-key.js";
 import { viaEventSource } from "./event-source.js";
 import { streamChat } from "./sse-client.js";
-import { KEY_HELP, failureWords, rehearsalModels, statsWords, terminateWords } from "./words.js";
+import {
+  KEY_HELP, failureWords, rehearsalModels, spentBudgetWords, statsWords, terminateWords, usageWords,
+} from "./words.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("chat");
@@ -37,6 +39,10 @@ const notice = $("notice");
 const stats = $("stats");
 const keyRow = $("key-row");
 const keyBox = $("key");
+const usageLine = $("usage");
+// Past this, a prompt does not fit in a GET URL (the proxy answers 431, which EventSource cannot tell):
+// such a prompt goes by fetch instead. Well under the proxy's default server.max_header_bytes (64 KiB).
+const GET_PROMPT_LIMIT = 16_000;
 
 let stopCurrent = null; // closes the running stream, if one runs
 
@@ -48,8 +54,37 @@ promptBox.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
 stopButton.addEventListener("click", () => stopCurrent?.());
+form.addEventListener("change", (event) => {
+  if (event.target.name === "transport") toolOnlyOverFetch();
+});
 keepKey(keyBox);
+toolOnlyOverFetch();
 loadModels();
+
+// GET /stream takes no tools: the box is off, not silently ignored, while EventSource is chosen.
+function toolOnlyOverFetch() {
+  offerTool.disabled = form.elements.transport.value !== "fetch";
+  if (offerTool.disabled) offerTool.checked = false;
+}
+
+/** What the caller has left of its budgets (GET /usage), when the proxy has any for it; the usage, or null. */
+async function showUsage() {
+  try {
+    const response = await fetch("usage", { headers: bearer(clientKey()) });
+    const usage = response.ok ? await response.json() : null;
+    usageLine.textContent = usage ? usageWords(usage) : "";
+    return usage;
+  } catch {
+    usageLine.textContent = "";
+    return null;
+  }
+}
+
+/** An EventSource refused before any text: when a budget is spent, say that instead of a guess. */
+async function sayIfSpent(run) {
+  const words = spentBudgetWords((await showUsage()) ?? {});
+  if (words && run.over && !run.hasText) notice.textContent = words;
+}
 
 async function loadModels() {
   try {
@@ -58,6 +93,7 @@ async function loadModels() {
     for (const { name } of models) modelPicker.add(new Option(name, name, name === chosen, name === chosen));
     showRehearsals(rehearsalModels(models.map(({ name }) => name)));
     if (auth) keyRow.hidden = false;
+    if (!auth || clientKey() !== null) showUsage();
   } catch (err) {
     end("error", `Could not load the list of models from the proxy (${err.message}). Is it running?`);
   }
@@ -97,6 +133,7 @@ function start() {
     },
     reasoning(piece) {
       if (run.over) return;
+      if (thinking.hidden) thinking.open = true; // open while it streams; the reader may close it
       thinking.hidden = false;
       reasoning.append(piece);
     },
@@ -116,13 +153,16 @@ function start() {
       if (run.over) return;
       close();
       conclude(run, "error", message);
+      if (!run.hasText) sayIfSpent(run);
     },
     refused(err) { // a 4xx/5xx before any stream, or no answer at all
       if (err.status === 401) keyRow.hidden = false;
       on.fail(failureWords(err));
     },
   };
-  const open = form.elements.transport.value === "fetch" ? viaFetch : viaEventSource;
+  const tooLongForGet = new URLSearchParams({ prompt: request.prompt }).toString().length > GET_PROMPT_LIMIT;
+  if (tooLongForGet) run.note = "Sent with fetch: this prompt is too long for EventSource's GET URL.";
+  const open = form.elements.transport.value === "fetch" || tooLongForGet ? viaFetch : viaEventSource;
   close = open({ ...request, events: EVENTS, key: clientKey() }, on, () => run.hasText);
   stopCurrent = () => {
     close();
@@ -181,7 +221,9 @@ function toolCallFigure({ name, arguments: args }) {
 }
 
 function finish(run, terminate) {
-  conclude(run, terminate.reason === "error" ? "error" : "done", terminateWords(terminate, run.hasText), terminate);
+  const words = [run.note, terminateWords(terminate, run.hasText)].filter(Boolean).join(" ");
+  conclude(run, terminate.reason === "error" ? "error" : "done", words, terminate);
+  answer.dataset.recovered = terminate.recovered ? terminate.recovered.kind : "";
 }
 
 function conclude(run, state, message, terminate = null) {
@@ -191,6 +233,7 @@ function conclude(run, state, message, terminate = null) {
   stopCurrent = null;
   showStats(run, terminate);
   end(state, message);
+  showUsage();
 }
 
 function end(state, message) {

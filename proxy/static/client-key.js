@@ -1,6 +1,6 @@
-// The client key of a proxy with auth on: typed once, kept in this tab's sessionStorage (gone when it
+// The client key (or a user's JWT, issue 23) of a proxy with auth on: typed once, kept in this tab's sessionStorage (gone when it
 // closes), sent as a Bearer header, and never put in a URL: EventSource gets a one-stream token instead.
-import { ProxyHttpError } from "./sse-client.js";
+import { ProxyHttpError, retryAfterOf } from "./sse-client.js";
 
 const STORE = "llm-sse-proxy.key";
 
@@ -19,6 +19,8 @@ export function bearer(key) {
 export async function streamToken(key) {
   const response = await fetch("token", { method: "POST", headers: bearer(key) });
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new ProxyHttpError(response.status, body.error?.type, body.error?.message ?? "");
+  if (!response.ok) {
+    throw new ProxyHttpError(response.status, body.error?.type, body.error?.message ?? "", retryAfterOf(response));
+  }
   return body.token;
 }

@@ -55,7 +55,12 @@ function openEventSource(query, on, hasText, key) {
   source.addEventListener("error", () => {
     // Reconnecting (CONNECTING) after a cut resumes the stream; CLOSED means the proxy refused.
     reconnects += 1;
-    if (source.readyState === EventSource.CONNECTING && reconnects <= MAX_RECONNECTS) return;
+    if (source.readyState === EventSource.CONNECTING && reconnects <= MAX_RECONNECTS) {
+      // A proxy that is down looks like a cut too, and EventSource would retry it for half a minute:
+      // ask /healthz once, and say so at once if nothing answers.
+      if (reconnects === 1 && streamId === null && !hasText()) probe(source, on);
+      return;
+    }
     // EventSource gives no detail: a refused request and a cut connection look alike.
     source.close();
     on.fail(hasText()
@@ -80,4 +85,18 @@ function stopStream(source, streamId, key) {
     fetch(`streams/${encodeURIComponent(streamId)}/stop`, { method: "POST", headers: bearer(key), keepalive: true })
       .catch(() => {});
   }
+}
+
+const PROBE_MS = 3000;
+
+function probe(source, on) {
+  fetch("healthz", { signal: AbortSignal.timeout(PROBE_MS), cache: "no-store" })
+    .then((response) => {
+      if (!response.ok) throw new Error(`healthz answered ${response.status}`);
+    })
+    .catch(() => {
+      if (source.readyState === EventSource.CLOSED) return;
+      source.close();
+      on.fail("Could not reach the proxy. Is it running?");
+    });
 }

@@ -30,11 +30,12 @@
 
 /** An error answer from the proxy before any stream started (4xx/5xx with a JSON body). */
 export class ProxyHttpError extends Error {
-  constructor(status, type, message) {
+  constructor(status, type, message, retryAfter = null) {
     super(message);
     this.name = "ProxyHttpError";
     this.status = status;
     this.type = type;
+    this.retryAfter = retryAfter; // seconds, from Retry-After on a 429 or 503; null without one
   }
 }
 
@@ -234,5 +235,11 @@ async function httpError(response) {
     // not the proxy's JSON: a gateway's HTML page, say; the status still tells what happened
   }
   const message = error.message || `the proxy answered HTTP ${response.status}`;
-  return new ProxyHttpError(response.status, error.type || "http_error", message);
+  return new ProxyHttpError(response.status, error.type || "http_error", message, retryAfterOf(response));
+}
+
+/** Retry-After in seconds (its delta-seconds form, the one the proxy sends); null when absent or a date. */
+export function retryAfterOf(response) {
+  const value = response.headers.get("retry-after");
+  return value !== null && /^\d+$/.test(value.trim()) ? Number(value) : null;
 }

@@ -11,7 +11,7 @@ const ERROR_WORDS = {
 const REASON_WORDS = {
   length: "The answer reached its token limit and was cut short.",
   content_filter: "The provider's content filter stopped the answer.",
-  shutdown: "The proxy is restarting and ended the answer early. Try again in a moment.",
+  shutdown: "The proxy shut down and ended the answer early. Try again once it is back.",
   refusal: "The model declined this request.",
   tool_calls: "The model asked to call the tools above; this demo does not run them.",
 };
@@ -21,7 +21,19 @@ const DEMO_MODELS = [
   ["mock-reasoning", "thinks before it answers"],
   ["mock-tools", "calls a tool"],
 ];
-export const KEY_HELP = "Keys are the proxy's auth.keys (docs/security.md); this page keeps yours in this tab only.";
+export const KEY_HELP = "A key is one of the proxy's auth.keys, or a JWT your backend signed for you (docs/security.md); "
+  + "this page keeps yours in this tab only.";
+// A budget's name (issue 23) as a person says it.
+const BUDGET_WORDS = {
+  tokens_per_minute: ["token allowance for this minute", "tokens this minute"],
+  tokens_per_day: ["token allowance for today", "tokens today"],
+  requests_per_minute: ["requests for this minute", "requests this minute"],
+  spend_per_day: ["spending allowance for today", "to spend today"],
+};
+const RECOVERED_WORDS = {
+  continue: "The connection to the model broke mid-answer; the proxy recovered it, and the answer went on where it stopped.",
+  restart: "The connection to the model broke mid-answer; the proxy recovered it by starting the answer again.",
+};
 
 /** `text` as a sentence: a full stop added only when it does not already end in one (or in ! or ?). */
 export function sentence(text) {
@@ -31,7 +43,8 @@ export function sentence(text) {
 
 /** The notice for a terminate event: empty for a plain stop. */
 export function terminateWords(terminate, hadText) {
-  if (terminate.reason !== "error") return REASON_WORDS[terminate.reason] ?? "";
+  const recovered = RECOVERED_WORDS[terminate.recovered?.kind] ?? "";
+  if (terminate.reason !== "error") return [recovered, REASON_WORDS[terminate.reason] ?? ""].filter(Boolean).join(" ");
   const { type, message } = terminate.error ?? {};
   const partial = hadText ? " The text above is incomplete." : "";
   return `${ERROR_WORDS[type] ?? "The model failed."}${partial} It said: ${sentence(message ?? type ?? "nothing")}`;
@@ -42,6 +55,8 @@ export function failureWords(err) {
   if (err.status === 401) return `The proxy wants a valid client key: ${sentence(err.message)} ${KEY_HELP}`;
   if (err.status === 404) return `The proxy does not know this model: ${sentence(err.message)}`;
   if (err.status === 413) return "The prompt is larger than this proxy accepts.";
+  if (err.status === 431) return "The prompt is too long to send with EventSource (GET): use the fetch transport.";
+  if (err.status === 429 && err.type === "budget_exceeded") return budgetWords(err);
   if (err.status) return `The proxy refused the request (HTTP ${err.status}): ${sentence(err.message)}`;
   if (err instanceof TypeError) return "Could not reach the proxy. Is it running?";
   return `The stream failed: ${sentence(err.message)}`;
@@ -64,4 +79,39 @@ export function statsWords({ firstMs, streamingSeconds, tokens, model }) {
   }
   if (model) parts.push(`answered by ${model}`);
   return parts.join(" · ");
+}
+
+/** "41 seconds", "2 minutes", "3 hours": how long until a budget frees, rounded up. */
+export function durationWords(seconds) {
+  const [amount, unit] = seconds < 60 ? [seconds, "second"] : seconds < 3600 ? [Math.ceil(seconds / 60), "minute"]
+    : [Math.ceil(seconds / 3600), "hour"];
+  return `${amount} ${unit}${amount === 1 ? "" : "s"}`;
+}
+
+/** A 429 budget_exceeded in plain words: which allowance is used up, and when the next request may go. */
+export function budgetWords(err) {
+  return spentWords(/budget (\w+)/.exec(err.message ?? "")?.[1], err.retryAfter);
+}
+
+function spentWords(budget, seconds) {
+  const [what] = BUDGET_WORDS[budget] ?? ["allowance"];
+  const when = seconds ? ` You can send again in ${durationWords(seconds)}.` : " Try again later.";
+  return `You have used up your ${what}.${when}`;
+}
+
+/** From GET /usage, the words for the first budget with nothing left; empty when none is spent. EventSource
+ * cannot read a refusal's status, so the page asks /usage whether a budget was the reason. */
+export function spentBudgetWords({ budgets = [] } = {}) {
+  const spent = budgets.find(({ left }) => left <= 0);
+  return spent ? spentWords(spent.budget, spent.resets_in) : "";
+}
+
+/** GET /usage as one line: what is left in each window; empty when the caller has no budget. */
+export function usageWords({ budgets = [] } = {}) {
+  const parts = budgets.map(({ budget, limit, left }) => {
+    const [, window] = BUDGET_WORDS[budget] ?? [null, budget];
+    const amount = (n) => (budget === "spend_per_day" ? n.toFixed(2) : n.toLocaleString("en-US"));
+    return `${amount(left)} of ${amount(limit)} ${window}`;
+  });
+  return parts.length ? `Left: ${parts.join(" · ")}.` : "";
 }

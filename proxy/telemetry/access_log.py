@@ -51,7 +51,8 @@ def stream_line(
         "duration": _seconds(duration),
         "tokens_in": usage.prompt_tokens if usage else None,
         "tokens_out": usage.completion_tokens if usage else None,
-        "client_disconnect": outcome.reason in ("cancelled", "send_timeout"),
+        "client_disconnect": outcome.left_early() is not None,
+        "grace": outcome.grace,
         "recovered": outcome.recovered,
         "malformed_chunks": outcome.malformed,
     }

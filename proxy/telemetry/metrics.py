@@ -20,7 +20,6 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 KNOWN_REASONS = frozenset(
     {"stop", "length", "content_filter", "tool_calls", "function_call", "error", "cancelled", "shutdown", "send_timeout"}
 )
-DISCONNECTS = {"cancelled": "closed", "send_timeout": "send_timeout"}
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
 DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
@@ -56,6 +55,8 @@ class Metrics:
         self.fallbacks = Counter("llm_proxy_fallbacks", "Fallback models tried", ["model"], registry=r)
         self.upstream_errors = Counter("llm_proxy_upstream_errors", "Upstream errors, by type", ["type"], registry=r)
         self.disconnects = Counter("llm_proxy_client_disconnects", "Clients gone before the end", ["reason"], registry=r)
+        self.grace = Counter("llm_proxy_resume_grace", "Resumable streams whose client left: what came of the grace",
+                             ["outcome"], registry=r)
         self.rejected = Counter("llm_proxy_rejected_requests", "Requests refused before streaming", ["reason"], registry=r)
         self.tokens = Counter("llm_proxy_tokens", "Tokens the upstreams reported", ["model", "direction"], registry=r)
         self.recoveries = Counter("llm_proxy_recoveries", "Answers recovered mid-stream, by kind", ["model", "kind"],
@@ -105,8 +106,10 @@ class Metrics:
             self.upstream_errors.labels(error_type).inc()
         if outcome.fallbacks:
             self.fallbacks.labels(model).inc(outcome.fallbacks)
-        if outcome.reason in DISCONNECTS:
-            self.disconnects.labels(DISCONNECTS[outcome.reason]).inc()
+        if (left := outcome.left_early()) is not None:
+            self.disconnects.labels(left).inc()
+        if outcome.grace is not None:
+            self.grace.labels(outcome.grace).inc()
         if outcome.recovered is not None:
             self.recoveries.labels(model, outcome.recovered).inc()
         if outcome.malformed:

@@ -138,9 +138,9 @@ async def test_ctrl_enter_is_not_offered_on_touch_screens(browser: Browser, touc
 BOX = "(s) => { const r = document.querySelector(s).getBoundingClientRect(); return [r.top, r.bottom, r.right]; }"
 
 
-async def test_a_long_model_name_keeps_the_transport_beside_it(page: Page) -> None:
-    config = make_config([{"name": LONG_NAME, "adapter": "mock"}, {"name": "mock", "adapter": "mock"}])
-    async with running(config) as (base, _app, _counter):
+async def test_a_short_model_name_keeps_the_transport_beside_it(page: Page) -> None:
+    # A long name is shown in full now (issue 26; tests/browser/test_demo_budgets.py), so it may take the row.
+    async with running(make_config([{"name": "mock", "adapter": "mock"}])) as (base, _app, _counter):
         await open_demo(page, base)
         picker = await page.evaluate(BOX, "#model")
         transport = await page.evaluate(BOX, ".segmented")

@@ -5,14 +5,15 @@ writes (proxy/state/streams/redis_scripts.py), as resumable-streams.md sections 
 all streams share one pipelined round trip (proxy/state/streams/redis_writer.py). Readers on the replica that
 generates the stream are served from its in-process tail of committed frames (proxy/state/streams/redis_tails.py).
 Departures from the brief:
-- a reader on another replica runs its own `XREAD BLOCK` on a connection of the process's one pool (no
-  per-replica follower and mirror buffer yet); past the pool it waits `POOL_WAIT`, then gets 503.
-  Commit-then-deliver holds everywhere: no reader ever sees a frame Redis has not committed.
+- readers on another replica share one mirror per stream, fed by that replica's one `XREAD BLOCK` loop
+  (proxy/state/streams/redis_follower.py), which also marks them present and checks the owner's lease;
+  a finished stream is paged with XRANGE. Commit-then-deliver holds everywhere: no reader ever sees a
+  frame Redis has not committed.
 - stop is a flag the owner sees at its next heartbeat (at most `heartbeat` seconds, 1 s by default), and
   a message on its replica's channel (`llmsse:stop:<replica>`, one subscription per process) that makes it
   prompt: pub/sub is at-most-once, so the flag stays the guarantee and the message only the fast path.
-Liveness: a reader whose `XREAD` comes back empty checks the lease; if the owner is gone it runs REAP,
-which writes the terminal `error`/`owner_lost` at last + 1 (idempotent, first caller wins). So a reader
+Liveness: a followed stream with nothing new for `block` seconds has its lease checked; if the owner is gone
+REAP writes the terminal `error`/`owner_lost` at last + 1 (idempotent, first caller wins). So a reader
 waits at most lease + block for a dead owner, never forever.
 """
 
@@ -36,6 +37,7 @@ from llm_sse_proxy.proxy.resume.errors import (
 )
 from llm_sse_proxy.proxy.resume.ids import format_id
 from llm_sse_proxy.proxy.state.streams.redis_labels import Labels
+from llm_sse_proxy.proxy.state.streams.redis_follower import READ_BATCH, Follower
 from llm_sse_proxy.proxy.state.streams.redis_scripts import SCRIPTS
 from llm_sse_proxy.proxy.state.streams.redis_stops import StopSignals
 from llm_sse_proxy.proxy.state.streams.redis_tails import Tail
@@ -46,7 +48,6 @@ from llm_sse_proxy.proxy.state.streams.store import (
 from llm_sse_proxy.proxy.relay.sse import encode_event, terminate_payload
 
 OWNER_LOST = ("owner_lost", "the replica that was generating this answer stopped; ask again")
-READ_BATCH = 256  # entries per XREAD: a replay is paged, never read in one piece
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,10 @@ class RedisStore:
         self.writer = PipelinedWriter(shared, COMMAND_TIMEOUT)  # all streams' appends share round trips
         self._append_sha = self._scripts["append"].sha.encode()
         self._stops = StopSignals(shared, replica, poll=limits.block, retry=limits.heartbeat)
+        self.follower = Follower(shared, block=limits.block, grace=limits.grace, max_events=limits.max_events,
+                                 max_bytes=limits.max_bytes, events_key=lambda sid: _Keys.of(sid).events,
+                                 replay=self._replay, check=self._owner_alive_or_reaped,
+                                 mark_present=self._mark_all_present)
         self._tails: dict[str, Tail] = {}  # running streams owned here, for their local readers
         self.labels = Labels(self.redis, limits.running_ttl_ms)  # StreamStore.labelled
         self._tasks: set[asyncio.Task[None]] = set()
@@ -230,7 +235,7 @@ class RedisStore:
                 if tail.ended:
                     return
             # Not generated here, or its owner here lost it: Redis has the rest, REAP's terminal included.
-            async for frame in self._read_remote(keys, sid, cursor, start_presence=presence is None, left=left):
+            async for frame in self._read_remote(sid, cursor):
                 yield frame
         finally:
             left.set()
@@ -238,8 +243,7 @@ class RedisStore:
                 presence.cancel()
                 self._spawn(self._mark_present(keys))  # grace counts from the moment the last reader left
 
-    async def _read_remote(self, keys: _Keys, sid: str, after: int, *, start_presence: bool,
-                           left: asyncio.Event) -> AsyncIterator[bytes]:
+    async def _read_remote(self, sid: str, after: int) -> AsyncIterator[bytes]:
         status = await self.status(sid)
         if status is None:
             raise StreamNotFound()
@@ -247,30 +251,20 @@ class RedisStore:
             raise CursorAhead("the cursor is past the stream's last event")
         if after + 1 < status.first_seq:
             raise ResumeGap("the events after the cursor are no longer kept")
-        if status.state == "finished" and after >= status.last_seq:
+        if status.state == "running":
+            async for frame in self.follower.read(sid, after):  # this replica's one XREAD loop
+                yield frame
             return
-        presence = self._spawn(self._present(keys, left)) if start_presence else None
-        try:
-            cursor = after
-            while True:
-                entries = await self._next_entries(keys, cursor)
-                if entries is None:
-                    return  # forgotten (retention passed) while this reader waited
-                for seq, fields in entries:
-                    if seq != cursor + 1:
-                        raise ResumeGap("this reader fell behind the frames the stream keeps")
-                    cursor = seq
-                    yield fields[b"f"]
-                    if b"end" in fields:
-                        return
-        finally:
-            if presence is not None:
-                left.set()
-                presence.cancel()
-                self._spawn(self._mark_present(keys))
+        cursor = after
+        while cursor < status.last_seq:  # finished: all of it is in Redis, paged without blocking
+            entries = await self._replay(sid, cursor, status.last_seq)
+            if not entries or entries[0][0] != cursor + 1:
+                raise ResumeGap("the events after the cursor are no longer kept")
+            for cursor, fields in entries:
+                yield fields[b"f"]
 
     async def ready(self) -> str | None:
-        return await self.redis.unreachable()
+        return await self.shared.unreachable()
 
     async def aclose(self) -> None:
         self._stops.wake_all()
@@ -279,18 +273,26 @@ class RedisStore:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.follower.aclose()
         await self.writer.aclose()
 
-    async def _next_entries(self, keys: _Keys, cursor: int) -> list[tuple[int, dict[bytes, bytes]]] | None:
-        """The entries after `cursor`, waiting up to `block`; [] after a wait that found none, and
-        then the owner's liveness was checked (and REAP run if it is gone); None if the stream is gone."""
+    async def _replay(self, sid: str, after: int, last: int) -> list[tuple[int, dict[bytes, bytes]]]:
+        """One page of the entries after `after`, up to `last`, without blocking."""
         with self._errors("read"):
-            reply = await self.shared.blocking("XREAD", "COUNT", READ_BATCH, "BLOCK", _ms(self.limits.block),
-                                               "STREAMS", keys.events, f"{cursor}-0", wait=self.limits.block)
-        if reply:
-            entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]  # RESP3 or RESP2
-            return [(_seq(entry_id), _fields(values)) for entry_id, values in entries]
-        return [] if await self._owner_checked(keys) else None
+            entries = await self.redis.xrange(_Keys.of(sid).events, f"{after + 1}-0", f"{last}-0", count=READ_BATCH)
+        return [(_seq(entry_id), fields) for entry_id, fields in entries]
+
+    async def _owner_alive_or_reaped(self, sid: str) -> bool:
+        return await self._owner_checked(_Keys.of(sid))
+
+    async def _mark_all_present(self, sids: list[str]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid in sids:
+                    pipe.set(_Keys.of(sid).readers, 1, px=_ms(self.limits.grace))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self.shared.failed("presence", exc, "the next refresh will tell")
 
     async def _lease_alive(self, keys: _Keys) -> bool:
         with self._errors("read"):
@@ -389,11 +391,6 @@ async def open_redis_store(config: ResumeConfig, redis: SharedRedis | None) -> A
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-def _fields(values: list[bytes]) -> dict[bytes, bytes]:
-    """An entry's raw field list [f1, v1, f2, v2...] as a dict."""
-    return dict(zip(values[::2], values[1::2]))
 
 
 def _seq(entry_id: bytes) -> int:
