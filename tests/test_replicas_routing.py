@@ -96,14 +96,21 @@ async def test_the_scripts_take_count_and_release_on_the_real_server(redis_serve
             SharedRedis(redis_server.url, on_error=errors.append) as second, \
             RedisRouting(first) as one, RedisRouting(second) as other:
         wanted = Wanted(chain, range(1), lease=60)
-        taken = [await (one, other)[i % 2].take(wanted) for i in range(3)]
-        assert sorted(t.index for t in taken) == [0, 0, 1]  # type: ignore[union-attr]  # least busy, then rpm
-        one.release(chain[0].deployments[1], taken[1] if taken[1].index == 1 else taken[2], 10)  # type: ignore
-        await one.drained()
-        assert await other.take(wanted) > 0  # both spent: the seconds until one may be asked
-        second = chain[0].deployments[1]
-        one.failed(second, taken[0], chain[0], None)  # type: ignore[arg-type]
-        one.failed(second, taken[0], chain[0], None)  # type: ignore[arg-type]
+        taken: list[Taken] = []
+        for i in range(6):  # the two replicas in turn, until neither deployment may be asked
+            state = (one, other)[i % 2]
+            got = await state.take(wanted)
+            if not isinstance(got, Taken):
+                break
+            taken.append(got)
+            if got.index == 1:  # its 10 tokens spend its tpm
+                state.release(chain[0].deployments[1], got, 10)
+                await state.drained()  # type: ignore[attr-defined]
+        assert Counter(t.index for t in taken) == {0: 2, 1: 1}  # rpm 2, tpm 10: exact across both
+        assert isinstance(got, float) and got > 0  # the seconds until one may be asked
+        breaking = chain[0].deployments[1]
+        one.failed(breaking, taken[0], chain[0], None)
+        one.failed(breaking, taken[0], chain[0], None)
         await one.drained()
         assert redis_server.command("HGET", f"{PREFIX}t/1:state", "open_until") != b"$-1"
     assert errors == []

@@ -11,7 +11,8 @@ its first text, nothing has reached the client: the retry is safe, as before any
 
 After the commit point, a model configured with `recovery` may have its cut answer recovered on the
 next attempt of the same order (proxy/relay/recovery.py: continue the text, or restart it with a reset).
-Each attempt goes to a deployment of its model, from the request's route (proxy/relay/attempts.py, issue 22).
+Each attempt goes to a deployment of its model, from the request's route (proxy/relay/attempts.py, issue 22);
+the retry policy itself is proxy/relay/retries.py.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
 
 from llm_sse_proxy.proxy.config import FaultsConfig, RetryConfig, TimeoutsConfig
 from llm_sse_proxy.proxy.relay.deadline import ReadDeadline
@@ -53,6 +52,7 @@ from llm_sse_proxy.proxy.relay.attempts import Attempts
 from llm_sse_proxy.proxy.relay.observer import NO_OBSERVER, RelayObserver
 from llm_sse_proxy.proxy.relay.outcome import Outcome
 from llm_sse_proxy.proxy.relay.recovery import CannotRecoverHere, Plan, Recovery, add_usage
+from llm_sse_proxy.proxy.relay.retries import RetryPolicy
 from llm_sse_proxy.proxy.relay.rich_events import Extras, Named
 from llm_sse_proxy.proxy.relay.reading import next_delta, read_seam
 from llm_sse_proxy.proxy.relay.splice import splice
@@ -79,7 +79,7 @@ class Upstream:
     continue_with: str = "none"  # how this model continues an assistant message, as a recovery target
 
 
-class Relay:
+class Relay(RetryPolicy):
     """Runs one chat request through a chain of upstreams and emits the browser's events."""
 
     def __init__(
@@ -167,23 +167,6 @@ class Relay:
         """A content-policy rejection is the answer: no fallback, unless configured (issue 12)."""
         return isinstance(exc, ContentPolicyRejected) and self.faults.content_policy == "final"
 
-    async def _with_retries(self, position: int, emit: Emit) -> None:
-        # Most requests succeed at once: tenacity's machinery is built only once an attempt has failed.
-        first: UpstreamError | None
-        try:
-            return await self._attempt(position, emit)
-        except UpstreamError as exc:
-            first = exc
-        retrying = AsyncRetrying(stop=stop_after_attempt(self.retry.attempts), wait=self._wait, sleep=self.sleep,
-                                 retry=retry_if_exception(self._should_retry), before_sleep=self._before_sleep,
-                                 reraise=True)
-        async for attempt in retrying:
-            with attempt:
-                if first is not None:  # attempt 1, already run: tenacity judges its error, numbering unchanged
-                    failed, first = first, None
-                    raise failed
-                await self._attempt(position, emit)
-
     async def _attempt(self, position: int, emit: Emit) -> None:
         upstream = await self.attempts.begin(position)
         sent_before = self.outcome.text_chars
@@ -211,43 +194,6 @@ class Relay:
         recovering = self.recovery.active
         if self.recovery.begin(exc, upstream, time_left=time_left) and not recovering:
             self.observer.recovering(exc.type)
-
-    def _should_retry(self, exc: BaseException) -> bool:
-        # Never True for CancelledError: tenacity would swallow the client's disconnect.
-        if not isinstance(exc, UpstreamError) or isinstance(exc, (CannotRecoverHere, ModelUnavailable)):
-            return False
-        if self.committed:
-            refused = self._refused and self.recovery.may_reset  # restart it instead
-            if not self.recovery.active or not (exc.retryable or refused):
-                return False
-        elif not exc.retryable:
-            return False
-        if anyio.current_time() >= self._total_deadline:
-            return False
-        if self.attempts.elsewhere():
-            return True  # another deployment of the model: asked at once (see _wait)
-        if self.attempts.next_model(exc):
-            return False
-        retry_after = getattr(exc, "retry_after", None)
-        return retry_after is None or retry_after <= self.retry.retry_after_max
-
-    def _before_sleep(self, state: RetryCallState) -> None:
-        # Called only when a retry really follows (the stop rule has been checked).
-        exc = state.outcome.exception() if state.outcome else None
-        assert isinstance(exc, UpstreamError)
-        self.outcome.retries.append(exc.type)
-        self.observer.retrying(exc.type, state.upcoming_sleep)
-        log.info("retrying in %.2f s after %s: %s", state.upcoming_sleep, exc.type, exc.message)
-
-    def _wait(self, state: RetryCallState) -> float:
-        if self.attempts.elsewhere():
-            return 0.0  # the backoff and a Retry-After are the failed deployment's, not another's
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return float(retry_after)
-        initial = self.retry.backoff_initial
-        return wait_exponential_jitter(multiplier=initial, max=self.retry.backoff_max, jitter=initial)(state)
 
     async def _stream(self, upstream: Upstream, emit: Emit) -> None:
         self._plan = plan = self.recovery.plan(upstream) if self.recovery.active else None
