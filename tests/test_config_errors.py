@@ -37,7 +37,7 @@ def problem(tmp_path: Path, text: str, environ: dict[str, str] | None = None) ->
     (MODEL + "    chunk_char: 3\n", "models[0] (m).chunk_char: unknown key; did you mean 'chunk_chars'?"),
     (MODEL + "    fallback: []\n", "models[0] (m).fallback: unknown key; did you mean 'fallbacks'?"),
     (MODEL + "auth: {key: []}\n", "auth.key: unknown key; did you mean 'keys'?"),
-    (MODEL.replace("    adapter: mock\n", ""), "models[0] (m).adapter: required (one of: anthropic, gemini, mock, ollama, openai)"),
+    (MODEL.replace("    adapter: mock\n", ""), "models[0] (m).adapter: required (one of: anthropic, gemini, mock, ollama, openai, openai_responses)"),
     (MODEL + "server: {port: eighty}\n", "server.port: must be a whole number"),
     (MODEL + "server: {port: 70000}\n", "server.port: must be at most 65535"),
     (MODEL + "server: {ping_interval: 0}\n", "server.ping_interval: must be more than 0"),
