@@ -16,7 +16,7 @@ pytestmark = pytest.mark.anyio
 
 async def batches_of(store: MemoryStore, sid: str, after: int) -> list[list[bytes]]:
     async with asyncio.timeout(HANG), aclosing(store.read_batches(sid, after)) as batches:
-        return [batch async for batch in batches]
+        return [list(batch) async for batch in batches]
 
 
 @pytest.mark.parametrize(("count", "after"), [(1, 0), (5, 0), (5, 3), (5, 6), (300, 17)])
@@ -33,15 +33,15 @@ async def test_a_live_reader_gets_what_each_append_added_then_ends_after_the_ter
     store = MemoryStore()
     sid, lease = await started(store, 2)
     async with asyncio.timeout(HANG), aclosing(store.read_batches(sid, 0)) as batches:
-        assert await batches.__anext__() == [frame(sid, 1), frame(sid, 2)]
+        assert list(await batches.__anext__()) == [frame(sid, 1), frame(sid, 2)]
         waiting = asyncio.ensure_future(batches.__anext__())
         await asyncio.sleep(0)
         assert not waiting.done()  # at the head: it waits for the next append
         await store.append(lease, 3, [frame(sid, 3), frame(sid, 4)])
         await store.append(lease, 5, [frame(sid, 5)])  # before the reader runs: the same batch
-        assert await waiting == [frame(sid, s) for s in (3, 4, 5)]
+        assert list(await waiting) == [frame(sid, s) for s in (3, 4, 5)]
         await store.finish(lease, 6, frame(sid, 6), "stop")
-        assert [batch async for batch in batches] == [[frame(sid, 6)]]
+        assert [list(batch) async for batch in batches] == [[frame(sid, 6)]]  # a tuple, once finished
     await store.aclose()
 
 

@@ -10,7 +10,7 @@ one terminate `error`/`resume_gap` with no id: an empty `id:` would reset the br
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -90,7 +90,7 @@ class ReaderResponse(SSEResponse):
             # client knows to ask again later instead of reconnecting into the outage.
             await self._write(self.gap_frame("store_unavailable", "the stream store is unavailable; try later"))
 
-    async def _write_frames(self, frames: list[bytes]) -> None:
+    async def _write_frames(self, frames: Sequence[bytes]) -> None:
         for start in range(0, len(frames), WRITE_FRAMES):
             part = frames[start : start + WRITE_FRAMES]
             data = part[0] if len(part) == 1 else b"".join(part)

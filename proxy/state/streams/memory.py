@@ -148,9 +148,9 @@ class MemoryStore:
         finally:
             self._detach(stream, cursor)
 
-    async def read_batches(self, sid: str, after: int) -> AsyncIterator[list[bytes]]:
+    async def read_batches(self, sid: str, after: int) -> AsyncIterator[Sequence[bytes]]:
         """As `read`, but each step is every frame ready then, in order: a reader sends them in one write
-        (proxy/resume/reader.py, issue 27). The list is a copy: trimming never changes what was handed out."""
+        (proxy/resume/reader.py, issue 27). Each is a copy (a slice): trimming never changes what was handed out."""
         stream = self._readable(sid, after)
         cursor = _Cursor(after)
         self._attach(stream, cursor)
