@@ -75,6 +75,7 @@ async def test_a_silent_primary_is_hedged_and_the_fallback_answers_alone() -> No
                  up.model("backup", "backup+delay_ms=60")]
         async with proxy(upstream_config(chain, retry=RETRY, timeouts=timeouts)) as client:
             text, terminate = await converse(client, events=())
+            metrics = (await client.get("/metrics")).text
         primary, hedge = up.recorder.attempts
         await up.recorder.wait_closed(1, timeout=10)
     assert text == DEFAULT_REPLY and terminate["model"] == "backup"  # one stream: the reply once, one terminate
@@ -82,6 +83,17 @@ async def test_a_silent_primary_is_hedged_and_the_fallback_answers_alone() -> No
     assert primary.closed_at is not None and hedge.closed_at is not None
     assert primary.closed_at < hedge.closed_at  # the loser was closed while the winner was still streaming
     assert primary.chunks_sent == 0 and hedge.finished
+    assert 'llm_proxy_hedges_total{model="gpt"} 1.0' in metrics
+
+
+async def test_a_primary_that_answers_in_time_counts_no_hedge() -> None:
+    timeouts = {"connect": 2, "first_token": 30, "idle": 30, "total": 60, "hedge_after": 5}
+    async with mock_upstream() as up:
+        chain = [up.model("gpt", "gpt", fallbacks=["backup"]), up.model("backup", "backup")]
+        async with proxy(upstream_config(chain, retry=RETRY, timeouts=timeouts)) as client:
+            await converse(client)
+            metrics = (await client.get("/metrics")).text
+    assert "llm_proxy_hedges_total{" not in metrics
 
 
 async def test_a_hedge_goes_to_another_deployment_first() -> None:

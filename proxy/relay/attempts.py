@@ -21,6 +21,7 @@ from llm_sse_proxy.proxy.config import FaultsConfig, TimeoutsConfig
 from llm_sse_proxy.proxy.deltas import ChatRequest, Delta, Usage
 from llm_sse_proxy.proxy.errors import NoFirstToken, UpstreamError, UpstreamTimeout, UpstreamTruncated
 from llm_sse_proxy.proxy.relay.hedge import Entrant, race
+from llm_sse_proxy.proxy.relay.observer import NO_OBSERVER, RelayObserver
 from llm_sse_proxy.proxy.relay.outcome import Outcome
 from llm_sse_proxy.proxy.relay.recovery import add_usage
 from llm_sse_proxy.proxy.routing.route import Attempt, RequestRoute
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
 
 
 class Attempts:
-    def __init__(self, route: RequestRoute, timeouts: TimeoutsConfig, faults: FaultsConfig, outcome: Outcome) -> None:
+    def __init__(self, route: RequestRoute, timeouts: TimeoutsConfig, faults: FaultsConfig, outcome: Outcome,
+                 observer: RelayObserver = NO_OBSERVER) -> None:
         self.route = route
+        self.observer = observer  # told of a hedge and its winner (a trace's events)
         self.timeouts = timeouts
         self.faults = faults
         self.outcome = outcome
@@ -125,6 +128,8 @@ class Attempts:
             if attempt is None:
                 return None
             self.outcome.attempts += 1
+            self.outcome.hedged = True
+            self.observer.hedge_started(attempt.upstream.name)
             stream = aclosing(attempt.upstream.adapter.stream(request))
             self._hedges.append(stream)
             return Entrant(await stream.__aenter__(), attempt)
@@ -140,4 +145,6 @@ class Attempts:
         for loser in won.losers:
             self.route.done(loser.tag, None)  # cancelled before its first delta: neither failed nor used
         self.current = won.entrant.tag
+        if self.outcome.hedged:
+            self.observer.hedge_won(self.current.upstream.name)
         return won.delta, won.entrant.deltas

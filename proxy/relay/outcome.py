@@ -24,6 +24,7 @@ class Outcome:
     retries: list[str] = field(default_factory=list)  # the error types that were retried
     failures: list[str] = field(default_factory=list)  # the error types that ended a model's turn
     recovered: str | None = None  # the kind of mid-stream recovery, when one succeeded
+    hedged: bool = False  # a hedge was started beside a silent first attempt (timeouts.hedge_after)
     malformed: int = 0  # malformed upstream chunks (skipped, but for one that ended the stream)
     # For the bill of a stream whose usage never came (issue 23, proxy/admission/budgets.py):
     text_chars: int = 0  # answer text relayed, every attempt

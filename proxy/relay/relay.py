@@ -117,7 +117,7 @@ class Relay(RetryPolicy):
         self._total_deadline = math.inf
         self._no_first_token = f"no first token within {timeouts.first_token:g} s"
         self._silent = f"the upstream was silent for {timeouts.idle:g} s"
-        self.attempts = Attempts(self.route, timeouts, faults, self.outcome)
+        self.attempts = Attempts(self.route, timeouts, faults, self.outcome, self.observer)
 
     async def run(self, emit: Emit) -> Outcome:
         """Emit text events, then exactly one terminate. Only cancellation escapes."""

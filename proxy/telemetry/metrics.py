@@ -59,6 +59,8 @@ class Metrics:
                              ["outcome"], registry=r)
         self.rejected = Counter("llm_proxy_rejected_requests", "Requests refused before streaming", ["reason"], registry=r)
         self.tokens = Counter("llm_proxy_tokens", "Tokens the upstreams reported", ["model", "direction"], registry=r)
+        self.hedges = Counter("llm_proxy_hedges", "Streams whose silent first attempt was hedged (timeouts.hedge_after)",
+                              ["model"], registry=r)
         self.recoveries = Counter("llm_proxy_recoveries", "Answers recovered mid-stream, by kind", ["model", "kind"],
                                   registry=r)
         self.malformed = Counter("llm_proxy_malformed_chunks", "Malformed upstream chunks", ["model"], registry=r)
@@ -112,6 +114,8 @@ class Metrics:
             self.grace.labels(outcome.grace).inc()
         if outcome.recovered is not None:
             self.recoveries.labels(model, outcome.recovered).inc()
+        if outcome.hedged:
+            self.hedges.labels(model).inc()
         if outcome.malformed:
             self.malformed.labels(model).inc(outcome.malformed)
         if outcome.usage is not None:
