@@ -33,6 +33,9 @@ def preamble(sid: str, after: int) -> bytes:
 
 # A batch is joined into one write up to this many frames (a resume may find thousands retained).
 WRITE_FRAMES = 64
+# ... and up to about this many bytes: the transport's high-water mark (proxy/server/asgi.py). `send_timeout`
+# judges one write's progress, so a slow reader that keeps reading must see writes it can drain in time.
+WRITE_BYTES = 16 * 1024
 # The data line of a stream's terminal frame: it is always the stream's last (proxy/relay/sse.py puts
 # `action` first; JSON escapes any newline inside a string, so no other frame holds this).
 TERMINAL = b'\ndata: {"action":"terminate"'
@@ -91,11 +94,21 @@ class ReaderResponse(SSEResponse):
             await self._write(self.gap_frame("store_unavailable", "the stream store is unavailable; try later"))
 
     async def _write_frames(self, frames: Sequence[bytes]) -> None:
-        for start in range(0, len(frames), WRITE_FRAMES):
-            part = frames[start : start + WRITE_FRAMES]
-            data = part[0] if len(part) == 1 else b"".join(part)
-            if TERMINAL in part[-1]:
-                await self._write(data, more_body=False)  # the last frame and the end of the body, together
-                self._ended = True
-            else:
-                await self._write(data)
+        part: list[bytes] = []
+        size = 0
+        for frame in frames:
+            part.append(frame)
+            size += len(frame)
+            if size >= WRITE_BYTES or len(part) >= WRITE_FRAMES:
+                await self._write_part(part)
+                part, size = [], 0
+        if part:
+            await self._write_part(part)
+
+    async def _write_part(self, part: list[bytes]) -> None:
+        data = part[0] if len(part) == 1 else b"".join(part)
+        if TERMINAL in part[-1]:
+            await self._write(data, more_body=False)  # the last frame and the end of the body, together
+            self._ended = True
+        else:
+            await self._write(data)
