@@ -51,6 +51,7 @@ def create_app(
     admission = Admission.from_config(config, redis, budget_clock=wall_clock)
     check(config, admission)
     routing = routing_state_for(redis, clock=clock)
+    metrics.watch_breakers(routing.open_breakers)
     chats = Chats(config, admission, metrics, sleep, shutdown)
     readiness = Readiness(admission.limits, shutdown)
     doors = [door(chats) for door in DOORS] + [OpsRoutes(config, admission, metrics, readiness)]

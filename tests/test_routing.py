@@ -6,6 +6,8 @@ mock's recorder says what each upstream saw. Breaker and latency ages run on an 
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from typing import Any
 
@@ -114,6 +116,7 @@ async def test_a_retry_goes_to_the_other_deployment_at_once_then_the_breaker_ope
             with anyio.fail_after(4):  # well under the 5 s backoff
                 answered = [(await ask(client))[1]["deployment"] for _ in range(3)]  # 2 failures open it
             asked_while_open = up.recorder.count(east)
+            gauge_open = breaker_gauges((await client.get("/metrics")).text)
             clock.now += 30  # half-open: one probe, which fails (the mock's third 503): open again
             probe = (await ask(client))[1]["deployment"]
             asked_by_probe = up.recorder.count(east)
@@ -121,9 +124,16 @@ async def test_a_retry_goes_to_the_other_deployment_at_once_then_the_breaker_ope
             clock.now += 30  # half-open again: this probe succeeds and closes it
             closing = (await ask(client))[1]["deployment"]
             closed = (await ask(client))[1]["deployment"]
+            gauge_closed = breaker_gauges((await client.get("/metrics")).text)
     assert answered == ["west", "west", "west"] and asked_while_open == 2
+    assert gauge_open == {"east": "1.0", "west": "0.0"} and gauge_closed == {"east": "0.0", "west": "0.0"}
     assert probe == "west" and asked_by_probe == 3 and still_open == "west"
     assert closing == "east" and closed == "east" and up.recorder.count(east) == 5
+
+
+def breaker_gauges(exposition: str) -> dict[str, str]:
+    """`llm_proxy_breaker_open` of model `chat`, by deployment."""
+    return dict(re.findall(r'^llm_proxy_breaker_open\{deployment="(\w+)",model="chat"\} (\S+)$', exposition, re.M))
 
 
 async def test_every_deployment_open_is_a_503_at_once_in_each_door() -> None:

@@ -62,6 +62,9 @@ class RoutingState(Protocol):
     def failed(self, deployment: Deployment, taken: Taken, model: ModelRoute, hold: float | None) -> None:
         """The attempt failed in a way that counts against the deployment; `hold`: a Retry-After."""
 
+    def open_breakers(self) -> list[tuple[str, str, bool]]:
+        """(model, deployment, open) for each deployment this process has asked, as this process knows it."""
+
     def release(self, deployment: Deployment, taken: Taken, tokens: int) -> None:
         """The attempt is over: its slot is free, its tokens count against `tpm`."""
 
@@ -103,13 +106,21 @@ class MemoryRouting:
         self.clock = clock
         self.rand = rand
         self._state: dict[str, _Deployment] = {}
+        self._deployments: dict[str, Deployment] = {}  # each one seen, for `open_breakers`
         self._leases = itertools.count()
 
     def _of(self, deployment: Deployment) -> _Deployment:
         state = self._state.get(deployment.key)
         if state is None:
             state = self._state[deployment.key] = _Deployment()
+            self._deployments[deployment.key] = deployment
         return state
+
+    def open_breakers(self) -> list[tuple[str, str, bool]]:
+        """(model, deployment, open or half-open) for each deployment this process has asked, as this process
+        knows it: with Redis, from the reports of its own requests (the gauge of /metrics)."""
+        return [(d.key[: -len(d.label) - 1], d.label, bool(self._state[key].breaker.open_until))
+                for key, d in self._deployments.items()]
 
     async def take(self, wanted: Wanted) -> Taken | float:
         now, wait = self.clock(), math.inf

@@ -68,6 +68,9 @@ class RedisRouting:
         keys = [_key(deployment, "state"), _key(deployment, "busy"), _key(deployment, "tpm")]
         self._spawn("routing_release", "release", keys, [taken.lease, tokens, int(taken.probe)])
 
+    def open_breakers(self) -> list[tuple[str, str, bool]]:
+        return self.local.open_breakers()  # told the same news as Redis, by this process's requests
+
     async def drained(self) -> None:
         """Wait until every report sent so far has landed (tests, and the end of the lifespan)."""
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -7,11 +7,13 @@ proxy's own error types, a known list of finish reasons), so no client or upstre
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from llm_sse_proxy.proxy.relay.outcome import Outcome
 from llm_sse_proxy.proxy.telemetry.budget_metrics import BudgetMetrics
@@ -134,6 +136,10 @@ class Metrics:
     def resumed(self) -> None:
         self.reconnects.inc()
 
+    def watch_breakers(self, read: Callable[[], Iterable[tuple[str, str, bool]]]) -> None:
+        """`llm_proxy_breaker_open{model,deployment}`, read from the routing state at each scrape."""
+        self.registry.register(_Breakers(read))
+
     def watch_store_size(self, size: Callable[[], float]) -> None:
         """The memory store's size, read at each scrape (nothing is done per frame)."""
         self.store_bytes.set_function(size)
@@ -144,3 +150,17 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Breakers(Collector):
+    """Each deployment's breaker as this process sees it: 1 open (or half-open), 0 closed."""
+
+    def __init__(self, read: Callable[[], Iterable[tuple[str, str, bool]]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("llm_proxy_breaker_open", "Deployments whose circuit breaker is open or half-open "
+                                   "(this process's view)", labels=["model", "deployment"])
+        for model, deployment, is_open in self.read():
+            family.add_metric([model, deployment], 1.0 if is_open else 0.0)
+        yield family
